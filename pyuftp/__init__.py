@@ -1,0 +1,29 @@
+"""pyuftp: the USEF Flex Trading Protocol (UFTP / Shapeshifter) as plain Python dicts.
+
+    import pyuftp
+    xml = pyuftp.create_message("FlexOffer", {...})
+    message_type, payload = pyuftp.parse_message(xml)
+"""
+from __future__ import annotations
+
+from .catalog import DEFAULT_VERSION, MESSAGE_TYPES, VERSIONS
+from .exceptions import (
+    InvalidKey,
+    InvalidSignature,
+    MalformedXML,
+    MessageError,
+    PyUFTPError,
+    UnknownMessageType,
+    UnsupportedVersion,
+    ValidationError,
+)
+from .messaging import check_payload, create_message, parse_message
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_VERSION", "MESSAGE_TYPES", "VERSIONS",
+    "create_message", "parse_message", "check_payload",
+    "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
+    "ValidationError", "InvalidKey", "InvalidSignature",
+]

@@ -1,0 +1,435 @@
+"""The message layer: payload dicts to UFTP XML and back, validated both ways. No I/O.
+
+    xml = create_message("FlexOffer", {...})      # dict -> checked -> rendered -> XSD-valid XML
+    message_type, payload = parse_message(xml)    # XML -> XSD-validated -> dict
+
+One generic renderer (a Jinja2 template per message type) and one generic parser (driven by
+the field-type table in :mod:`pyuftp.catalog`) serve all message types. Templates, readers and
+schemas are built once per process, on first use, so that ``import pyuftp`` stays cheap.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+from lxml import etree
+
+from .catalog import DEFAULT_VERSION, MESSAGES, SIGNED_MESSAGE, Node, snake_case
+from .exceptions import (
+    MalformedXML,
+    PyUFTPError,
+    UnknownMessageType,
+    UnsupportedVersion,
+    ValidationError,
+)
+from .fields import FIELD_TYPES, FILTERS, _absent, optional_attribute
+
+logger = logging.getLogger("pyuftp")
+
+__all__ = ["create_message", "parse_message", "check_payload", "supported_version"]
+
+# --- versions and schemas ----------------------------------------------------------------------
+
+
+def supported_version(version: Any) -> str:
+    """The schema version that serves ``version`` ('3.1.2' is served by 3.1.0's schema)."""
+    if isinstance(version, str):
+        text = version.strip()
+        for known in MESSAGES:
+            if text == known or (re.fullmatch(r"\d+\.\d+\.\d+", text)
+                                 and text.rsplit(".", 1)[0] == known.rsplit(".", 1)[0]):
+                return known
+    raise UnsupportedVersion(
+        f"UFTP version {version!r} is not supported; pyuftp speaks {', '.join(MESSAGES)}"
+    )
+
+
+@lru_cache(maxsize=None)
+def schema(version: str) -> etree.XMLSchema:
+    """pyuftp's packaged XSD for ``version`` (every payload message and SignedMessage)."""
+    source = resources.files("pyuftp").joinpath("schemas", version, "uftp.xsd")
+    with resources.as_file(source) as path:
+        return etree.XMLSchema(etree.parse(str(path)))
+
+
+def _node(message_type: str, version: str) -> Node:
+    if message_type == "SignedMessage":
+        return SIGNED_MESSAGE
+    try:
+        return MESSAGES[version][message_type]
+    except KeyError:
+        raise UnknownMessageType(
+            f"{message_type!r} is not a UFTP message type; known types: "
+            + ", ".join(sorted(MESSAGES[version]))
+        ) from None
+
+
+# --- checking payload dicts ------------------------------------------------------------------
+
+
+class _Checker:
+    """The checks for one node of the table, precomputed so that a 96-ISP list is cheap."""
+
+    __slots__ = ("allowed", "attrs", "children", "names")
+
+    def __init__(self, node: Node) -> None:
+        self.names = node.keys()
+        self.allowed = frozenset(self.names)
+        self.attrs = tuple((a.key, a.required, FIELD_TYPES[a.type].check) for a in node.attrs)
+        self.children = tuple(
+            (c.key, _Checker(c.node), c.min, c.max, c.many) for c in node.children
+        )
+
+    def check(self, value: Any, path: str) -> None:
+        if not isinstance(value, Mapping):
+            raise ValidationError(path, f"expected a dict, got {type(value).__name__}")
+        if not self.allowed.issuperset(value):
+            unknown = sorted(str(k) for k in value if k not in self.allowed)[0]
+            raise ValidationError(
+                f"{path}.{unknown}", f"unknown field; the fields here are {', '.join(self.names)}"
+            )
+        for key, required, check in self.attrs:
+            item = value.get(key)
+            if item is None:
+                if required:
+                    raise ValidationError(f"{path}.{key}", "is required but missing")
+            else:
+                reason = check(item)
+                if reason is not None:
+                    raise ValidationError(f"{path}.{key}", reason)
+        for key, checker, low, high, many in self.children:
+            item = value.get(key)
+            if not many:
+                if item is not None:
+                    checker.check(item, f"{path}.{key}")
+                elif low:
+                    raise ValidationError(f"{path}.{key}", "is required but missing")
+                continue
+            if item is None:
+                item = ()
+            elif not isinstance(item, (list, tuple)):
+                raise ValidationError(
+                    f"{path}.{key}", f"expected a list, got {type(item).__name__}"
+                )
+            if len(item) < low:
+                raise ValidationError(f"{path}.{key}", f"needs at least {low} item(s)")
+            for index, entry in enumerate(item):
+                checker.check(entry, f"{path}.{key}[{index}]")
+
+
+@lru_cache(maxsize=None)
+def _checker(message_type: str, version: str) -> _Checker:
+    return _Checker(_node(message_type, version))
+
+
+def check_payload(message_type: str, payload: Mapping[str, Any], version: str) -> None:
+    """Raise :class:`ValidationError` (naming the field in dict terms) if ``payload`` does not
+    fit ``message_type`` in ``version``."""
+    _checker(message_type, supported_version(version)).check(payload, message_type)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+class _Environment(jinja2.Environment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Payloads are plain dicts that the checker has already vetted: look the key up
+        # directly, an absent optional field being None, rather than paying for an
+        # AttributeError and an Undefined on every `m.field` (4x faster on ISP lists).
+        if isinstance(obj, dict):
+            return obj.get(attribute)
+        return super().getattr(obj, attribute)
+
+
+@lru_cache(maxsize=None)
+def _environment() -> jinja2.Environment:
+    env = _Environment(
+        loader=jinja2.PackageLoader("pyuftp", "templates"),
+        autoescape=True,  # a value can never break out of its attribute
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        undefined=jinja2.Undefined,
+        auto_reload=False,
+    )
+    env.filters.update(FILTERS)
+    env.globals["opt"] = optional_attribute
+    env.tests["present"] = lambda value: not _absent(value)
+    return env
+
+
+@lru_cache(maxsize=None)
+def _template(message_type: str) -> jinja2.Template:
+    return _environment().get_template(f"{message_type}.xml")
+
+
+def render(message_type: str, payload: Mapping[str, Any]) -> str:
+    """Render a complete, checked payload with its template (no defaults, no checks)."""
+    return _template(message_type).render(m=payload)
+
+
+def _with_metadata(payload: Mapping[str, Any], version: str) -> dict[str, Any]:
+    message = dict(payload)
+    if message.get("version") is None:
+        message["version"] = version
+    if message.get("message_id") is None:
+        message["message_id"] = str(uuid.uuid4())
+    if message.get("conversation_id") is None:
+        message["conversation_id"] = str(uuid.uuid4())
+    if message.get("time_stamp") is None:
+        message["time_stamp"] = _dt.datetime.now(_dt.timezone.utc)
+    return message
+
+
+def complete_payload(message_type: str, payload: Mapping[str, Any],
+                     version: str = DEFAULT_VERSION) -> dict[str, Any]:
+    """A copy of ``payload`` with the metadata filled in and everything checked.
+
+    ``version``, ``message_id``, ``conversation_id`` (new UUID4s) and ``time_stamp`` (now,
+    UTC) are added where the payload leaves them out; ``sender_domain`` and
+    ``recipient_domain`` are required.
+    """
+    if not isinstance(payload, Mapping):
+        raise ValidationError(message_type, f"payload must be a dict, got {type(payload).__name__}")
+    if not isinstance(message_type, str):
+        raise UnknownMessageType(f"message type must be a str, got {message_type!r}")
+    requested = payload.get("version") or version
+    schema_version = supported_version(requested)
+    message = _with_metadata(payload, requested)
+    _checker(message_type, schema_version).check(message, message_type)
+    return message
+
+
+def create_message(message_type: str, payload: Mapping[str, Any],
+                   version: str = DEFAULT_VERSION) -> str:
+    """Render ``payload`` as the XML of a UFTP ``message_type`` message.
+
+    The payload is checked against the field-type table first (errors name the field, e.g.
+    ``FlexOffer.offer_options[0].isps[3].power: 'abc' is not an integer``), then the XML is
+    validated against pyuftp's schema for the version, so nothing invalid leaves this call.
+    """
+    message = complete_payload(message_type, payload, version)
+    try:
+        xml = render(message_type, message)
+    except (TypeError, ValueError, AttributeError, jinja2.TemplateError) as exc:
+        # The checker should have caught this; say where it happened in dict terms anyway.
+        raise ValidationError(message_type, f"cannot be rendered: {exc}") from exc
+    root = etree.fromstring(xml.encode("utf-8"), _xml_parser())
+    version_used = supported_version(message["version"])
+    if not schema(version_used).validate(root):
+        raise _schema_error(message_type, version_used, root, schema(version_used).error_log)
+    return xml
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _xml_parser() -> etree.XMLParser:
+    # One parser per thread (lxml parsers are not shareable across threads); nothing that
+    # could reach a file or the network, and no entity expansion.
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+            remove_comments=True, remove_pis=True, huge_tree=False, collect_ids=False,
+        )
+    return parser
+
+
+def parse_xml(xml: str | bytes) -> etree._Element:
+    """Parse untrusted XML text into an lxml element, refusing DOCTYPEs."""
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    elif not isinstance(xml, (bytes, bytearray, memoryview)):
+        raise MalformedXML(f"expected XML as str or bytes, got {type(xml).__name__}")
+    if not xml.strip():
+        raise MalformedXML("the message is empty")
+    try:
+        root = etree.fromstring(bytes(xml), _xml_parser())
+    except etree.XMLSyntaxError as exc:
+        raise MalformedXML(f"not well-formed XML: {exc}") from None
+    except ValueError as exc:  # e.g. an encoding lxml cannot handle
+        raise MalformedXML(f"cannot read XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise MalformedXML("XML with a DOCTYPE is refused (no DTDs or entities in UFTP)")
+    return root
+
+
+class _Reader:
+    """Turns one schema-valid element of a node into its dict."""
+
+    __slots__ = ("attrs", "children")
+
+    def __init__(self, node: Node) -> None:
+        self.attrs = {a.xml: (a.key, FIELD_TYPES[a.type].parse) for a in node.attrs}
+        self.children = {c.xml: (c.key, _Reader(c.node), c.many) for c in node.children}
+
+    def read(self, element: etree._Element) -> dict[str, Any]:
+        attrs = self.attrs
+        out = {}
+        for name, text in element.items():
+            key, parse = attrs[name]
+            out[key] = parse(text)
+        if self.children:
+            for child in element:
+                key, reader, many = self.children[child.tag]
+                if many:
+                    items = out.get(key)
+                    if items is None:
+                        items = out[key] = []
+                    items.append(reader.read(child))
+                else:
+                    out[key] = reader.read(child)
+        return out
+
+
+@lru_cache(maxsize=None)
+def _reader(message_type: str, version: str) -> _Reader:
+    return _Reader(_node(message_type, version))
+
+
+def _strip_attributes(root: etree._Element) -> bool:
+    """Trim surrounding white space off attribute values in place; True if any changed."""
+    changed = False
+    for element in root.iter():
+        for name, value in element.items():
+            if value != value.strip():
+                element.set(name, value.strip())
+                changed = True
+    return changed
+
+
+def validate_element(message_type: str, version: str, root: etree._Element) -> None:
+    """Validate against pyuftp's schema, forgiving white space around attribute values."""
+    xsd = schema(version)
+    if xsd.validate(root):
+        return
+    # Peers pad attribute values; trim and try again before calling the message invalid.
+    if _strip_attributes(root) and xsd.validate(root):
+        return
+    raise _schema_error(message_type, version, root, xsd.error_log)
+
+
+def read_element(root: etree._Element) -> tuple[str, dict[str, Any]]:
+    """Turn a parsed element into ``(message_type, payload)``, validating it first."""
+    message_type = root.tag
+    if not isinstance(message_type, str) or message_type not in MESSAGES[DEFAULT_VERSION]:
+        raise UnknownMessageType(
+            f"<{message_type}> is not a UFTP payload message; known types: "
+            + ", ".join(sorted(MESSAGES[DEFAULT_VERSION]))
+        )
+    declared = root.get("Version")
+    if declared is None:
+        raise ValidationError(f"{message_type}.version", "is required but missing")
+    version = supported_version(declared)
+    validate_element(message_type, version, root)
+    try:
+        return message_type, _reader(message_type, version).read(root)
+    except ValueError as exc:  # schema-valid, yet not representable (e.g. no UTC offset)
+        raise ValidationError(_failing_field(message_type, version, root, exc), str(exc)) from None
+
+
+def parse_message(xml: str | bytes) -> tuple[str, dict[str, Any]]:
+    """Parse UFTP payload XML into ``(message_type, payload)``.
+
+    Raises :class:`MalformedXML`, :class:`UnknownMessageType`, :class:`UnsupportedVersion` or
+    :class:`ValidationError` (naming the field in dict terms), all :class:`PyUFTPError`.
+    """
+    return read_element(parse_xml(xml))
+
+
+# --- errors in dict terms --------------------------------------------------------------------
+
+_SEGMENT = re.compile(r"([^/\[]+)(?:\[(\d+)\])?")
+_ATTRIBUTE = re.compile(r"attribute '([^']+)'")
+_VALUE = re.compile(r"'((?:[^']|'(?!\s+is not))*)' is not")
+
+
+def dict_path(message_type: str, version: str, xpath: str, attribute: str | None = None) -> str:
+    """``/FlexOffer/OfferOption/ISP[4]`` + ``Power`` -> ``FlexOffer.offer_options[0].isps[3].power``."""
+    node = _node(message_type, version)
+    path = message_type
+    for segment in xpath.strip("/").split("/")[1:]:
+        match = _SEGMENT.fullmatch(segment)
+        if not match:
+            break
+        name, index = match.group(1), int(match.group(2) or 1) - 1
+        child = next((c for c in node.children if c.xml == name), None)
+        if child is None:
+            return f"{path}.{snake_case(name)}"
+        path += f".{child.key}[{index}]" if child.many else f".{child.key}"
+        node = child.node
+    if attribute:
+        known = node.by_xml.get(attribute)
+        path += "." + (known.key if known else snake_case(attribute))
+    return path
+
+
+def _schema_error(message_type: str, version: str, root: etree._Element,
+                  log: etree._ListErrorLog) -> ValidationError:
+    entry = log[0] if len(log) else None
+    if entry is None:
+        return ValidationError(message_type, "does not match the UFTP schema")
+    text = entry.message
+    attribute = _ATTRIBUTE.search(text)
+    attr_name = attribute.group(1) if attribute else None
+    if attr_name is None:
+        missing = re.search(r"The attribute '([^']+)' is required but missing", text)
+        attr_name = missing.group(1) if missing else None
+    field = dict_path(message_type, version, entry.path or f"/{message_type}", attr_name)
+    logger.debug("schema error in %s: %s (%s)", message_type, text, entry.path)
+    return ValidationError(field, _reason(text, version, message_type, entry.path, attr_name))
+
+
+def _reason(text: str, version: str, message_type: str, xpath: str | None, attr: str | None) -> str:
+    if "is required but missing" in text:
+        return "is required but missing"
+    if "is not allowed" in text:
+        return "unknown field (not in the UFTP schema)"
+    if "Missing child element" in text:
+        expected = re.search(r"Expected is \(?\s*([^)]+?)\s*\)?\.?$", text)
+        return f"missing child element {expected.group(1) if expected else ''}".rstrip()
+    if "This element is not expected" in text:
+        return "unexpected element (not in the UFTP schema at this place)"
+    value = _VALUE.search(text) or re.search(r"The value '([^']*)'", text)
+    if attr and value:
+        field_type = _attribute_type(message_type, version, xpath or "", attr)
+        if field_type is not None:
+            return f"{value.group(1)!r} is not {field_type.description}"
+    return re.sub(r"^Element '[^']+'(, attribute '[^']+')?: ", "", text)
+
+
+def _attribute_type(message_type: str, version: str, xpath: str, attr: str):
+    node = _node(message_type, version)
+    for segment in xpath.strip("/").split("/")[1:]:
+        match = _SEGMENT.fullmatch(segment)
+        child = next((c for c in node.children if match and c.xml == match.group(1)), None)
+        if child is None:
+            return None
+        node = child.node
+    known = node.by_xml.get(attr)
+    return FIELD_TYPES[known.type] if known else None
+
+
+def _failing_field(message_type: str, version: str, root: etree._Element, exc: ValueError) -> str:
+    # Find the attribute whose text the converter refused, to name it.
+    reader_tree = root.getroottree()
+    for element in root.iter():
+        for name, text in element.items():
+            if text.strip() and text.strip() in str(exc):
+                return dict_path(message_type, version, reader_tree.getpath(element), name)
+    return message_type
+
+
+def is_pyuftp_error(exc: BaseException) -> bool:
+    return isinstance(exc, PyUFTPError)

@@ -1,0 +1,39 @@
+"""Shared test fixtures: the official UFTP schemas (the referee) and example payloads."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+SPEC = Path(__file__).resolve().parent.parent.parent / "shared" / "uftp-spec" / "xsd"
+OFFICIAL_PARTS = ("UFTP-common.xsd", "UFTP-agr-cro.xsd", "UFTP-agr-dso.xsd", "UFTP-cro-dso.xsd")
+
+
+@lru_cache(maxsize=None)
+def _official_schema(version: str) -> etree.XMLSchema:
+    folder = SPEC / version
+    # The official files come per role; one schema that includes them all covers every message.
+    includes = "".join(
+        f'<xs:include schemaLocation="{(folder / part).as_uri()}"/>' for part in OFFICIAL_PARTS
+    )
+    union = (
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="qualified">'
+        f"{includes}</xs:schema>"
+    )
+    return etree.XMLSchema(etree.fromstring(union.encode(), base_url=folder.as_uri() + "/"))
+
+
+@pytest.fixture(scope="session")
+def official_schema():
+    """``official_schema(version)`` -> the official XSD of that version, or skip."""
+    if not SPEC.is_dir():
+        pytest.skip(f"the official UFTP schemas are not here ({SPEC}); the shared/ folder is absent")
+    return _official_schema
+
+
+def assert_officially_valid(schema: etree.XMLSchema, xml: str | bytes) -> None:
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    if not schema.validate(root):
+        raise AssertionError(f"not valid against the official schema: {schema.error_log}")
