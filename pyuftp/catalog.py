@@ -284,40 +284,55 @@ MESSAGES_3_0["FlexOrder"] = MESSAGES_3_1["FlexOrder"].change(
 
 MESSAGES: dict[str, dict[str, Node]] = {"3.1.0": MESSAGES_3_1, "3.0.0": MESSAGES_3_0}
 
+# --- what pyuftp accepts when receiving -----------------------------------------------------
+# The most used peer, shapeshifter-uftp 2.4.0, writes two things the official schemas do not
+# allow. Both are harmless, so pyuftp reads them (and keeps them in the dict) but never
+# writes them: a Result (and RejectionReason) on TestMessageResponse, and the full 18-digit
+# EAN in Metering where the schemas say E + 16 digits.
+TOLERATED = {
+    "TestMessageResponse": lambda n: n.extend("Result:result? RejectionReason:string?"),
+    "Metering": lambda n: n.change(EAN="ean_received"),
+}
+RECEIVED: dict[str, dict[str, Node]] = {
+    version: {t: TOLERATED.get(t, lambda n: n)(n) for t, n in messages.items()}
+    for version, messages in MESSAGES.items()
+}
+
 MESSAGE_TYPES: tuple[str, ...] = tuple(sorted(MESSAGES_3_1))
 
 SIGNED_MESSAGE = node("SenderDomain:domain SenderRole:role Body:base64")
 
-# Which role sends which message type (UFTP message catalog); a service uses it to refuse
-# a message from the wrong kind of party.
-SENDER_ROLES: dict[str, tuple[str, ...]] = {
-    "TestMessage": ("AGR", "CRO", "DSO"),
-    "TestMessageResponse": ("AGR", "CRO", "DSO"),
-    "AGRPortfolioUpdate": ("AGR",),
-    "AGRPortfolioUpdateResponse": ("CRO",),
-    "AGRPortfolioQuery": ("AGR",),
-    "AGRPortfolioQueryResponse": ("CRO",),
-    "DSOPortfolioUpdate": ("DSO",),
-    "DSOPortfolioUpdateResponse": ("CRO",),
-    "DSOPortfolioQuery": ("DSO",),
-    "DSOPortfolioQueryResponse": ("CRO",),
-    "D-Prognosis": ("AGR",),
-    "D-PrognosisResponse": ("DSO",),
-    "FlexRequest": ("DSO",),
-    "FlexRequestResponse": ("AGR",),
-    "FlexOffer": ("AGR",),
-    "FlexOfferResponse": ("DSO",),
-    "FlexOfferRevocation": ("AGR",),
-    "FlexOfferRevocationResponse": ("DSO",),
-    "FlexOrder": ("DSO",),
-    "FlexOrderResponse": ("AGR",),
-    "FlexReservationUpdate": ("DSO",),
-    "FlexReservationUpdateResponse": ("AGR",),
-    "FlexSettlement": ("DSO",),
-    "FlexSettlementResponse": ("AGR",),
-    "Metering": ("AGR",),
-    "MeteringResponse": ("DSO",),
+# Who sends which message type to whom (UFTP message catalog). Clients offer exactly these
+# sends, services accept exactly these receipts, and refuse a message from the wrong role.
+ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("AGR", "CRO"): ("AGRPortfolioUpdate", "AGRPortfolioQuery"),
+    ("CRO", "AGR"): ("AGRPortfolioUpdateResponse", "AGRPortfolioQueryResponse"),
+    ("DSO", "CRO"): ("DSOPortfolioUpdate", "DSOPortfolioQuery"),
+    ("CRO", "DSO"): ("DSOPortfolioUpdateResponse", "DSOPortfolioQueryResponse"),
+    ("AGR", "DSO"): (
+        "D-Prognosis", "FlexRequestResponse", "FlexOffer", "FlexOfferRevocation",
+        "FlexOrderResponse", "FlexReservationUpdateResponse", "FlexSettlementResponse", "Metering",
+    ),
+    ("DSO", "AGR"): (
+        "D-PrognosisResponse", "FlexRequest", "FlexOfferResponse", "FlexOfferRevocationResponse",
+        "FlexOrder", "FlexReservationUpdate", "FlexSettlement", "MeteringResponse",
+    ),
 }
+ROLES = ("AGR", "CRO", "DSO")
+ANY_ROLE_MESSAGES = ("TestMessage", "TestMessageResponse")  # every party to every other
+
+
+def may_send(sender_role: str, recipient_role: str, message_type: str) -> bool:
+    """Whether ``sender_role`` may send ``message_type`` to ``recipient_role``."""
+    if message_type in ANY_ROLE_MESSAGES:
+        return sender_role in ROLES and recipient_role in ROLES and sender_role != recipient_role
+    return message_type in ROUTES.get((sender_role, recipient_role), ())
+
+
+def accepted_by(role: str) -> frozenset[str]:
+    """The message types a service of ``role`` receives."""
+    types = {t for (_, to), sent in ROUTES.items() if to == role for t in sent}
+    return frozenset(types | set(ANY_ROLE_MESSAGES))
 
 
 def response_type(message_type: str) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 from lxml import etree
 
-from .catalog import DEFAULT_VERSION, MESSAGES, SIGNED_MESSAGE, Node, snake_case
+from .catalog import DEFAULT_VERSION, MESSAGES, RECEIVED, SIGNED_MESSAGE, Node, snake_case
 from .exceptions import (
     MalformedXML,
     PyUFTPError,
@@ -34,7 +34,7 @@ from .fields import FIELD_TYPES, FILTERS, _absent, optional_attribute
 
 logger = logging.getLogger("pyuftp")
 
-__all__ = ["create_message", "parse_message", "check_payload", "supported_version"]
+__all__ = ["create_message", "build_message", "parse_message", "check_payload", "supported_version"]
 
 # --- versions and schemas ----------------------------------------------------------------------
 
@@ -53,18 +53,20 @@ def supported_version(version: Any) -> str:
 
 
 @lru_cache(maxsize=None)
-def schema(version: str) -> etree.XMLSchema:
-    """pyuftp's packaged XSD for ``version`` (every payload message and SignedMessage)."""
-    source = resources.files("pyuftp").joinpath("schemas", version, "uftp.xsd")
+def schema(version: str, received: bool = False) -> etree.XMLSchema:
+    """pyuftp's packaged XSD for ``version`` (every payload message and SignedMessage):
+    the strict one for what pyuftp writes, or (``received``) the one for what it reads."""
+    name = "uftp-received.xsd" if received else "uftp.xsd"
+    source = resources.files("pyuftp").joinpath("schemas", version, name)
     with resources.as_file(source) as path:
         return etree.XMLSchema(etree.parse(str(path)))
 
 
-def _node(message_type: str, version: str) -> Node:
+def _node(message_type: str, version: str, received: bool = False) -> Node:
     if message_type == "SignedMessage":
         return SIGNED_MESSAGE
     try:
-        return MESSAGES[version][message_type]
+        return (RECEIVED if received else MESSAGES)[version][message_type]
     except KeyError:
         raise UnknownMessageType(
             f"{message_type!r} is not a UFTP message type; known types: "
@@ -216,6 +218,12 @@ def create_message(message_type: str, payload: Mapping[str, Any],
     ``FlexOffer.offer_options[0].isps[3].power: 'abc' is not an integer``), then the XML is
     validated against pyuftp's schema for the version, so nothing invalid leaves this call.
     """
+    return build_message(message_type, payload, version)[0]
+
+
+def build_message(message_type: str, payload: Mapping[str, Any],
+                  version: str = DEFAULT_VERSION) -> tuple[str, dict[str, Any]]:
+    """Like :func:`create_message`, also returning the payload as sent (metadata filled in)."""
     message = complete_payload(message_type, payload, version)
     try:
         xml = render(message_type, message)
@@ -226,7 +234,7 @@ def create_message(message_type: str, payload: Mapping[str, Any],
     version_used = supported_version(message["version"])
     if not schema(version_used).validate(root):
         raise _schema_error(message_type, version_used, root, schema(version_used).error_log)
-    return xml
+    return xml, message
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -295,7 +303,7 @@ class _Reader:
 
 @lru_cache(maxsize=None)
 def _reader(message_type: str, version: str) -> _Reader:
-    return _Reader(_node(message_type, version))
+    return _Reader(_node(message_type, version, received=True))
 
 
 def _strip_attributes(root: etree._Element) -> bool:
@@ -310,8 +318,8 @@ def _strip_attributes(root: etree._Element) -> bool:
 
 
 def validate_element(message_type: str, version: str, root: etree._Element) -> None:
-    """Validate against pyuftp's schema, forgiving white space around attribute values."""
-    xsd = schema(version)
+    """Validate what was received, forgiving white space around attribute values."""
+    xsd = schema(version, received=True)
     if xsd.validate(root):
         return
     # Peers pad attribute values; trim and try again before calling the message invalid.

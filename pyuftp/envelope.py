@@ -1,0 +1,108 @@
+"""The SignedMessage envelope: sealed payload XML inside ``<SignedMessage .../>``. No I/O.
+
+    data, sent = seal_message("FlexOffer", payload, signing_key, "AGR")   # bytes to POST
+    envelope = open_envelope(data)             # who says they sent it (not yet verified)
+    received = open_message(envelope, verify_key)
+
+The receiver first reads the envelope to learn the sender's domain and role, looks up that
+party's public key, then verifies the seal and checks that the inner message names the same
+sender as the envelope.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .catalog import DEFAULT_VERSION
+from .crypto import SigningKey, VerifyKey
+from .exceptions import MalformedXML, MessageError, ValidationError
+from .messaging import build_message, parse_xml, read_element, render, validate_element
+
+__all__ = ["Envelope", "Received", "SenderMismatch", "seal_message", "wrap", "open_envelope",
+           "open_message"]
+
+
+class SenderMismatch(MessageError):
+    """The inner message names another sender than the envelope it came in.
+
+    ``received`` is the verified message, so that the receiver can still answer it with a
+    ``Rejected`` response to the party that signed it.
+    """
+
+    def __init__(self, message: str, received: "Received") -> None:
+        super().__init__(message)
+        self.received = received
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An opened (not yet verified) SignedMessage."""
+
+    sender_domain: str
+    sender_role: str
+    sealed: bytes  # signature + payload XML, as the sender's key sealed it
+
+
+@dataclass(frozen=True)
+class Received:
+    """A verified, parsed incoming message."""
+
+    message_type: str
+    payload: dict[str, Any]
+    sender_domain: str
+    sender_role: str
+    payload_xml: bytes
+    signed_xml: bytes | None = None
+
+
+def wrap(payload_xml: str | bytes, signing_key: SigningKey | str, sender_domain: str,
+         sender_role: str) -> bytes:
+    """Seal payload XML and put it in a SignedMessage envelope (UTF-8 bytes)."""
+    key = signing_key if isinstance(signing_key, SigningKey) else SigningKey(signing_key)
+    data = payload_xml.encode("utf-8") if isinstance(payload_xml, str) else payload_xml
+    body = base64.b64encode(key.seal(data)).decode("ascii")
+    envelope = {"sender_domain": sender_domain, "sender_role": sender_role, "body": body}
+    return render("SignedMessage", envelope).encode("utf-8")
+
+
+def seal_message(message_type: str, payload: Mapping[str, Any], signing_key: SigningKey | str,
+                 sender_role: str, version: str = DEFAULT_VERSION) -> tuple[bytes, dict[str, Any]]:
+    """Render, validate, seal and wrap a payload: ``(envelope bytes, payload as sent)``."""
+    xml, sent = build_message(message_type, payload, version)
+    return wrap(xml, signing_key, sent["sender_domain"], sender_role), sent
+
+
+def open_envelope(data: bytes | str) -> Envelope:
+    """Read and validate a SignedMessage; raises MalformedXML or ValidationError."""
+    root = parse_xml(data)
+    if root.tag != "SignedMessage":
+        raise MalformedXML(f"expected a <SignedMessage> envelope, got <{root.tag}>")
+    validate_element("SignedMessage", DEFAULT_VERSION, root)
+    try:
+        sealed = base64.b64decode(root.get("Body", ""), validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError("SignedMessage.body", f"is not valid base64: {exc}") from None
+    return Envelope(root.get("SenderDomain", "").strip(), root.get("SenderRole", "").strip(), sealed)
+
+
+def open_message(envelope: Envelope, verify_key: VerifyKey | str,
+                 signed_xml: bytes | None = None) -> Received:
+    """Verify the seal, parse and validate the inner message, check the sender matches.
+
+    Raises InvalidSignature, MalformedXML, ValidationError, UnknownMessageType,
+    UnsupportedVersion or SenderMismatch.
+    """
+    key = verify_key if isinstance(verify_key, VerifyKey) else VerifyKey(verify_key)
+    payload_xml = key.unseal(envelope.sealed)
+    message_type, payload = read_element(parse_xml(payload_xml))
+    received = Received(message_type, payload, envelope.sender_domain, envelope.sender_role,
+                        payload_xml, signed_xml)
+    if payload["sender_domain"] != envelope.sender_domain:
+        raise SenderMismatch(
+            f"the envelope comes from {envelope.sender_domain!r} but the {message_type} inside "
+            f"names {payload['sender_domain']!r} as its sender",
+            received,
+        )
+    return received
