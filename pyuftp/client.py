@@ -166,12 +166,15 @@ class ShapeshifterClient:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def prepare(self, message_type: str, payload: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    def prepare(self, message_type: str, payload: Mapping[str, Any], *,
+                check_route: bool = True) -> tuple[bytes, dict[str, Any]]:
         """Sign a message for this recipient: ``(SignedMessage bytes, payload as sent)``.
 
-        Raises ValidationError for a payload that does not fit, before anything is sent.
+        Raises ValidationError for a payload that does not fit, before anything is sent, and
+        ValueError for a message type this sender does not send to this recipient (unless
+        ``check_route`` is off: a service answers even a misrouted request).
         """
-        if message_type not in self.message_types():
+        if check_route and message_type not in self.message_types():
             raise ValueError(
                 f"a {self.sender_role} does not send {message_type} to a {self.recipient_role}; "
                 f"this client sends {', '.join(self.message_types())}"
@@ -182,9 +185,10 @@ class ShapeshifterClient:
         return seal_message(message_type, message, self.signing_key, self.sender_role,
                             message.get("version") or self.version)
 
-    async def send(self, message_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    async def send(self, message_type: str, payload: Mapping[str, Any], *,
+                   check_route: bool = True) -> dict[str, Any]:
         """Validate, sign and POST one message; return the payload as sent."""
-        data, sent = self.prepare(message_type, payload)
+        data, sent = self.prepare(message_type, payload, check_route=check_route)
         await self.post(data)
         logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
                     self.recipient_domain, self.recipient_role)

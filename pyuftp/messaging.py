@@ -359,8 +359,6 @@ def parse_message(xml: str | bytes) -> tuple[str, dict[str, Any]]:
 # --- errors in dict terms --------------------------------------------------------------------
 
 _SEGMENT = re.compile(r"([^/\[]+)(?:\[(\d+)\])?")
-_ATTRIBUTE = re.compile(r"attribute '([^']+)'")
-_VALUE = re.compile(r"'((?:[^']|'(?!\s+is not))*)' is not")
 
 
 def dict_path(message_type: str, version: str, xpath: str, attribute: str | None = None) -> str:
@@ -388,18 +386,16 @@ def _schema_error(message_type: str, version: str, root: etree._Element,
     entry = log[0] if len(log) else None
     if entry is None:
         return ValidationError(message_type, "does not match the UFTP schema")
-    text = entry.message
-    attribute = _ATTRIBUTE.search(text)
-    attr_name = attribute.group(1) if attribute else None
-    if attr_name is None:
-        missing = re.search(r"The attribute '([^']+)' is required but missing", text)
-        attr_name = missing.group(1) if missing else None
-    field = dict_path(message_type, version, entry.path or f"/{message_type}", attr_name)
-    logger.debug("schema error in %s: %s (%s)", message_type, text, entry.path)
-    return ValidationError(field, _reason(text, version, message_type, entry.path, attr_name))
+    text, xpath = entry.message, entry.path or f"/{message_type}"
+    named = re.search(r"attribute '([^']+)'", text)
+    attribute = named.group(1) if named else None
+    field = dict_path(message_type, version, xpath, attribute)
+    logger.debug("schema error in %s: %s (%s)", message_type, text, xpath)
+    return ValidationError(field, _reason(text, message_type, version, root, xpath, attribute))
 
 
-def _reason(text: str, version: str, message_type: str, xpath: str | None, attr: str | None) -> str:
+def _reason(text: str, message_type: str, version: str, root: etree._Element, xpath: str,
+            attribute: str | None) -> str:
     if "is required but missing" in text:
         return "is required but missing"
     if "is not allowed" in text:
@@ -409,11 +405,13 @@ def _reason(text: str, version: str, message_type: str, xpath: str | None, attr:
         return f"missing child element {expected.group(1) if expected else ''}".rstrip()
     if "This element is not expected" in text:
         return "unexpected element (not in the UFTP schema at this place)"
-    value = _VALUE.search(text) or re.search(r"The value '([^']*)'", text)
-    if attr and value:
-        field_type = _attribute_type(message_type, version, xpath or "", attr)
-        if field_type is not None:
-            return f"{value.group(1)!r} is not {field_type.description}"
+    if attribute:
+        # Quote the value from the document itself rather than from libxml2's prose.
+        found = root.getroottree().xpath(xpath)
+        value = found[0].get(attribute) if found else None
+        field_type = _attribute_type(message_type, version, xpath, attribute)
+        if value is not None and field_type is not None:
+            return f"{value!r} is not {field_type.description}"
     return re.sub(r"^Element '[^']+'(, attribute '[^']+')?: ", "", text)
 
 

@@ -36,7 +36,7 @@ from .catalog import (
 from .client import ShapeshifterClient, _maybe_await, client_class
 from .crypto import SigningKey, VerifyKey
 from .envelope import Received, SenderMismatch, open_envelope, open_message
-from .exceptions import InvalidKey, InvalidSignature, MessageError, PyUFTPError
+from .exceptions import InvalidKey, InvalidSignature, MessageError, PyUFTPError, ValidationError
 
 logger = logging.getLogger("pyuftp")
 
@@ -276,6 +276,11 @@ class ShapeshifterService:
             fields = await self._call_handler(received)
             if fields is not None:
                 await self._respond(received, fields)
+        except ValidationError as exc:
+            logger.error("cannot answer %s %s from %s: %s (a %s handler must return what the "
+                         "response needs beyond the request's fields)", received.message_type,
+                         received.payload.get("message_id"), received.sender_domain, exc,
+                         received.message_type)
         except Exception:
             logger.exception("handling %s from %s (%s) failed", received.message_type,
                              received.sender_domain, received.sender_role)
@@ -328,7 +333,8 @@ class ShapeshifterService:
             if key not in payload and key in request and key not in _OWN_FIELDS:
                 payload[key] = request[key]
         client = self.client_for(received.sender_domain, received.sender_role)
-        await client.send(answer, payload)
+        # A misrouted request is still answered (Rejected), outside the normal routes.
+        await client.send(answer, payload, check_route=False)
 
 
 _OWN_FIELDS = {"message_id", "time_stamp", "sender_domain", "recipient_domain", "result",

@@ -71,9 +71,19 @@ def payloads(node: Node, depth: int = 0) -> st.SearchStrategy[dict]:
     return st.fixed_dictionaries(required, optional=optional)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), message_type=st.sampled_from(BIG))
-def test_generated_payloads_round_trip(data, message_type, official_schema):
+def test_generated_big_payloads_round_trip(data, message_type, official_schema):
+    _round_trip(data, message_type, official_schema)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), message_type=st.sampled_from(sorted(MESSAGES["3.1.0"])))
+def test_generated_payloads_of_every_type_round_trip(data, message_type, official_schema):
+    _round_trip(data, message_type, official_schema)
+
+
+def _round_trip(data, message_type, official_schema):
     payload = data.draw(payloads(MESSAGES["3.1.0"][message_type]), label="payload")
     xml = pyuftp.create_message(message_type, payload)
     assert_officially_valid(official_schema("3.1.0"), xml)

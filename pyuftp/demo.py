@@ -1,0 +1,181 @@
+"""``pyuftp demo``: a complete UFTP trading cycle between a DSO, an AGR and a CRO.
+
+Three services start on 127.0.0.1 with freshly generated keys, each knowing the others
+through a :class:`~pyuftp.discovery.Directory`. Then every message of the protocol is sent for
+real (signed, POSTed, verified, validated, handled) and every one is answered by the
+receiving service's automatic ``...Response``. The demo exits 0 only if all of them arrive.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import pprint
+import sys
+import time
+from typing import Any
+
+from .catalog import reference_key, response_type
+from .client import ShapeshifterClient
+from .crypto import generate_keypair
+from .discovery import Directory
+from .examples import example
+from .service import SERVICES, ShapeshifterService
+
+DOMAINS = {"DSO": "dso.example.com", "AGR": "agr.example.com", "CRO": "cro.example.com"}
+METADATA = ("version", "message_id", "conversation_id", "time_stamp", "sender_domain",
+            "recipient_domain")
+TIMEOUT = 10.0
+
+
+class Cycle:
+    """The three parties, and the bookkeeping that pairs each request with its response."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.directory = Directory()
+        self.services: dict[str, ShapeshifterService] = {}
+        self.pending: dict[str, asyncio.Future] = {}  # request message_id -> its response
+        self.conversations: dict[str, str] = {}  # conversation_id -> request message_id
+        self.exchanges = 0
+
+    def show(self, arrow: str, message_type: str, sender: str, recipient: str,
+             payload: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        print(f"{arrow} {message_type}: {DOMAINS[sender]} ({sender}) -> {DOMAINS[recipient]} ({recipient})")
+        print("  " + pprint.pformat(payload, width=100, sort_dicts=True).replace("\n", "\n  "))
+        print()
+
+    async def start(self) -> None:
+        for role, cls in SERVICES.items():
+            private_key, public_key = generate_keypair()
+            service = cls(DOMAINS[role], private_key, self.directory.key, self.directory.endpoint,
+                          port=0)
+            await service.start()
+            self.directory.add(DOMAINS[role], role, public_key, service.url)
+            self.services[role] = service
+        self._install_handlers()
+
+    async def stop(self) -> None:
+        for service in self.services.values():
+            await service.stop()
+
+    def _install_handlers(self) -> None:
+        for role, service in self.services.items():
+            for message_type in sorted(service.accepted_types):
+                if message_type.endswith("Response"):
+                    service.add_handler(message_type, self._response_handler(message_type, role))
+                else:  # a request handled without complaint is answered Accepted
+                    service.add_handler(message_type, lambda payload: None)
+        # The business side of each party: what it answers beyond "Accepted".
+        cro, agr = self.services["CRO"], self.services["AGR"]
+        cro.add_handler("AGRPortfolioQuery", self._agr_portfolio)
+        cro.add_handler("DSOPortfolioQuery", self._dso_portfolio)
+        agr.add_handler("FlexSettlement", self._settle)
+
+    def _response_handler(self, message_type: str, role: str):
+        request_type = message_type[: -len("Response")]
+        reference = None if request_type == "TestMessage" else reference_key(request_type)
+
+        async def on_response(payload: dict[str, Any], received) -> None:
+            self.show("<-", message_type, received.sender_role, role, payload)
+            # A response names its request; a TestMessageResponse only shares its conversation.
+            request_id = payload[reference] if reference else self.conversations.get(
+                payload["conversation_id"])
+            future = self.pending.get(request_id)
+            if future is not None and not future.done():
+                future.set_result(payload)
+        return on_response
+
+    @staticmethod
+    def _agr_portfolio(query: dict[str, Any]) -> dict[str, Any]:
+        reply = example("AGRPortfolioQueryResponse")
+        return {"dso_views": reply["dso_views"]}
+
+    @staticmethod
+    def _dso_portfolio(query: dict[str, Any]) -> dict[str, Any]:
+        reply = example("DSOPortfolioQueryResponse")
+        return {"congestion_point": reply["congestion_point"]}
+
+    @staticmethod
+    def _settle(settlement: dict[str, Any]) -> dict[str, Any]:
+        statuses = [{"order_reference": order["order_reference"], "disposition": "Accepted"}
+                    for order in settlement["flex_order_settlements"] if "order_reference" in order]
+        return {"flex_order_settlement_statuses": statuses}
+
+    def client(self, sender: str, recipient: str) -> ShapeshifterClient:
+        return self.services[sender].client_for(DOMAINS[recipient], recipient)
+
+    async def exchange(self, sender: str, recipient: str, message_type: str,
+                       **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send an example ``message_type`` (with ``fields`` changed) and await its response."""
+        payload = {k: v for k, v in example(message_type).items() if k not in METADATA}
+        payload.update(fields)
+        client = self.client(sender, recipient)
+        message, sent = client.prepare(message_type, payload)
+        future = self.pending[sent["message_id"]] = asyncio.get_running_loop().create_future()
+        self.conversations[sent["conversation_id"]] = sent["message_id"]
+        self.show("->", message_type, sender, recipient, sent)
+        await client.post(message)
+        response = await asyncio.wait_for(future, TIMEOUT)
+        self.exchanges += 1
+        expected = response_type(message_type)
+        result = response.get("result", "Accepted")
+        if result != "Accepted":
+            raise RuntimeError(f"{expected} says {result}: {response.get('rejection_reason')}")
+        return sent, response
+
+    async def play(self) -> None:
+        """The UFTP phases in order: contract, plan, validate, operate, settle."""
+        await self.exchange("AGR", "DSO", "TestMessage")
+        await self.exchange("DSO", "CRO", "DSOPortfolioUpdate")
+        await self.exchange("AGR", "CRO", "AGRPortfolioUpdate")
+        await self.exchange("DSO", "CRO", "DSOPortfolioQuery")
+        await self.exchange("AGR", "CRO", "AGRPortfolioQuery")
+        prognosis, _ = await self.exchange("AGR", "DSO", "D-Prognosis")
+        request, _ = await self.exchange("DSO", "AGR", "FlexRequest")
+        offer, _ = await self.exchange(
+            "AGR", "DSO", "FlexOffer", flex_request_message_id=request["message_id"],
+            d_prognosis_message_id=prognosis["message_id"],
+        )
+        option = offer["offer_options"][0]
+        await self.exchange(
+            "DSO", "AGR", "FlexOrder", flex_offer_message_id=offer["message_id"],
+            option_reference=option["option_reference"], price=option["price"],
+            isps=option["isps"],  # a FlexOrder copies the offered ISPs unchanged
+        )
+        await self.exchange("DSO", "AGR", "FlexReservationUpdate")
+        second, _ = await self.exchange("AGR", "DSO", "FlexOffer",
+                                        flex_request_message_id=request["message_id"])
+        await self.exchange("AGR", "DSO", "FlexOfferRevocation",
+                            flex_offer_message_id=second["message_id"])
+        await self.exchange("AGR", "DSO", "Metering")
+        await self.exchange("DSO", "AGR", "FlexSettlement")
+
+
+async def run(quiet: bool = False) -> int:
+    cycle = Cycle(quiet)
+    started = time.perf_counter()
+    try:
+        await cycle.start()
+        await cycle.play()
+        for service in cycle.services.values():
+            await service.drain()
+    except (asyncio.TimeoutError, RuntimeError, OSError) as exc:
+        print(f"FAILED after {cycle.exchanges} exchanges: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        await cycle.stop()
+    seconds = time.perf_counter() - started
+    print(f"OK: {cycle.exchanges} exchanges ({2 * cycle.exchanges} signed messages) between "
+          f"DSO, AGR and CRO completed in {seconds:.2f} s; every request was answered.")
+    return 0
+
+
+def main(quiet: bool = False) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run(quiet))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
