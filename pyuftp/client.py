@@ -182,8 +182,8 @@ class ShapeshifterClient:
         message = dict(payload)
         message.setdefault("sender_domain", self.sender_domain)
         message.setdefault("recipient_domain", self.recipient_domain)
-        return seal_message(message_type, message, self.signing_key, self.sender_role,
-                            message.get("version") or self.version)
+        message.setdefault("version", self.version)
+        return seal_message(message_type, message, self.signing_key, self.sender_role)
 
     async def send(self, message_type: str, payload: Mapping[str, Any], *,
                    check_route: bool = True) -> dict[str, Any]:

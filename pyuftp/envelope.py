@@ -68,7 +68,7 @@ def wrap(payload_xml: str | bytes, signing_key: SigningKey | str, sender_domain:
 
 
 def seal_message(message_type: str, payload: Mapping[str, Any], signing_key: SigningKey | str,
-                 sender_role: str, version: str = DEFAULT_VERSION) -> tuple[bytes, dict[str, Any]]:
+                 sender_role: str, version: str | None = None) -> tuple[bytes, dict[str, Any]]:
     """Render, validate, seal and wrap a payload: ``(envelope bytes, payload as sent)``."""
     xml, sent = build_message(message_type, payload, version)
     return wrap(xml, signing_key, sent["sender_domain"], sender_role), sent

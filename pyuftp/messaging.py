@@ -192,7 +192,7 @@ def _with_metadata(payload: Mapping[str, Any], version: str) -> dict[str, Any]:
 
 
 def complete_payload(message_type: str, payload: Mapping[str, Any],
-                     version: str = DEFAULT_VERSION) -> dict[str, Any]:
+                     version: str | None = None) -> dict[str, Any]:
     """A copy of ``payload`` with the metadata filled in and everything checked.
 
     ``version``, ``message_id``, ``conversation_id`` (new UUID4s) and ``time_stamp`` (now,
@@ -203,7 +203,11 @@ def complete_payload(message_type: str, payload: Mapping[str, Any],
         raise ValidationError(message_type, f"payload must be a dict, got {type(payload).__name__}")
     if not isinstance(message_type, str):
         raise UnknownMessageType(f"message type must be a str, got {message_type!r}")
-    requested = payload.get("version") or version
+    own = payload.get("version")
+    if own is not None and version is not None and own != version:
+        raise ValidationError(f"{message_type}.version",
+                              f"the payload says {own!r} but version={version!r} was asked for")
+    requested = own or version or DEFAULT_VERSION
     schema_version = supported_version(requested)
     message = _with_metadata(payload, requested)
     _checker(message_type, schema_version).check(message, message_type)
@@ -211,9 +215,10 @@ def complete_payload(message_type: str, payload: Mapping[str, Any],
 
 
 def create_message(message_type: str, payload: Mapping[str, Any],
-                   version: str = DEFAULT_VERSION) -> str:
+                   version: str | None = None) -> str:
     """Render ``payload`` as the XML of a UFTP ``message_type`` message.
 
+    ``version`` defaults to the payload's own ``version``, else 3.1.0; the two may not differ.
     The payload is checked against the field-type table first (errors name the field, e.g.
     ``FlexOffer.offer_options[0].isps[3].power: 'abc' is not an integer``), then the XML is
     validated against pyuftp's schema for the version, so nothing invalid leaves this call.
@@ -222,7 +227,7 @@ def create_message(message_type: str, payload: Mapping[str, Any],
 
 
 def build_message(message_type: str, payload: Mapping[str, Any],
-                  version: str = DEFAULT_VERSION) -> tuple[str, dict[str, Any]]:
+                  version: str | None = None) -> tuple[str, dict[str, Any]]:
     """Like :func:`create_message`, also returning the payload as sent (metadata filled in)."""
     message = complete_payload(message_type, payload, version)
     try:

@@ -70,6 +70,8 @@ def test_version_argument_and_payload_version():
     payload = {"sender_domain": "agr.example.com", "recipient_domain": "dso.example.com"}
     assert 'Version="3.0.0"' in pyuftp.create_message("TestMessage", payload, version="3.0.0")
     assert 'Version="3.0.0"' in pyuftp.create_message("TestMessage", {**payload, "version": "3.0.0"})
+    with pytest.raises(pyuftp.ValidationError, match=r"^TestMessage\.version: the payload says '3\.0\.0'"):
+        pyuftp.create_message("TestMessage", {**payload, "version": "3.0.0"}, version="3.1.0")
     with pytest.raises(pyuftp.UnsupportedVersion, match="2.0.0"):
         pyuftp.create_message("TestMessage", payload, version="2.0.0")
 
