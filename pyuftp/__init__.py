@@ -21,9 +21,19 @@ from .messaging import check_payload, create_message, parse_message
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # Crypto (PyNaCl) and transport (aiohttp) load on first use, so that code that only
+    # converts messages keeps `import pyuftp` fast.
+    if name == "generate_keypair":
+        from .crypto import generate_keypair
+        return generate_keypair
+    raise AttributeError(f"module 'pyuftp' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_VERSION", "MESSAGE_TYPES", "VERSIONS",
-    "create_message", "parse_message", "check_payload",
+    "create_message", "parse_message", "check_payload", "generate_keypair",
     "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
     "ValidationError", "InvalidKey", "InvalidSignature",
 ]

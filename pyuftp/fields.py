@@ -25,29 +25,20 @@ class FieldType:
     xsd: str  # an XSD type name, or a restriction body (see tools/make_schemas.py)
 
 
-# --- rendering (Jinja2 filters) ----------------------------------------------------------------
+# --- rendering (Jinja2 filters; templates apply them only to present, checked values) ---------
 
 
-def _absent(value: Any) -> bool:
-    # Jinja's Undefined is falsy and not None; both mean "leave the attribute out".
-    return value is None or (not value and value.__class__.__name__.endswith("Undefined"))
-
-
-def render_datetime(value: Any) -> Any:
-    if _absent(value):
-        return None
+def render_datetime(value: Any) -> str:
     if value.utcoffset() is None:
         raise ValueError(f"naive datetime {value!r}: UFTP date-times need a UTC offset")
     return value.isoformat()
 
 
-def render_date(value: Any) -> Any:
-    return None if _absent(value) else value.isoformat()
+def render_date(value: Any) -> str:
+    return value.isoformat()
 
 
-def render_duration(value: Any) -> Any:
-    if _absent(value):
-        return None
+def render_duration(value: Any) -> str:
     total = Decimal(value.days * 86400 + value.seconds) + Decimal(value.microseconds) / 10**6
     sign = "-" if total < 0 else ""
     total = abs(total)
@@ -61,16 +52,14 @@ def render_duration(value: Any) -> Any:
     return text + ("T" + clock if clock else "")
 
 
-def render_decimal(value: Any) -> Any:
-    if _absent(value):
-        return None
+def render_decimal(value: Any) -> str:
     if isinstance(value, float):
         value = Decimal(repr(value))
     return format(value, "f")
 
 
-def render_boolean(value: Any) -> Any:
-    return None if _absent(value) else ("true" if value else "false")
+def render_boolean(value: Any) -> str:
+    return "true" if value else "false"
 
 
 _CONTROL_REFS = {"\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
@@ -86,13 +75,6 @@ def render_text(value: Any) -> Any:
     if "\t" in text or "\n" in text or "\r" in text:
         text = Markup(re.sub("[\t\n\r]", lambda m: _CONTROL_REFS[m.group()], str(text)))
     return text
-
-
-def optional_attribute(name: str, value: Any) -> Markup:
-    """`` Name="value"`` (escaped), or nothing when the value is absent."""
-    if _absent(value):
-        return Markup("")
-    return Markup(' %s="%s"') % (name, value)
 
 
 FILTERS = {
