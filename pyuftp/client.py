@@ -11,10 +11,14 @@ only means "received": the business answer (``...Response``) arrives later at yo
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import inspect
 import logging
+import os
 import random
-from typing import Any, Awaitable, Callable, ClassVar, Mapping
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Mapping
 from urllib.parse import urljoin
 
 import aiohttp
@@ -23,6 +27,10 @@ from .catalog import DEFAULT_VERSION, ROUTES
 from .crypto import SigningKey, VerifyKey
 from .envelope import seal_message
 from .exceptions import PyUFTPError
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
+    from .store import OutboxItem, Store
 
 logger = logging.getLogger("pyuftp")
 
@@ -41,11 +49,12 @@ class DeliveryError(PyUFTPError):
     """
 
     def __init__(self, message: str, *, temporary: bool, status: int | None = None,
-                 url: str | None = None) -> None:
+                 url: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.temporary = temporary
         self.status = status
         self.url = url
+        self.retry_after = retry_after  # seconds the peer asked us to wait, if it said
 
 
 class TemporaryDeliveryError(DeliveryError):
@@ -64,6 +73,22 @@ def is_temporary_status(status: int) -> bool:
     if 400 <= status < 500:
         return status in (404, 419, 429)
     return True
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -89,6 +114,12 @@ class ShapeshifterClient:
         hour-long retry is the outbox's job).
     :param backoff: the first wait between attempts in seconds; it doubles each time.
     :param timeout: seconds for one HTTP attempt.
+    :param store: a :class:`pyuftp.store.Store` or the path of a SQLite file: ``send_*`` then
+        returns once the signed message is committed there, and a background task delivers
+        it, retrying temporary failures for an hour (``outbox_options`` tune this, e.g.
+        ``retry_for``, ``on_delivery_failed``). Messages left by an earlier run are sent on
+        :meth:`start` (or ``async with``).
+    :param outbox: an :class:`pyuftp.outbox.Outbox` to share (a service's, say) instead.
     """
 
     sender_role: ClassVar[str]
@@ -109,6 +140,9 @@ class ShapeshifterClient:
         backoff: float = 0.5,
         timeout: float = 30.0,
         max_redirects: int = 5,
+        store: "Store | str | os.PathLike[str] | None" = None,
+        outbox: "Outbox | None" = None,
+        outbox_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.sender_domain = sender_domain
         self.signing_key = signing_key if isinstance(signing_key, SigningKey) else SigningKey(signing_key)
@@ -123,8 +157,16 @@ class ShapeshifterClient:
         self.backoff = backoff
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.max_redirects = max_redirects
+        self.max_retry_after = 60.0  # an in-call retry waits no longer; the outbox can
         self._session = session
         self._own_session = session is None
+        self.outbox = outbox
+        self._own_outbox = False
+        if outbox is None and store is not None:
+            from .outbox import Outbox
+            from .store import open_store
+            self.outbox = Outbox(open_store(store), self.deliver_item, **dict(outbox_options or {}))
+            self._own_outbox = True
         if recipient_endpoint is None and endpoint_lookup is None:
             raise ValueError(
                 f"no endpoint for {recipient_domain} ({self.recipient_role}): pass "
@@ -134,13 +176,23 @@ class ShapeshifterClient:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> "ShapeshifterClient":
+        await self.start()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.close()
 
+    async def start(self) -> None:
+        """Start delivering from the client's own outbox (messages of earlier runs too)."""
+        if self._own_outbox and self.outbox is not None:
+            await self.outbox.start()
+
     async def close(self) -> None:
-        """Close the client's own HTTP session (a shared one is left to its owner)."""
+        """Stop the client's own outbox (undelivered messages stay stored) and close its own
+        HTTP session (shared ones are left to their owners)."""
+        if self._own_outbox and self.outbox is not None:
+            await self.outbox.stop()
+            self.outbox.store.close()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -189,29 +241,63 @@ class ShapeshifterClient:
                    check_route: bool = True) -> dict[str, Any]:
         """Validate, sign and POST one message; return the payload as sent."""
         data, sent = self.prepare(message_type, payload, check_route=check_route)
-        await self.post(data)
-        logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
+        if self.outbox is None:
+            await self.post(data)
+            logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
+                        self.recipient_domain, self.recipient_role)
+            return sent
+        from .store import OutboxItem
+        now = time.time()
+        item = OutboxItem(
+            message_id=sent["message_id"], message_type=message_type,
+            sender_domain=self.sender_domain, recipient_domain=self.recipient_domain,
+            recipient_role=self.recipient_role, body=data, created_at=now,
+            expires_at=self.outbox.expires_at(now),
+        )
+        if self._own_outbox:
+            await self.outbox.start()  # idempotent: the first send starts delivery
+        await self.outbox.submit(item)
+        logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
                     self.recipient_domain, self.recipient_role)
         return sent
+
+    async def deliver_item(self, item: "OutboxItem") -> None:
+        """One delivery attempt of a stored message (what an outbox calls)."""
+        if (item.recipient_domain, item.recipient_role) == (self.recipient_domain, self.recipient_role):
+            await self.post_once(item.body)
+            return
+        if self.endpoint_lookup is None:
+            raise TemporaryDeliveryError(
+                f"this client sends to {self.recipient_domain}, but its store holds a message "
+                f"for {item.recipient_domain} ({item.recipient_role}); give each client its "
+                "own store, or share a service's"
+            )
+        url = await _maybe_await(self.endpoint_lookup(item.recipient_domain, item.recipient_role))
+        if not url:
+            raise TemporaryDeliveryError(f"no endpoint known for {item.recipient_domain}")
+        await self.post_once(item.body, url)
 
     async def post(self, data: bytes) -> None:
         """POST a signed envelope, retrying temporary failures a bounded number of times."""
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):
             try:
-                await self._post_once(data)
+                await self.post_once(data)
                 return
             except TemporaryDeliveryError as exc:
                 if attempt == self.attempts:
                     raise
                 wait = delay * (0.5 + random.random())  # jitter keeps retries of many apart
+                if exc.retry_after is not None:
+                    wait = max(wait, min(exc.retry_after, self.max_retry_after))
                 logger.warning("delivery attempt %d to %s failed (%s); again in %.2fs",
                                attempt, self.recipient_domain, exc, wait)
                 await asyncio.sleep(wait)
                 delay *= 2
 
-    async def _post_once(self, data: bytes) -> None:
-        url = await self.endpoint()
+    async def post_once(self, data: bytes, url: str | None = None) -> None:
+        """One POST (following redirects); raises Temporary/FinalDeliveryError."""
+        url = url or await self.endpoint()
         for _hop in range(self.max_redirects + 1):
             try:
                 async with self._http().post(
@@ -225,12 +311,15 @@ class ShapeshifterClient:
                     if 200 <= status < 300:
                         return
                     text = (await response.text(errors="replace"))[:200]
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
             except asyncio.TimeoutError:
                 raise TemporaryDeliveryError(f"timed out posting to {url}", url=url) from None
             except aiohttp.ClientError as exc:
                 raise TemporaryDeliveryError(f"cannot reach {url}: {exc}", url=url) from None
-            error = TemporaryDeliveryError if is_temporary_status(status) else FinalDeliveryError
-            raise error(f"{url} answered HTTP {status}: {text}", status=status, url=url)
+            if is_temporary_status(status):
+                raise TemporaryDeliveryError(f"{url} answered HTTP {status}: {text}",
+                                             status=status, url=url, retry_after=retry_after)
+            raise FinalDeliveryError(f"{url} answered HTTP {status}: {text}", status=status, url=url)
         raise TemporaryDeliveryError(f"more than {self.max_redirects} redirects from {url}", url=url)
 
     @classmethod

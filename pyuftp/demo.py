@@ -14,8 +14,7 @@ import sys
 import time
 from typing import Any
 
-from .catalog import reference_key, response_type
-from .client import ShapeshifterClient
+from .catalog import response_type
 from .crypto import generate_keypair
 from .discovery import Directory
 from .examples import example
@@ -34,8 +33,6 @@ class Cycle:
         self.quiet = quiet
         self.directory = Directory()
         self.services: dict[str, ShapeshifterService] = {}
-        self.pending: dict[str, asyncio.Future] = {}  # request message_id -> its response
-        self.conversations: dict[str, str] = {}  # conversation_id -> request message_id
         self.exchanges = 0
 
     def show(self, arrow: str, message_type: str, sender: str, recipient: str,
@@ -61,31 +58,16 @@ class Cycle:
             await service.stop()
 
     def _install_handlers(self) -> None:
-        for role, service in self.services.items():
-            for message_type in sorted(service.accepted_types):
-                if message_type.endswith("Response"):
-                    service.add_handler(message_type, self._response_handler(message_type, role))
-                else:  # a request handled without complaint is answered Accepted
-                    service.add_handler(message_type, lambda payload: None)
+        for service in self.services.values():
+            for message_type in service.accepted_types:
+                # Responses are awaited by `request`; requests handled without complaint are
+                # answered Accepted.
+                service.add_handler(message_type, lambda payload: None)
         # The business side of each party: what it answers beyond "Accepted".
         cro, agr = self.services["CRO"], self.services["AGR"]
         cro.add_handler("AGRPortfolioQuery", self._agr_portfolio)
         cro.add_handler("DSOPortfolioQuery", self._dso_portfolio)
         agr.add_handler("FlexSettlement", self._settle)
-
-    def _response_handler(self, message_type: str, role: str):
-        request_type = message_type[: -len("Response")]
-        reference = None if request_type == "TestMessage" else reference_key(request_type)
-
-        async def on_response(payload: dict[str, Any], received) -> None:
-            self.show("<-", message_type, received.sender_role, role, payload)
-            # A response names its request; a TestMessageResponse only shares its conversation.
-            request_id = payload[reference] if reference else self.conversations.get(
-                payload["conversation_id"])
-            future = self.pending.get(request_id)
-            if future is not None and not future.done():
-                future.set_result(payload)
-        return on_response
 
     @staticmethod
     def _agr_portfolio(query: dict[str, Any]) -> dict[str, Any]:
@@ -103,26 +85,20 @@ class Cycle:
                     for order in settlement["flex_order_settlements"] if "order_reference" in order]
         return {"flex_order_settlement_statuses": statuses}
 
-    def client(self, sender: str, recipient: str) -> ShapeshifterClient:
-        return self.services[sender].client_for(DOMAINS[recipient], recipient)
-
     async def exchange(self, sender: str, recipient: str, message_type: str,
                        **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Send an example ``message_type`` (with ``fields`` changed) and await its response."""
         payload = {k: v for k, v in example(message_type).items() if k not in METADATA}
         payload.update(fields)
-        client = self.client(sender, recipient)
-        message, sent = client.prepare(message_type, payload)
-        future = self.pending[sent["message_id"]] = asyncio.get_running_loop().create_future()
-        self.conversations[sent["conversation_id"]] = sent["message_id"]
+        sent, response = await self.services[sender].request(
+            DOMAINS[recipient], recipient, message_type, payload, timeout=TIMEOUT)
         self.show("->", message_type, sender, recipient, sent)
-        await client.post(message)
-        response = await asyncio.wait_for(future, TIMEOUT)
+        self.show("<-", response_type(message_type), recipient, sender, response)
         self.exchanges += 1
-        expected = response_type(message_type)
         result = response.get("result", "Accepted")
         if result != "Accepted":
-            raise RuntimeError(f"{expected} says {result}: {response.get('rejection_reason')}")
+            raise RuntimeError(f"{response_type(message_type)} says {result}: "
+                               f"{response.get('rejection_reason')}")
         return sent, response
 
     async def play(self) -> None:

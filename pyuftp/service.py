@@ -18,8 +18,11 @@ HTTP status codes of the UFTP transport appendix (400, 401, 411, 413, 419); func
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
+import os
+import time
 from typing import Any, Awaitable, Callable, ClassVar, Mapping
 
 from aiohttp import web
@@ -34,9 +37,12 @@ from .catalog import (
     response_type,
 )
 from .client import ShapeshifterClient, _maybe_await, client_class
-from .crypto import SigningKey, VerifyKey
+from .crypto import SIGNATURE_BYTES, SigningKey
 from .envelope import Received, SenderMismatch, open_envelope, open_message
 from .exceptions import InvalidKey, InvalidSignature, MessageError, PyUFTPError, ValidationError
+from .messaging import parse_xml, read_element, supported_version
+from .outbox import Outbox
+from .store import MemoryStore, OutboxItem, Store, open_store
 
 logger = logging.getLogger("pyuftp")
 
@@ -76,6 +82,15 @@ class ShapeshifterService:
     :param path: the URL path of the message endpoint.
     :param version: the UFTP version of the responses this service writes.
     :param client_options: keyword arguments for the clients that send the responses.
+    :param store: a :class:`pyuftp.store.Store`, or the path of a SQLite file, that keeps the
+        outbox of responses and the ids of received messages across restarts. Without one,
+        both live in memory (duplicates are still caught while the process runs).
+    :param retry_for: how long (seconds) responses are retried before they count as failed.
+    :param on_delivery_failed: ``(item, error)``, called when a response finally fails.
+    :param max_body: the largest request body accepted (bigger gets HTTP 413 unread).
+    :param read_timeout: seconds a sender may take to send its request (then HTTP 408).
+    :param max_age: a message whose ``time_stamp`` is older (seconds) is rejected.
+    :param max_clock_skew: ... or further in the future than this.
     """
 
     role: ClassVar[str]
@@ -92,6 +107,13 @@ class ShapeshifterService:
         *,
         version: str = DEFAULT_VERSION,
         client_options: Mapping[str, Any] | None = None,
+        store: "Store | str | os.PathLike[str] | None" = None,
+        retry_for: float = 3600.0,
+        on_delivery_failed: Callable[..., Any] | None = None,
+        max_body: int = MAX_BODY,
+        read_timeout: float = 10.0,
+        max_age: float = 24 * 3600.0,
+        max_clock_skew: float = 300.0,
     ) -> None:
         self.sender_domain = sender_domain
         self.signing_key = signing_key if isinstance(signing_key, SigningKey) else SigningKey(signing_key)
@@ -107,7 +129,16 @@ class ShapeshifterService:
         self._clients: dict[tuple[str, str], ShapeshifterClient] = {}
         self._tasks: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=MAX_BODY)
+        self._waiting: dict[str, asyncio.Future] = {}  # request message_id -> its response
+        self._conversations: dict[str, str] = {}  # conversation_id -> request message_id
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self.max_age = max_age
+        self.max_clock_skew = max_clock_skew
+        self.store = open_store(store)
+        self.outbox = Outbox(self.store, self._deliver, retry_for=retry_for,
+                             on_delivery_failed=on_delivery_failed)
+        self.app = web.Application(client_max_size=max_body)
         self.app.router.add_post(path, self._receive)
         self.app.on_cleanup.append(self._close_clients)
 
@@ -143,7 +174,10 @@ class ShapeshifterService:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen on ``host:port``."""
+        """Resume what an earlier run left (responses to send, messages to handle), then
+        listen on ``host:port``."""
+        await self.outbox.start()
+        await self._recover()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -160,6 +194,7 @@ class ShapeshifterService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.outbox.stop()
         await self._close_clients()
 
     async def __aenter__(self) -> "ShapeshifterService":
@@ -180,10 +215,69 @@ class ShapeshifterService:
         except KeyboardInterrupt:
             pass
 
-    async def drain(self) -> None:
-        """Wait until every message received so far has been handled and answered."""
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every message received so far has been handled and its response
+        delivered (or finally failed); False if that took longer than ``timeout``."""
+        deadline = asyncio.get_running_loop().time() + timeout
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        return await self.outbox.wait_idle(max(0.0, deadline - asyncio.get_running_loop().time()))
+
+    async def request(self, domain: str, role: str, message_type: str,
+                      payload: Mapping[str, Any],
+                      timeout: float = 60.0) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send a request and wait for its business response to arrive at this service.
+
+        ``sent, response = await dso.request("agr.example.com", "AGR", "FlexRequest", {...})``
+        gives the request as sent and the FlexRequestResponse that answers it (matched by
+        the message id it names, or for a TestMessage by conversation). Raises
+        ``asyncio.TimeoutError`` when none comes in ``timeout`` seconds; the response also
+        reaches its handler, if one is registered.
+        """
+        if response_type(message_type) is None:
+            raise ValueError(f"{message_type} is not answered by a response")
+        client = self.client_for(domain, role)
+        data, sent = client.prepare(message_type, payload)
+        future = self._waiting[sent["message_id"]] = asyncio.get_running_loop().create_future()
+        self._conversations[sent["conversation_id"]] = sent["message_id"]
+        try:
+            await self._dispatch(client, message_type, data, sent)
+            return sent, await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(sent["message_id"], None)
+            self._conversations.pop(sent["conversation_id"], None)
+
+    async def _dispatch(self, client: ShapeshifterClient, message_type: str, data: bytes,
+                        sent: Mapping[str, Any]) -> None:
+        now = time.time()
+        await self.outbox.submit(OutboxItem(
+            message_id=sent["message_id"], message_type=message_type,
+            sender_domain=self.sender_domain, recipient_domain=client.recipient_domain,
+            recipient_role=client.recipient_role, body=data, created_at=now,
+            expires_at=self.outbox.expires_at(now),
+        ))
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        client = self.client_for(item.recipient_domain, item.recipient_role)
+        await client.post_once(item.body)
+
+    def _settle_waiting(self, received: Received) -> None:
+        """Hand a response to whoever awaits it through :meth:`request`."""
+        message_type = received.message_type
+        if not message_type.endswith("Response"):
+            return
+        request_type = message_type[: -len("Response")]
+        payload = received.payload
+        if request_type == "TestMessage":
+            request_id = self._conversations.get(payload["conversation_id"])
+        else:
+            request_id = payload.get(reference_key(request_type))
+        future = self._waiting.get(request_id) if request_id else None
+        if future is not None and not future.done():
+            future.set_result(payload)
 
     @property
     def url(self) -> str:
@@ -197,7 +291,7 @@ class ShapeshifterService:
         client = self._clients.get(key)
         if client is None:
             cls = client_class(self.role, role)
-            options = {"version": self.version, **self.client_options}
+            options = {"version": self.version, "outbox": self.outbox, **self.client_options}
             client = self._clients[key] = cls(
                 self.sender_domain, self.signing_key, domain,
                 endpoint_lookup=self.endpoint_lookup, **options,
@@ -219,9 +313,12 @@ class ShapeshifterService:
             return _error(400, f"charset must be utf-8, not {charset}")
         if request.content_length is None:
             return _error(411, "a Content-Length is required")
-        if request.content_length > MAX_BODY:
-            return _error(413, f"the body may be at most {MAX_BODY} bytes")
-        data = await request.read()
+        if request.content_length > self.max_body:
+            return _error(413, f"the body may be at most {self.max_body} bytes")
+        try:
+            data = await asyncio.wait_for(request.read(), self.read_timeout)
+        except asyncio.TimeoutError:
+            return _error(408, f"the request body did not arrive within {self.read_timeout} s")
 
         try:
             envelope = open_envelope(data)
@@ -246,8 +343,48 @@ class ShapeshifterService:
             return _ok()
         except MessageError as exc:
             return _error(400, f"invalid message: {exc}")
+        # Recorded before the 200: from then on the message is ours to handle, once.
+        seen = await self._record(received)
+        if seen == "duplicate":
+            logger.info("%s %s from %s again: already received, not handled twice",
+                        received.message_type, received.payload["message_id"], received.sender_domain)
+            return _ok()
+        if seen == "conflict":
+            self._answer_later(received, "duplicate message id: a different message with this "
+                                         "MessageID was received before", record=False)
+            return _ok()
         self._answer_later(received, self._functional_problem(received))
         return _ok()
+
+    async def _record(self, received: Received) -> str:
+        digest = hashlib.sha256(received.payload_xml).hexdigest()
+        return await self._in_store(
+            self.store.record_received, received.sender_domain, received.payload["message_id"],
+            digest, received.signed_xml or b"", time.time())
+
+    async def _in_store(self, operation: Callable[..., Any], *args: Any) -> Any:
+        # SQLite commits wait for the disk: keep them off the event loop.
+        if isinstance(self.store, MemoryStore):
+            return operation(*args)
+        return await asyncio.to_thread(operation, *args)
+
+    async def _recover(self) -> None:
+        """Handle what was received (and answered 200) but not handled before a restart."""
+        for sender_domain, message_id, data in await self._in_store(self.store.unhandled):
+            try:
+                envelope = open_envelope(data)
+                # Verified when it arrived; the seal is the signature followed by the XML.
+                payload_xml = envelope.sealed[SIGNATURE_BYTES:]
+                message_type, payload = read_element(parse_xml(payload_xml))
+            except MessageError as exc:
+                logger.error("cannot recover %s from %s: %s", message_id, sender_domain, exc)
+                await self._in_store(self.store.mark_handled, sender_domain, message_id)
+                continue
+            received = Received(message_type, payload, envelope.sender_domain,
+                                envelope.sender_role, payload_xml, data)
+            logger.warning("handling %s %s from %s, received before a restart", message_type,
+                           message_id, sender_domain)
+            self._answer_later(received, self._functional_problem(received))
 
     def _functional_problem(self, received: Received) -> str | None:
         message_type, payload = received.message_type, received.payload
@@ -257,15 +394,29 @@ class ShapeshifterService:
             return f"a {received.sender_role} may not send {message_type} to a {self.role}"
         if payload["recipient_domain"] != self.sender_domain:
             return f"addressed to {payload['recipient_domain']}, not to {self.sender_domain}"
+        age = time.time() - payload["time_stamp"].timestamp()
+        if age > self.max_age:
+            return f"time_stamp {payload['time_stamp'].isoformat()} is older than {self.max_age:.0f} s"
+        if -age > self.max_clock_skew:
+            return f"time_stamp {payload['time_stamp'].isoformat()} is in the future"
         return None
 
-    def _answer_later(self, received: Received, problem: str | None) -> None:
+    def _answer_later(self, received: Received, problem: str | None, record: bool = True) -> None:
         # HTTP 200 means "received"; handling and the response happen after it.
-        task = asyncio.get_running_loop().create_task(self._handle(received, problem))
+        task = asyncio.get_running_loop().create_task(self._handle(received, problem, record))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, received: Received, problem: str | None) -> None:
+    async def _handle(self, received: Received, problem: str | None, record: bool = True) -> None:
+        try:
+            await self._handle_once(received, problem)
+        finally:
+            if record:
+                await self._in_store(self.store.mark_handled, received.sender_domain,
+                                     received.payload["message_id"])
+
+    async def _handle_once(self, received: Received, problem: str | None) -> None:
+        self._settle_waiting(received)
         try:
             if problem is not None:
                 logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
@@ -319,7 +470,7 @@ class ShapeshifterService:
             return
         request = received.payload
         version = request.get("version", self.version)
-        node = MESSAGES[_schema_version(version)][answer]
+        node = MESSAGES[supported_version(version)][answer]
         payload = dict(fields)
         if answer == "TestMessageResponse":  # it only echoes: no result
             payload.pop("result", None)
@@ -334,16 +485,12 @@ class ShapeshifterService:
                 payload[key] = request[key]
         client = self.client_for(received.sender_domain, received.sender_role)
         # A misrouted request is still answered (Rejected), outside the normal routes.
-        await client.send(answer, payload, check_route=False)
+        data, sent = client.prepare(answer, payload, check_route=False)
+        await self._dispatch(client, answer, data, sent)
 
 
 _OWN_FIELDS = {"message_id", "time_stamp", "sender_domain", "recipient_domain", "result",
                "rejection_reason"}
-
-
-def _schema_version(version: str) -> str:
-    from .messaging import supported_version
-    return supported_version(version)
 
 
 def _ok() -> web.Response:
@@ -351,6 +498,9 @@ def _ok() -> web.Response:
 
 
 def _error(status: int, text: str) -> web.Response:
+    # Error texts can quote what the sender sent: never echo (or log) more than a line of it.
+    if len(text) > 300:
+        text = text[:300] + "..."
     logger.warning("refused a message with HTTP %d: %s", status, text)
     return web.Response(status=status, text=text)
 

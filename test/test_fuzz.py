@@ -1,0 +1,72 @@
+"""Fuzzing the parsers: whatever bytes arrive, only pyuftp's documented exceptions come out."""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pyuftp
+from pyuftp.catalog import MESSAGE_TYPES
+from pyuftp.crypto import generate_keypair
+from pyuftp.envelope import open_envelope, open_message, seal_message
+from pyuftp.examples import example
+
+FUZZ = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+VALID = [pyuftp.create_message(t, example(t)).encode() for t in MESSAGE_TYPES]
+PRIVATE, PUBLIC = generate_keypair()
+ENVELOPES = [seal_message(t, example(t), PRIVATE, "AGR")[0] for t in ("FlexOffer", "TestMessage")]
+
+
+@st.composite
+def mutated(draw, originals):
+    """A valid document with a few bytes flipped, cut, or spliced in."""
+    data = bytearray(draw(st.sampled_from(originals)))
+    for _ in range(draw(st.integers(1, 4))):
+        position = draw(st.integers(0, len(data) - 1))
+        kind = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if kind == "flip":
+            data[position] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[position:position + draw(st.integers(1, 40))]
+        else:
+            data[position:position] = draw(st.sampled_from(
+                [b"<", b"&", b'"', b"<!DOCTYPE x>", b"&amp;", b"\x00", b"\xff\xfe", b"]]>",
+                 b"<ISP/>", b' Power="x"', b"<!--", b"<?pi?>"]))
+        if not data:
+            break
+    return bytes(data)
+
+
+def _parse_only_pyuftp_errors(data: bytes) -> None:
+    try:
+        pyuftp.parse_message(data)
+    except pyuftp.PyUFTPError:
+        pass
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_parse_message_arbitrary_bytes(data):
+    _parse_only_pyuftp_errors(data)
+
+
+@FUZZ
+@given(mutated(VALID))
+def test_parse_message_mutated_messages(data):
+    _parse_only_pyuftp_errors(data)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=2000), mutated(ENVELOPES)))
+def test_envelope_opener(data):
+    try:
+        open_message(open_envelope(data), PUBLIC)
+    except pyuftp.PyUFTPError:
+        pass
+
+
+@FUZZ
+@given(st.text(max_size=500))
+def test_parse_message_arbitrary_text(text):
+    _parse_only_pyuftp_errors(text)
