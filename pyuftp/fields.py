@@ -241,10 +241,6 @@ def parse_decimal(text: str) -> Decimal:
         raise ValueError(f"{text!r} is not a decimal") from None
 
 
-def _strip(text: str) -> str:
-    return text.strip()
-
-
 # --- the table -----------------------------------------------------------------------------------
 
 _UUID = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
@@ -276,7 +272,7 @@ CHOICES = {
 }
 
 FIELD_TYPES: dict[str, FieldType] = {
-    "string": FieldType("string", "a string", _string, _strip, "xs:string"),
+    "string": FieldType("string", "a string", _string, str.strip, "xs:string"),
     "integer": FieldType("integer", "an integer", _integer(), int, "xs:integer"),
     "positive": FieldType("positive", "a positive integer", _integer(1, what="a positive integer"),
                           int, "xs:positiveInteger"),
@@ -295,7 +291,7 @@ FIELD_TYPES: dict[str, FieldType] = {
     "boolean": FieldType("boolean", "a boolean", _boolean, parse_boolean, "xs:boolean"),
 }
 for _name, (_regex, _what) in PATTERNS.items():
-    FIELD_TYPES[_name] = FieldType(_name, _what, _pattern(_regex, _what), _strip, _name)
+    FIELD_TYPES[_name] = FieldType(_name, _what, _pattern(_regex, _what), str.strip, _name)
 for _name, _values in CHOICES.items():
     _what = "one of " + ", ".join(_values)
-    FIELD_TYPES[_name] = FieldType(_name, _what, _choice(*_values), _strip, _name)
+    FIELD_TYPES[_name] = FieldType(_name, _what, _choice(*_values), str.strip, _name)
