@@ -27,6 +27,7 @@ import base64
 import binascii
 import hmac
 import logging
+from functools import lru_cache
 from typing import Union
 
 import nacl.bindings
@@ -45,6 +46,7 @@ __all__ = [
     "generate_keypair",
     "seal",
     "unseal",
+    "verify_key",
     "parse_public_key",
     "format_cs1",
 ]
@@ -417,6 +419,25 @@ def unseal(sealed: bytes, public_key: str | bytes | VerifyKey) -> bytes:
     """
     key = public_key if isinstance(public_key, VerifyKey) else VerifyKey(public_key)
     return key.unseal(sealed)
+
+
+def verify_key(key: str | bytes | VerifyKey | SigningKey) -> VerifyKey:
+    """A :class:`VerifyKey` for ``key``, decoded and checked once per distinct key string.
+
+    A service looks the sender's key up for every message and gets the same string back each
+    time; checking that it is a valid curve point costs more than verifying a signature, so
+    the decoded key is remembered (for up to 1024 keys).
+    """
+    if isinstance(key, VerifyKey):
+        return key
+    if isinstance(key, str):
+        return _verify_key_of(key)
+    return VerifyKey(key)
+
+
+@lru_cache(maxsize=1024)
+def _verify_key_of(text: str) -> VerifyKey:
+    return VerifyKey(text)
 
 
 def parse_public_key(text: str | bytes | VerifyKey) -> bytes:

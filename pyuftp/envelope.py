@@ -2,7 +2,7 @@
 
     data, sent = seal_message("FlexOffer", payload, signing_key, "AGR")   # bytes to POST
     envelope = open_envelope(data)             # who says they sent it (not yet verified)
-    received = open_message(envelope, verify_key)
+    received = open_message(envelope, public_key)
 
 The receiver first reads the envelope to learn the sender's domain and role, looks up that
 party's public key, then verifies the seal and checks that the inner message names the same
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .catalog import DEFAULT_VERSION
-from .crypto import SigningKey, VerifyKey
+from .crypto import SigningKey, VerifyKey, verify_key
 from .exceptions import MalformedXML, MessageError, ValidationError
 from .messaging import build_message, parse_xml, read_element, render, validate_element
 
@@ -87,15 +87,14 @@ def open_envelope(data: bytes | str) -> Envelope:
     return Envelope(root.get("SenderDomain", "").strip(), root.get("SenderRole", "").strip(), sealed)
 
 
-def open_message(envelope: Envelope, verify_key: VerifyKey | str,
+def open_message(envelope: Envelope, public_key: VerifyKey | str,
                  signed_xml: bytes | None = None) -> Received:
     """Verify the seal, parse and validate the inner message, check the sender matches.
 
     Raises InvalidSignature, MalformedXML, ValidationError, UnknownMessageType,
     UnsupportedVersion or SenderMismatch.
     """
-    key = verify_key if isinstance(verify_key, VerifyKey) else VerifyKey(verify_key)
-    payload_xml = key.unseal(envelope.sealed)
+    payload_xml = verify_key(public_key).unseal(envelope.sealed)
     message_type, payload = read_element(parse_xml(payload_xml))
     received = Received(message_type, payload, envelope.sender_domain, envelope.sender_role,
                         payload_xml, signed_xml)
