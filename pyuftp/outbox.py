@@ -37,6 +37,7 @@ from .store import OutboxItem, Store, check_item
 logger = logging.getLogger("pyuftp")
 
 Peer = tuple[str, str]  # (recipient_domain, recipient_role)
+PRUNE_INTERVAL = 60.0  # seconds between two clean-ups of the store
 
 
 class DeliveryExpired(FinalDeliveryError):
@@ -80,6 +81,9 @@ class Outbox:
         as a temporary failure, so a ``deliver`` that never returns cannot hold a slot
         forever (the client's own HTTP timeout is normally much shorter); None: no limit.
     :param batch_size: items read from the store per query.
+    :param keep_delivered: seconds a delivered item stays in the store (for inspection) before
+        the loop forgets it, so that the store does not grow for ever; failed items are kept
+        until you forget them (:meth:`pyuftp.store.Store.forget_outgoing`). None: keep all.
     """
 
     #: rounds read at most this many batches, so one round stays short with a huge backlog
@@ -92,7 +96,8 @@ class Outbox:
                  per_peer: int = 4,
                  poll_interval: float = 1.0,
                  attempt_timeout: float | None = 600.0,
-                 batch_size: int = 100) -> None:
+                 batch_size: int = 100,
+                 keep_delivered: float | None = 3600.0) -> None:
         if not isinstance(store, Store):
             raise TypeError(f"store must be a pyuftp.store.Store, not {type(store).__name__}")
         if not callable(deliver):
@@ -114,6 +119,9 @@ class Outbox:
         self.attempt_timeout = (None if attempt_timeout is None
                                 else _positive(attempt_timeout, "attempt_timeout"))
         self.batch_size = batch_size
+        self.keep_delivered = (None if keep_delivered is None
+                               else _positive(keep_delivered, "keep_delivered", allow_zero=True))
+        self._next_prune = 0.0
         # A peer's items beyond its free slots wait here (fetched once, not re-read per
         # round); beyond this many, only their ids are kept, and they are read again once
         # the queue has drained.
@@ -191,7 +199,13 @@ class Outbox:
         check_item(item)  # bad input fails here, on the caller's side, with a clear error
         item_id = await self._call(self.store.add_outgoing, item)
         item.id = item_id
-        self._wake_up()
+        peer = (item.recipient_domain, item.recipient_role)
+        if self.running and not self._stopping and self._busy.get(peer, 0) < self.per_peer:
+            # The common case: a free slot, so deliver now rather than on the loop's next
+            # read of the store (a round trip through it per message).
+            self._launch(item, peer)
+        else:
+            self._wake_up()
         return item_id
 
     async def wait_idle(self, timeout: float) -> bool:
@@ -238,6 +252,7 @@ class Outbox:
         while not self._stopping:
             self._wake.clear()  # before the round: a submit during it wakes the next sleep
             try:
+                await self._prune()
                 sleep_for = await self._round()
             except asyncio.CancelledError:
                 raise
@@ -247,6 +262,16 @@ class Outbox:
                 sleep_for = self.poll_interval
             self._signal_progress()
             await _wait(self._wake, sleep_for)
+
+    async def _prune(self) -> None:
+        """Forget delivered items older than ``keep_delivered``, once a minute at most."""
+        now = time.time()
+        if self.keep_delivered is None or now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_INTERVAL
+        forgotten = await self._call(self.store.forget_outgoing, now - self.keep_delivered)
+        if forgotten:
+            logger.debug("outbox: forgot %d delivered items", forgotten)
 
     async def _round(self) -> float:
         """Start the deliveries that are due and have a free slot; return how long to sleep."""
@@ -296,6 +321,8 @@ class Outbox:
         return max(0.0, min(waits))
 
     def _take(self, item: OutboxItem) -> None:
+        if item.id in self._in_flight:
+            return  # submit() launched it while the store was being read
         peer = (item.recipient_domain, item.recipient_role)
         if self._busy.get(peer, 0) < self.per_peer:
             self._launch(item, peer)

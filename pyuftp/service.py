@@ -41,7 +41,7 @@ from .crypto import SIGNATURE_BYTES, SigningKey
 from .envelope import Received, SenderMismatch, open_envelope, open_message
 from .exceptions import InvalidKey, InvalidSignature, MessageError, PyUFTPError, ValidationError
 from .messaging import parse_xml, read_element, supported_version
-from .outbox import Outbox
+from .outbox import PRUNE_INTERVAL, Outbox
 from .store import MemoryStore, OutboxItem, Store, open_store
 
 logger = logging.getLogger("pyuftp")
@@ -91,6 +91,9 @@ class ShapeshifterService:
     :param read_timeout: seconds a sender may take to send its request (then HTTP 408).
     :param max_age: a message whose ``time_stamp`` is older (seconds) is rejected.
     :param max_clock_skew: ... or further in the future than this.
+    :param max_pending: messages answered 200 but not yet handled, at most; beyond that a
+        request waits (without its 200) for room, so that a flood slows its senders down
+        instead of filling the service's memory.
     """
 
     role: ClassVar[str]
@@ -114,6 +117,7 @@ class ShapeshifterService:
         read_timeout: float = 10.0,
         max_age: float = 24 * 3600.0,
         max_clock_skew: float = 300.0,
+        max_pending: int = 100,
     ) -> None:
         self.sender_domain = sender_domain
         self.signing_key = signing_key if isinstance(signing_key, SigningKey) else SigningKey(signing_key)
@@ -135,6 +139,11 @@ class ShapeshifterService:
         self.read_timeout = read_timeout
         self.max_age = max_age
         self.max_clock_skew = max_clock_skew
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be an int of 1 or more, not {max_pending!r}")
+        self.max_pending = max_pending
+        self._room_freed = asyncio.Event()
+        self._next_prune = 0.0
         self.store = open_store(store)
         self.outbox = Outbox(self.store, self._deliver, retry_for=retry_for,
                              on_delivery_failed=on_delivery_failed)
@@ -320,6 +329,7 @@ class ShapeshifterService:
         except asyncio.TimeoutError:
             return _error(408, f"the request body did not arrive within {self.read_timeout} s")
 
+        await self._room()
         try:
             envelope = open_envelope(data)
         except MessageError as exc:
@@ -357,6 +367,12 @@ class ShapeshifterService:
         return _ok()
 
     async def _record(self, received: Received) -> str:
+        now = time.time()
+        if now >= self._next_prune:
+            # A resend older than the time-stamp window is refused anyway: its record can go.
+            self._next_prune = now + PRUNE_INTERVAL
+            keep = self.max_age + self.max_clock_skew + 3600.0
+            await self._in_store(self.store.forget_received, now - keep)
         digest = hashlib.sha256(received.payload_xml).hexdigest()
         return await self._in_store(
             self.store.record_received, received.sender_domain, received.payload["message_id"],
@@ -384,6 +400,7 @@ class ShapeshifterService:
                                 envelope.sender_role, payload_xml, data)
             logger.warning("handling %s %s from %s, received before a restart", message_type,
                            message_id, sender_domain)
+            await self._room()
             self._answer_later(received, self._functional_problem(received))
 
     def _functional_problem(self, received: Received) -> str | None:
@@ -401,11 +418,21 @@ class ShapeshifterService:
             return f"time_stamp {payload['time_stamp'].isoformat()} is in the future"
         return None
 
+    async def _room(self) -> None:
+        """Wait while ``max_pending`` messages await handling (back-pressure)."""
+        while len(self._tasks) >= self.max_pending:
+            self._room_freed.clear()
+            await self._room_freed.wait()
+
     def _answer_later(self, received: Received, problem: str | None, record: bool = True) -> None:
         # HTTP 200 means "received"; handling and the response happen after it.
         task = asyncio.get_running_loop().create_task(self._handle(received, problem, record))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._room_freed.set()
 
     async def _handle(self, received: Received, problem: str | None, record: bool = True) -> None:
         try:

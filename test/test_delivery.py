@@ -187,3 +187,54 @@ def test_request_times_out_when_no_answer_comes():
                                   timeout=0.5)
             assert agr.outbox.store.outgoing("pending")  # not lost: still to be delivered
     run(scenario())
+
+
+def test_a_flood_waits_for_room_instead_of_piling_up():
+    """With max_pending=2 and a handler that is stuck, the third request gets no 200 until a
+    handler finishes: back-pressure on the senders, bounded memory in the service."""
+    async def scenario():
+        async with Pair(max_pending=2) as pair:
+            release = asyncio.Event()
+            seen: list[str] = []
+
+            async def slow(offer):
+                seen.append(offer["message_id"])
+                await release.wait()
+            pair.dso.add_handler("FlexOffer", slow)
+            offers = [pair.offer() for _ in range(6)]
+            posts = [asyncio.ensure_future(pair.post(data)) for data, _ in offers]
+            for _ in range(200):  # bounded: until the two slots are taken
+                if len(seen) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            assert len(seen) == 2 and len(pair.dso._tasks) == 2
+            assert sum(post.done() for post in posts) == 2  # the rest wait for their 200
+            release.set()
+            await asyncio.wait_for(asyncio.gather(*posts), WAIT)
+            assert await pair.dso.drain(WAIT)
+            assert sorted(seen) == sorted(sent["message_id"] for _, sent in offers)
+    run(scenario())
+
+
+def test_old_received_records_are_forgotten(tmp_path):
+    from pyuftp.store import SQLiteStore
+    path = tmp_path / "dso.sqlite"
+    store = SQLiteStore(path)
+    long_ago = dt.datetime.now(dt.timezone.utc).timestamp() - 3 * 86400
+    store.record_received("agr.example.com", "old-id", "digest", b"", long_ago)
+    store.mark_handled("agr.example.com", "old-id")
+    store.record_received("agr.example.com", "recent-id", "digest", b"", long_ago + 2 * 86400)
+    store.mark_handled("agr.example.com", "recent-id")
+    store.close()
+
+    async def scenario():
+        async with Pair(dso_store=path) as pair:  # max_age 24 h: keeps about 25 h
+            data, sent = pair.offer()
+            await pair.post(data)
+            await pair.response()
+            kept = pair.dso.store
+            assert kept.record_received("agr.example.com", "old-id", "other", b"", 0.0) == "new"
+            assert kept.record_received("agr.example.com", "recent-id", "other", b"", 0.0) == "conflict"
+            assert kept.record_received("agr.example.com", sent["message_id"], "x", b"", 0.0) == "conflict"
+    run(scenario())

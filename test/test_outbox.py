@@ -18,6 +18,7 @@ from aiohttp import web
 
 from pyuftp.client import FinalDeliveryError, ShapeshifterAgrDsoClient, TemporaryDeliveryError
 from pyuftp.crypto import generate_keypair
+from pyuftp import outbox as outbox_module
 from pyuftp.outbox import DeliveryExpired, Outbox
 from pyuftp.store import MemoryStore, OutboxItem, SQLiteStore
 
@@ -533,3 +534,25 @@ def test_no_busy_loop_when_idle_or_waiting_on_a_peer(tmp_path):
         store.close()
 
     run(main())
+
+
+def test_delivered_items_are_forgotten_after_keep_delivered(monkeypatch):
+    monkeypatch.setattr(outbox_module, "PRUNE_INTERVAL", 0.05)
+
+    async def scenario():
+        store = MemoryStore()
+        delivered: list[str] = []
+
+        async def deliver(item):
+            delivered.append(item.message_id)
+        outbox = Outbox(store, deliver, keep_delivered=0.0, poll_interval=0.05)
+        await outbox.start()
+        try:
+            first, second = make_item(outbox, 1), make_item(outbox, 2)
+            await outbox.submit(first)
+            await outbox.submit(second)
+            await until(lambda: len(delivered) == 2 and not store.outgoing(), 5.0)
+            assert delivered == [first.message_id, second.message_id]
+        finally:
+            await outbox.stop()
+    run(scenario())
