@@ -55,6 +55,9 @@ class Received:
     sender_role: str
     payload_xml: bytes
     signed_xml: bytes | None = None
+    #: True when a service handles this message after a restart: it was answered 200 (and
+    #: recorded) before the process stopped, and its handling may have begun then.
+    recovered: bool = False
 
 
 def wrap(payload_xml: str | bytes, signing_key: SigningKey | str, sender_domain: str,

@@ -397,7 +397,7 @@ class ShapeshifterService:
                 await self._in_store(self.store.mark_handled, sender_domain, message_id)
                 continue
             received = Received(message_type, payload, envelope.sender_domain,
-                                envelope.sender_role, payload_xml, data)
+                                envelope.sender_role, payload_xml, data, recovered=True)
             logger.warning("handling %s %s from %s, received before a restart", message_type,
                            message_id, sender_domain)
             await self._room()

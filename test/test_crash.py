@@ -97,3 +97,66 @@ def test_sigkill_mid_send_then_restart_delivers_everything_exactly_once(tmp_path
     kept = SQLiteStore(store)
     assert {item.state for item in kept.outgoing()} == {"delivered"}
     kept.close()
+
+
+def test_a_service_killed_after_its_200_handles_the_message_after_restart(tmp_path):
+    """Received, answered 200, killed mid-handling: the restarted service handles the message
+    once (flagged ``recovered``) and sends its response; a resend is not handled again."""
+    from pyuftp.envelope import seal_message
+    from pyuftp.examples import example
+    from pyuftp.client import ShapeshifterAgrDsoClient
+    from pyuftp.service import ShapeshifterAgrService
+
+    store = str(tmp_path / "dso.sqlite")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/shapeshifter/api/v3/message"
+    dso_key, dso_public = generate_keypair()
+    agr_key, agr_public = generate_keypair()
+    handled: list[tuple[str, bool]] = []
+
+    async def scenario() -> None:
+        directory = Directory()
+        directory.add("dso.example.com", "DSO", dso_public, url)
+        agr = ShapeshifterAgrService("agr.example.com", agr_key, directory.key,
+                                     directory.endpoint, port=0)
+        responses: asyncio.Queue = asyncio.Queue()
+        agr.add_handler("FlexOfferResponse", responses.put)
+        async with agr:
+            directory.add("agr.example.com", "AGR", agr_public, agr.url)
+            env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep
+                       + os.environ.get("PYTHONPATH", ""))
+            first = subprocess.Popen(
+                [sys.executable, str(HERE / "crash_service.py"), store, str(port), dso_key,
+                 agr_public, agr.url], env=env, stdout=subprocess.PIPE,
+                stderr=(tmp_path / "dso.log").open("w"), text=True)
+            try:
+                deadline = time.monotonic() + 30
+                assert (await asyncio.to_thread(read_line, first, deadline)).strip() == "listening"
+                payload = {k: v for k, v in example("FlexOffer").items()
+                           if k not in ("version", "message_id", "conversation_id", "time_stamp")}
+                payload.update(sender_domain="agr.example.com", recipient_domain="dso.example.com")
+                data, sent = seal_message("FlexOffer", payload, agr_key, "AGR")
+                async with ShapeshifterAgrDsoClient("agr.example.com", agr_key, "dso.example.com",
+                                                    url, attempts=1) as client:
+                    await client.post(data)  # HTTP 200: the DSO has it now
+                    line = await asyncio.to_thread(read_line, first, deadline)
+                    assert line.split() == ["handling", sent["message_id"]]
+                    first.send_signal(signal.SIGKILL)
+                    first.wait(timeout=10)
+
+                    dso = ShapeshifterDsoService("dso.example.com", dso_key, directory.key,
+                                                 directory.endpoint, port=port, store=store)
+                    dso.add_handler("FlexOffer", lambda offer, received: handled.append(
+                        (offer["message_id"], received.recovered)))
+                    async with dso:
+                        response = await asyncio.wait_for(responses.get(), 10)
+                        await client.post(data)  # the sender retries: a duplicate now
+                        assert await dso.drain(10)
+            finally:
+                first.kill()
+        assert handled == [(sent["message_id"], True)]
+        assert response["flex_offer_message_id"] == sent["message_id"]
+        assert response["result"] == "Accepted"
+        assert responses.empty()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
