@@ -1,0 +1,356 @@
+"""Message-layer benchmark: pyuftp against the peer implementation shapeshifter-uftp.
+
+    cd /work/main && PYTHONPATH=/work/main python3 bench/messages.py [--quick]
+
+For a FlexOffer with one option of 96 ISPs and for a small FlexOfferResponse it prints the
+time per message (µs, median of several timed repeats) to create (payload -> XML), parse
+(XML -> payload) and do both, for pyuftp and for shapeshifter-uftp with the same content,
+and the ratio peer / pyuftp. Then lxml-only baselines and the time ``import`` takes in a fresh
+interpreter. See bench/README.md for what is and is not measured.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# This directory holds a module called ``http``; with it first on sys.path the standard
+# library's ``http`` (used by requests/aiohttp, which the peer imports) would be shadowed.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import gc  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import timeit  # noqa: E402
+import uuid  # noqa: E402
+from decimal import Decimal  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import logging  # noqa: E402
+
+import pyuftp  # noqa: E402
+import pyuftp.messaging  # noqa: E402
+from lxml import etree  # noqa: E402
+
+try:
+    from shapeshifter_uftp import transport as peer_transport
+    from shapeshifter_uftp.uftp import messages as peer_messages
+    from xsdata.models.datatype import XmlDate, XmlDuration
+except ImportError as exc:  # pragma: no cover - a hint, not a feature
+    sys.exit(f"the peer is not installed ({exc}); run: pip install '.[peer]'")
+
+# The peer's logger is at DEBUG with a stderr handler once imported; quiet it like pyuftp's.
+logging.getLogger("shapeshifter-uftp").setLevel(logging.WARNING)
+
+TARGET_RATIO = 10.0
+TARGET_IMPORT_MS = 100.0
+
+
+# --- payloads ----------------------------------------------------------------------------
+
+
+def _fallback_flex_offer_96() -> dict[str, Any]:
+    return {
+        "sender_domain": "agr.example.com",
+        "recipient_domain": "dso.example.com",
+        "isp_duration": dt.timedelta(minutes=15),
+        "time_zone": "Europe/Amsterdam",
+        "period": dt.date(2026, 11, 24),
+        "congestion_point": "ean.871685900012636543",
+        "expiration_date_time": dt.datetime(2026, 11, 23, 11, 30, tzinfo=dt.timezone.utc),
+        "flex_request_message_id": str(uuid.uuid4()),
+        "currency": "EUR",
+        "offer_options": [{
+            "option_reference": "A",
+            "price": Decimal("1250.00"),
+            "isps": [{"power": 1000 + i, "start": i + 1} for i in range(96)],
+        }],
+    }
+
+
+def _fallback_flex_offer_response() -> dict[str, Any]:
+    return {
+        "sender_domain": "dso.example.com",
+        "recipient_domain": "agr.example.com",
+        "result": "Accepted",
+        "flex_offer_message_id": str(uuid.uuid4()),
+    }
+
+
+def payloads() -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The pyuftp payloads (96-ISP FlexOffer, FlexOfferResponse) and where they came from."""
+    try:
+        from pyuftp import examples
+        offer = examples.flex_offer_96()
+        response = examples.example("FlexOfferResponse")
+        source = "pyuftp.examples.flex_offer_96() / example('FlexOfferResponse')"
+    except (ImportError, AttributeError):
+        offer, response = _fallback_flex_offer_96(), _fallback_flex_offer_response()
+        source = "built in bench/messages.py (pyuftp.examples not available)"
+    # The peer always writes Duration (default 1) on every ISP and MinActivationFactor
+    # (default 1.00) on every option; say the same on the pyuftp side so that both put the
+    # same attributes on the wire.
+    offer = dict(offer)
+    offer["offer_options"] = [
+        {"min_activation_factor": Decimal("1.00"), **option,
+         "isps": [{"duration": 1, **isp} for isp in option["isps"]]}
+        for option in offer["offer_options"]
+    ]
+    return offer, dict(response), source
+
+
+def _iso_duration(value: dt.timedelta) -> str:
+    minutes, seconds = divmod(int(value.total_seconds()), 60)
+    return f"PT{minutes}M" if not seconds else f"PT{minutes}M{seconds}S"
+
+
+_METADATA = ("version", "sender_domain", "recipient_domain", "message_id", "conversation_id")
+
+
+def _peer_metadata(full: dict[str, Any]) -> dict[str, Any]:
+    fields = {key: full[key] for key in _METADATA}
+    fields["time_stamp"] = full["time_stamp"].isoformat()
+    return fields
+
+
+def peer_flex_offer(full: dict[str, Any]) -> Any:
+    """The peer's FlexOffer object with the content of a (parsed, complete) pyuftp payload."""
+    m = peer_messages
+    optional = {key: full[key] for key in ("unsolicited", "flex_request_message_id", "contract_id",
+                                           "d_prognosis_message_id", "baseline_reference")
+                if full.get(key) is not None}
+    return m.FlexOffer(
+        **_peer_metadata(full),
+        isp_duration=XmlDuration(_iso_duration(full["isp_duration"])),
+        time_zone=full["time_zone"],
+        period=XmlDate.from_date(full["period"]),
+        congestion_point=full["congestion_point"],
+        expiration_date_time=full["expiration_date_time"].isoformat(),
+        currency=full["currency"],
+        offer_options=[
+            m.FlexOfferOption(
+                option_reference=option["option_reference"],
+                price=option["price"],
+                min_activation_factor=option.get("min_activation_factor", Decimal("1.00")),
+                isps=[m.FlexOfferOptionISP(power=isp["power"], start=isp["start"],
+                                           duration=isp.get("duration", 1))
+                      for isp in option["isps"]],
+            )
+            for option in full["offer_options"]
+        ],
+        **optional,
+    )
+
+
+def peer_flex_offer_response(full: dict[str, Any]) -> Any:
+    m = peer_messages
+    extra = {"rejection_reason": full["rejection_reason"]} if full.get("rejection_reason") else {}
+    return m.FlexOfferResponse(
+        **_peer_metadata(full),
+        result=m.AcceptedRejected(full["result"]),
+        flex_offer_message_id=full["flex_offer_message_id"],
+        **extra,
+    )
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def _timer(fn: Callable[[], Any], seconds: float) -> tuple[timeit.Timer, int]:
+    """A warmed-up timer for ``fn`` and the number of calls that take about ``seconds``."""
+    for _ in range(3):
+        fn()
+    timer = timeit.Timer(fn, setup="gc.enable()", globals={"gc": gc})  # gc stays on
+    probe = 1
+    while True:
+        taken = timer.timeit(probe)
+        if taken >= 0.02 or probe >= 1 << 20:
+            break
+        probe *= 4
+    return timer, max(1, int(probe * seconds / max(taken, 1e-9)))
+
+
+def per_call_us(*fns: Callable[[], Any], seconds: float, repeats: int) -> list[float]:
+    """For each of ``fns``: the median over ``repeats`` timed runs of the time per call, in
+    µs, after a warm-up. The runs of the functions alternate, so that a machine that gets
+    busier or quieter meanwhile weighs on all of them alike. The garbage collector stays on:
+    a service pays for it too."""
+    timers = [_timer(fn, seconds) for fn in fns]
+    runs: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for (timer, number), out in zip(timers, runs):
+            out.append(timer.timeit(number) / number)
+    return [statistics.median(out) * 1e6 for out in runs]
+
+
+def import_ms(module: str, runs: int) -> tuple[float, float]:
+    """(wall-clock ms of ``import module`` in a fresh interpreter minus an empty
+    interpreter's, -X importtime's cumulative ms for the module); medians of ``runs``."""
+    def wall(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(_HERE),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    wall("pass")  # warm the OS file cache
+    wall(f"import {module}")
+    empty = statistics.median(wall("pass") for _ in range(runs))
+    full = statistics.median(wall(f"import {module}") for _ in range(runs))
+    cumulative = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                             check=True, cwd=os.path.dirname(_HERE), capture_output=True,
+                             text=True).stderr
+        for line in out.splitlines():
+            parts = [p.strip() for p in line.split("|")]
+            if len(parts) == 3 and parts[2] == module:
+                cumulative.append(int(parts[1]) / 1000)
+    return (full - empty) * 1000, statistics.median(cumulative) if cumulative else float("nan")
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats (~10 s)")
+    args = parser.parse_args()
+    seconds, repeats, import_runs = (0.03, 5, 3) if args.quick else (0.05, 15, 5)
+    began = time.perf_counter()
+
+    offer, response, source = payloads()
+    offer_xml = pyuftp.create_message("FlexOffer", offer)
+    response_xml = pyuftp.create_message("FlexOfferResponse", response)
+    _, offer_full = pyuftp.parse_message(offer_xml)
+    _, response_full = pyuftp.parse_message(response_xml)
+    peer_offer = peer_flex_offer(offer_full)
+    peer_response = peer_flex_offer_response(response_full)
+    peer_offer_xml = peer_transport.to_xml(peer_offer)
+    peer_response_xml = peer_transport.to_xml(peer_response)
+
+    # Same content on both sides: pyuftp reads the peer's XML back to the very same dict.
+    same = (pyuftp.parse_message(peer_offer_xml)[1] == offer_full
+            and pyuftp.parse_message(peer_response_xml)[1] == response_full
+            and peer_transport.from_xml(offer_xml.encode()) == peer_offer)
+    if not same:
+        sys.exit("the pyuftp and shapeshifter-uftp messages differ in content; fix the bench")
+
+    print(f"pyuftp {pyuftp.__version__} vs shapeshifter-uftp "
+          f"{_version('shapeshifter-uftp')}; Python {sys.version.split()[0]}; "
+          f"lxml {'.'.join(map(str, etree.LXML_VERSION))}, xsdata {_version('xsdata')}")
+    print(f"payloads: {source}")
+    print(f"FlexOffer: 1 option x {len(offer['offer_options'][0]['isps'])} ISPs, "
+          f"XML {len(offer_xml.encode())} B (pyuftp) / {len(peer_offer_xml.encode())} B (peer); "
+          f"FlexOfferResponse XML {len(response_xml.encode())} B / "
+          f"{len(peer_response_xml.encode())} B; content checked identical both ways")
+    print(f"timing: median of {repeats} runs of ~{seconds:.2f} s each (pyuftp's and the peer's "
+          "runs alternate), warm-up first, gc on; µs per message")
+    print()
+
+    to_xml, from_xml = peer_transport.to_xml, peer_transport.from_xml
+    create, parse = pyuftp.create_message, pyuftp.parse_message
+    cases = [
+        ("FlexOffer 96 ISPs", "FlexOffer", offer, offer_xml, peer_offer, peer_offer_xml),
+        ("FlexOfferResponse", "FlexOfferResponse", response, response_xml, peer_response,
+         peer_response_xml),
+    ]
+    # A first warm-up of everything: the first rounds in a fresh process are slower (memory
+    # pages touched for the first time), which would weigh on whatever is measured first.
+    warm_until = time.perf_counter() + (0.5 if args.quick else 2.0)
+    while time.perf_counter() < warm_until:
+        for _, kind, payload, xml, obj, obj_xml in cases:
+            parse(create(kind, payload))
+            from_xml(to_xml(obj))
+
+    results: dict[tuple[str, str], tuple[float, float]] = {}
+    header = f"{'message':<20} {'operation':<14} {'pyuftp µs':>11} {'peer µs':>11} {'peer/pyuftp':>12}"
+    print(header)
+    print("-" * len(header))
+    for label, kind, payload, xml, obj, obj_xml in cases:
+        ops = [
+            ("create", lambda: create(kind, payload), lambda: to_xml(obj)),
+            ("parse", lambda: parse(xml), lambda: from_xml(obj_xml)),
+            ("create+parse", lambda: parse(create(kind, payload)), lambda: from_xml(to_xml(obj))),
+        ]
+        for name, ours, theirs in ops:
+            mine, peer = per_call_us(ours, theirs, seconds=seconds, repeats=repeats)
+            results[(label, name)] = (mine, peer)
+            print(f"{label:<20} {name:<14} {mine:>11.1f} {peer:>11.1f} {peer / mine:>11.1f}x")
+
+    # For orientation: the peer's create above starts from a ready object; building that
+    # object from plain values (as pyuftp starts from a plain dict) costs this much on top.
+    build, = per_call_us(lambda: to_xml(peer_flex_offer(offer_full)), seconds=seconds,
+                         repeats=repeats)
+    print(f"{'FlexOffer 96 ISPs':<20} {'create*':<14} {'':>11} {build:>11.1f} "
+          f"{build / results[('FlexOffer 96 ISPs', 'create')][0]:>11.1f}x"
+          "   (* peer: objects built from plain values, then to_xml)")
+    print()
+
+    # lxml-only baselines: the floor under any lxml + XSD based implementation.
+    offer_bytes = offer_xml.encode("utf-8")
+    xsd = pyuftp.messaging.schema("3.1.0")
+    root = etree.fromstring(offer_bytes)
+    if not xsd.validate(root):
+        sys.exit(f"pyuftp's schema refuses pyuftp's own FlexOffer: {xsd.error_log}")
+    fromstring, validate, tostring, ours_parse = per_call_us(
+        lambda: etree.fromstring(offer_bytes), lambda: xsd.validate(root),
+        lambda: etree.tostring(root), lambda: parse(offer_xml), seconds=seconds, repeats=repeats)
+
+    # Where pyuftp's time goes, stage by stage (pyuftp.messaging's own functions).
+    msg = pyuftp.messaging
+    complete = msg.complete_payload("FlexOffer", offer)
+    stages = [
+        ("create: check payload (complete_payload)", lambda: msg.complete_payload("FlexOffer", offer)),
+        ("create: render (Jinja2 template)", lambda: msg.render("FlexOffer", complete)),
+        ("create/parse: parse_xml", lambda: msg.parse_xml(offer_bytes)),
+        ("parse: validate_element (XSD)", lambda: msg.validate_element("FlexOffer", "3.1.0", root)),
+        ("parse: read_element (XSD + to dict)", lambda: msg.read_element(root)),
+    ]
+    print("pyuftp stages, 96-ISP FlexOffer (µs):")
+    staged = dict(zip([name for name, _ in stages],
+                      per_call_us(*[fn for _, fn in stages], seconds=seconds, repeats=repeats)))
+    for name, value in staged.items():
+        print(f"  {name:<42} {value:8.1f}")
+    reader = staged["parse: read_element (XSD + to dict)"] - staged["parse: validate_element (XSD)"]
+    print(f"  {'parse: elements to dict (the difference)':<42} {reader:8.1f}")
+    print()
+    print("lxml baselines, 96-ISP FlexOffer as rendered by pyuftp:")
+    print(f"  etree.fromstring                        {fromstring:8.1f} µs")
+    print(f"  XMLSchema.validate (pyuftp 3.1.0 schema) {validate:7.1f} µs")
+    print(f"  etree.tostring                          {tostring:8.1f} µs")
+    print(f"  -> fromstring + validate = {fromstring + validate:.1f} µs, i.e. "
+          f"{(fromstring + validate) / ours_parse:.0%} of pyuftp's parse_message "
+          f"({ours_parse:.1f} µs, timed alongside)")
+    print()
+
+    print(f"import time in a fresh interpreter (median of {import_runs}; wall clock minus an "
+          "empty interpreter / -X importtime cumulative):")
+    ours_wall, ours_cum = import_ms("pyuftp", import_runs)
+    peer_wall, peer_cum = import_ms("shapeshifter_uftp", import_runs)
+    print(f"  import pyuftp             {ours_wall:7.1f} ms / {ours_cum:7.1f} ms   "
+          f"(target < {TARGET_IMPORT_MS:.0f} ms: {'met' if ours_wall < TARGET_IMPORT_MS else 'NOT met'})")
+    print(f"  import shapeshifter_uftp  {peer_wall:7.1f} ms / {peer_cum:7.1f} ms   "
+          + (f"(ratio {peer_wall / ours_wall:.1f}x)" if ours_wall > 5 else ""))
+    print()
+
+    mine, peer = results[("FlexOffer 96 ISPs", "create+parse")]
+    ratio = peer / mine
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(f"FlexOffer 96 ISPs create+parse: pyuftp {mine:.0f} µs, shapeshifter-uftp {peer:.0f} µs, "
+          f"ratio {ratio:.1f}× (target ≥ {TARGET_RATIO:.0f}×: {verdict})")
+    print(f"(whole run {time.perf_counter() - began:.1f} s)")
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"
+
+
+if __name__ == "__main__":
+    main()
