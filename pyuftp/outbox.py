@@ -76,7 +76,7 @@ class Outbox:
     :param per_peer: deliveries in flight at once to one (recipient_domain, recipient_role);
         a slow or dead peer ties up only its own slots, never other peers' deliveries.
     :param poll_interval: the longest the loop sleeps before looking at the store again (it
-        wakes earlier when an item falls due, is submitted, or a delivery ends).
+        wakes earlier when an item falls due or is submitted, or a retry is scheduled).
     :param attempt_timeout: seconds after which one ``deliver`` call is abandoned and counted
         as a temporary failure, so a ``deliver`` that never returns cannot hold a slot
         forever (the client's own HTTP timeout is normally much shorter); None: no limit.
@@ -93,7 +93,7 @@ class Outbox:
                  retry_for: float = 3600.0,
                  first_backoff: float = 1.0, max_backoff: float = 300.0,
                  on_delivery_failed: Callable[[OutboxItem, Exception], Any] | None = None,
-                 per_peer: int = 4,
+                 per_peer: int = 16,
                  poll_interval: float = 1.0,
                  attempt_timeout: float | None = 600.0,
                  batch_size: int = 100,
@@ -123,9 +123,11 @@ class Outbox:
                                else _positive(keep_delivered, "keep_delivered", allow_zero=True))
         self._next_prune = 0.0
         # A peer's items beyond its free slots wait here (fetched once, not re-read per
-        # round); beyond this many, only their ids are kept, and they are read again once
-        # the queue has drained.
+        # round). A peer whose queue is full is "saturated": the store is not asked for more
+        # of its items until the queue has half drained, so a backlog of thousands for one
+        # peer costs neither memory nor a longer query per round.
         self._queue_cap = max(16, 4 * per_peer)
+        self._saturated: set[Peer] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._progress: asyncio.Event | None = None
@@ -133,7 +135,6 @@ class Outbox:
         self._in_flight: dict[int, Peer] = {}               # item id -> its peer
         self._busy: dict[Peer, int] = {}                    # peer -> deliveries in flight
         self._queued: dict[Peer, collections.deque[OutboxItem]] = {}
-        self._overflow: dict[Peer, set[int]] = {}
         self._cooldown: dict[int, float] = {}  # ids whose outcome could not be stored: until
         self._retry_times: list[float] = []    # heap: retries this outbox scheduled
         self._quick_rounds = 0
@@ -174,7 +175,7 @@ class Outbox:
         self._loop_task = None
         # queued items are pending in the store still: nothing is lost by dropping them
         self._queued.clear()
-        self._overflow.clear()
+        self._saturated.clear()
         tasks = set(self._tasks)
         if tasks:
             _, unfinished = await asyncio.wait(tasks, timeout=max(0.0, timeout))
@@ -282,12 +283,10 @@ class Outbox:
         exclude = set(self._in_flight) | set(self._cooldown)
         for queue in self._queued.values():
             exclude.update(item.id for item in queue if item.id is not None)
-        for ids in self._overflow.values():
-            exclude.update(ids)
         more = False
         for _ in range(self.MAX_BATCHES_PER_ROUND):
             batch = await self._call(self.store.due_outgoing, now, self.batch_size,
-                                     frozenset(exclude))
+                                     frozenset(exclude), frozenset(self._saturated))
             for item in batch:
                 exclude.add(item.id)
                 self._take(item)
@@ -331,8 +330,7 @@ class Outbox:
         if len(queue) < self._queue_cap:
             queue.append(item)
         else:
-            assert item.id is not None
-            self._overflow.setdefault(peer, set()).add(item.id)
+            self._saturated.add(peer)  # the item stays pending in the store, read again later
 
     def _launch(self, item: OutboxItem, peer: Peer) -> None:
         assert item.id is not None
@@ -358,9 +356,11 @@ class Outbox:
                 self._launch(queue.popleft(), peer)
             if not queue:
                 self._queued.pop(peer, None)
-                if self._overflow.pop(peer, None):
-                    self._wake_up()  # read the peer's further items from the store again
-        self._wake_up()
+            if peer in self._saturated and len(queue or ()) <= self._queue_cap // 2:
+                self._saturated.discard(peer)
+                self._wake_up()  # read the peer's further items from the store again
+        # No wake-up otherwise: the next queued item is launched right here, and a round per
+        # delivery would re-read the store for nothing (costly with a large backlog).
         self._signal_progress()
 
     async def _attempt(self, item: OutboxItem, peer: Peer) -> None:
@@ -389,6 +389,7 @@ class Outbox:
                                  item.id, item.message_id)
                 assert item.id is not None
                 self._cooldown[item.id] = time.time() + max(self.first_backoff, self.poll_interval)
+                self._wake_up()
         finally:
             self._release(item, peer)
         if failure is not None:
@@ -432,6 +433,7 @@ class Outbox:
         item.attempts, item.next_attempt_at = attempts, next_at
         item.last_error, item.last_status = _describe(error), status
         heapq.heappush(self._retry_times, next_at)
+        self._wake_up()  # the loop may be sleeping past this retry: let it look again
         # One warning per peer outage, not per message and attempt: a peer that is down for
         # an hour with a thousand messages queued must not flood the log (or a stderr pipe).
         peer = (item.recipient_domain, item.recipient_role)

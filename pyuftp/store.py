@@ -82,10 +82,12 @@ class Store(abc.ABC):
         is also set on ``item.id``."""
 
     @abc.abstractmethod
-    def due_outgoing(self, now: float, limit: int = 100,
-                     exclude_ids: Collection[int] = ()) -> list[OutboxItem]:
+    def due_outgoing(self, now: float, limit: int = 100, exclude_ids: Collection[int] = (),
+                     exclude_peers: Collection[tuple[str, str]] = ()) -> list[OutboxItem]:
         """Pending items with ``next_attempt_at <= now``, oldest (first stored) first, at
-        most ``limit``, leaving out ``exclude_ids`` (those being delivered already)."""
+        most ``limit``, leaving out ``exclude_ids`` (those being delivered already) and the
+        items for ``exclude_peers``, ``(recipient_domain, recipient_role)`` pairs that have
+        enough waiting in memory already."""
 
     @abc.abstractmethod
     def next_due_time(self) -> float | None:
@@ -205,6 +207,15 @@ def _item_id(value: Any) -> int:
 
 def _exclude(ids: Collection[int]) -> set[int]:
     return {_count(i, "exclude_ids entry", 0) for i in ids}
+
+
+def _peers(peers: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    out = set()
+    for peer in peers:
+        if not (isinstance(peer, tuple) and len(peer) == 2):
+            raise TypeError(f"exclude_peers entries must be (domain, role) tuples, not {peer!r}")
+        out.add((_text(peer[0], "exclude_peers domain"), _text(peer[1], "exclude_peers role")))
+    return out
 
 
 def check_item(item: OutboxItem) -> OutboxItem:
@@ -416,13 +427,17 @@ class SQLiteStore(Store):
         item.id = item_id
         return item_id
 
-    def due_outgoing(self, now: float, limit: int = 100,
-                     exclude_ids: Collection[int] = ()) -> list[OutboxItem]:
+    def due_outgoing(self, now: float, limit: int = 100, exclude_ids: Collection[int] = (),
+                     exclude_peers: Collection[tuple[str, str]] = ()) -> list[OutboxItem]:
         now = _time(now, "now")
         limit = _count(limit, "limit", 1)
         excluded = _exclude(exclude_ids)
+        peers = _peers(exclude_peers)
         sql = f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
         args: list[Any] = [now]
+        for domain, role in sorted(peers):  # a few peers at most: one condition each
+            sql += " AND NOT (recipient_domain = ? AND recipient_role = ?)"
+            args += [domain, role]
         if excluded and self._json_ok:
             sql += " AND id NOT IN (SELECT value FROM json_each(?))"
             args.append(json.dumps(sorted(excluded)))
@@ -592,15 +607,17 @@ class MemoryStore(Store):
         item.id = item_id
         return item_id
 
-    def due_outgoing(self, now: float, limit: int = 100,
-                     exclude_ids: Collection[int] = ()) -> list[OutboxItem]:
+    def due_outgoing(self, now: float, limit: int = 100, exclude_ids: Collection[int] = (),
+                     exclude_peers: Collection[tuple[str, str]] = ()) -> list[OutboxItem]:
         now = _time(now, "now")
         limit = _count(limit, "limit", 1)
         excluded = _exclude(exclude_ids)
+        peers = _peers(exclude_peers)
         due = []
         with self._use():
             for item_id, item in self._pending_items.items():  # ids ascend: oldest first
-                if item.next_attempt_at <= now and item_id not in excluded:
+                if item.next_attempt_at <= now and item_id not in excluded and (
+                        not peers or (item.recipient_domain, item.recipient_role) not in peers):
                     due.append(dataclasses.replace(item))
                     if len(due) == limit:
                         break

@@ -431,6 +431,49 @@ def test_a_hanging_peer_does_not_delay_a_healthy_one(tmp_path):
     run(main())
 
 
+def test_a_big_backlog_for_one_peer_is_not_read_into_memory(tmp_path):
+    """A dead peer with 300 items waiting: the outbox holds at most its slots and a queue of
+    them, and asks the store for the others only as the queue drains."""
+    release = asyncio.Event()
+
+    async def hang(n: int, body: bytes) -> web.Response:
+        await asyncio.wait_for(release.wait(), 10)
+        return web.Response()
+
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "outbox.sqlite")
+        reads: list[int] = []
+        due_outgoing = store.due_outgoing
+
+        def counting(*args, **kwargs):
+            found = due_outgoing(*args, **kwargs)
+            reads.append(len(found))
+            return found
+        store.due_outgoing = counting
+        async with serving(hang) as slow:
+            router = Router({"slow.example.com": slow.url})
+            outbox = Outbox(store, router, per_peer=2, batch_size=50, **FAST)
+            for n in range(300):  # stored before the start: all due at once
+                await outbox.submit(make_item(outbox, n, "slow.example.com"))
+            await outbox.start()
+            try:
+                await until(lambda: slow.active == 2, 5)
+                await asyncio.sleep(0.5)  # several rounds of the loop
+                queued = sum(len(q) for q in outbox._queued.values())
+                assert queued == outbox._queue_cap  # 16, the rest stays in the store only
+                assert sum(reads) <= 2 * 50  # not the whole backlog, round after round
+                release.set()
+                assert await outbox.wait_idle(20)
+            finally:
+                await outbox.stop()
+                await router.close()
+        assert len(store.outgoing("delivered")) == 300
+        assert len(slow.posts) == 300
+        store.close()
+
+    run(main(), timeout=40)
+
+
 def test_per_peer_limit(tmp_path):
     async def slowish(n: int, body: bytes) -> web.Response:
         await asyncio.sleep(0.05)

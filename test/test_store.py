@@ -80,6 +80,21 @@ def test_add_due_and_marks_round_trip(store: Store):
     assert store.due_outgoing(10_000.0) == []
 
 
+def test_due_outgoing_leaves_out_excluded_peers(store: Store):
+    for n, recipient in enumerate(["slow.example.com", "slow.example.com", "ok.example.com",
+                                   "slow.example.com", "other.example.com"]):
+        store.add_outgoing(item(n, recipient=recipient))
+    slow = ("slow.example.com", "DSO")
+    assert [i.message_id for i in store.due_outgoing(1500.0, exclude_peers=[slow])] \
+        == ["id-2", "id-4"]
+    # the role is part of the peer: the slow domain's DSO items are not an AGR's
+    assert len(store.due_outgoing(1500.0, exclude_peers=[("slow.example.com", "AGR")])) == 5
+    both = store.due_outgoing(1500.0, exclude_ids=[5], exclude_peers={slow, ("ok.example.com", "DSO")})
+    assert both == []
+    with pytest.raises(TypeError, match="exclude_peers"):
+        store.due_outgoing(1500.0, exclude_peers=["slow.example.com"])
+
+
 def test_a_decided_item_is_not_reopened(store: Store):
     delivered = store.add_outgoing(item(1))
     store.mark_delivered(delivered)
