@@ -198,7 +198,7 @@ class Outbox:
         An item submitted before :meth:`start` (or after :meth:`stop`) waits in the store.
         """
         check_item(item)  # bad input fails here, on the caller's side, with a clear error
-        item_id = await self._call(self.store.add_outgoing, item)
+        item_id = await self.store.call(self.store.add_outgoing, item)
         item.id = item_id
         peer = (item.recipient_domain, item.recipient_role)
         if self.running and not self._stopping and self._busy.get(peer, 0) < self.per_peer:
@@ -220,7 +220,7 @@ class Outbox:
                 self._progress.clear()  # before looking: a change after this wakes us
             remaining = deadline - loop.time()
             if not (self._in_flight or any(self._queued.values())):
-                next_due = await self._call(self.store.next_due_time)
+                next_due = await self.store.call(self.store.next_due_time)
                 if next_due is None or next_due > time.time() + remaining:
                     return True
             remaining = deadline - loop.time()
@@ -233,12 +233,6 @@ class Outbox:
                 await _wait(self._progress, pause)
 
     # --- the loop --------------------------------------------------------------------------
-
-    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
-        # SQLite commits wait for the disk: keep them off the event loop
-        if getattr(self.store, "blocking", True):
-            return await asyncio.to_thread(function, *args)
-        return function(*args)
 
     def _wake_up(self) -> None:
         if self._wake is not None:
@@ -270,7 +264,7 @@ class Outbox:
         if self.keep_delivered is None or now < self._next_prune:
             return
         self._next_prune = now + PRUNE_INTERVAL
-        forgotten = await self._call(self.store.forget_outgoing, now - self.keep_delivered)
+        forgotten = await self.store.call(self.store.forget_outgoing, now - self.keep_delivered)
         if forgotten:
             logger.debug("outbox: forgot %d delivered items", forgotten)
 
@@ -285,7 +279,7 @@ class Outbox:
             exclude.update(item.id for item in queue if item.id is not None)
         more = False
         for _ in range(self.MAX_BATCHES_PER_ROUND):
-            batch = await self._call(self.store.due_outgoing, now, self.batch_size,
+            batch = await self.store.call(self.store.due_outgoing, now, self.batch_size,
                                      frozenset(exclude), frozenset(self._saturated))
             for item in batch:
                 exclude.add(item.id)
@@ -297,7 +291,7 @@ class Outbox:
         if more:
             return 0.01
         waits = [self.poll_interval]
-        next_due = await self._call(self.store.next_due_time)
+        next_due = await self.store.call(self.store.next_due_time)
         now = time.time()
         while self._retry_times and self._retry_times[0] <= now:
             heapq.heappop(self._retry_times)
@@ -401,7 +395,7 @@ class Outbox:
         assert item.id is not None
         who = f"{item.message_type} {item.message_id} to {item.recipient_domain} ({item.recipient_role})"
         if error is None:
-            await self._call(self.store.mark_delivered, item.id)
+            await self.store.call(self.store.mark_delivered, item.id)
             item.state = "delivered"
             peer = (item.recipient_domain, item.recipient_role)
             if peer in self._failing:
@@ -428,7 +422,7 @@ class Outbox:
             return await self._fail(item, expired, error, who)
         retry_after = error.retry_after if isinstance(error, DeliveryError) else None
         next_at = min(now + self._delay(attempts, retry_after), item.expires_at)
-        await self._call(self.store.mark_retry, item.id, attempts, next_at,
+        await self.store.call(self.store.mark_retry, item.id, attempts, next_at,
                          _describe(error), status)
         item.attempts, item.next_attempt_at = attempts, next_at
         item.last_error, item.last_status = _describe(error), status
@@ -449,7 +443,7 @@ class Outbox:
                     who: str) -> tuple[OutboxItem, Exception]:
         assert item.id is not None
         status = getattr(cause, "status", None)
-        await self._call(self.store.mark_failed, item.id, _describe(reported), status)
+        await self.store.call(self.store.mark_failed, item.id, _describe(reported), status)
         item.state, item.last_error, item.last_status = "failed", _describe(reported), status
         logger.error("delivering %s failed for good: %s", who, _describe(reported))
         return item, reported

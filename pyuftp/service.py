@@ -42,7 +42,7 @@ from .envelope import Received, SenderMismatch, open_envelope, open_message
 from .exceptions import InvalidKey, InvalidSignature, MessageError, PyUFTPError, ValidationError
 from .messaging import parse_xml, read_element, supported_version
 from .outbox import PRUNE_INTERVAL, Outbox
-from .store import MemoryStore, OutboxItem, Store, open_store
+from .store import OutboxItem, Store, open_store
 
 logger = logging.getLogger("pyuftp")
 
@@ -372,21 +372,15 @@ class ShapeshifterService:
             # A resend older than the time-stamp window is refused anyway: its record can go.
             self._next_prune = now + PRUNE_INTERVAL
             keep = self.max_age + self.max_clock_skew + 3600.0
-            await self._in_store(self.store.forget_received, now - keep)
+            await self.store.call(self.store.forget_received, now - keep)
         digest = hashlib.sha256(received.payload_xml).hexdigest()
-        return await self._in_store(
+        return await self.store.call(
             self.store.record_received, received.sender_domain, received.payload["message_id"],
             digest, received.signed_xml or b"", time.time())
 
-    async def _in_store(self, operation: Callable[..., Any], *args: Any) -> Any:
-        # SQLite commits wait for the disk: keep them off the event loop.
-        if isinstance(self.store, MemoryStore):
-            return operation(*args)
-        return await asyncio.to_thread(operation, *args)
-
     async def _recover(self) -> None:
         """Handle what was received (and answered 200) but not handled before a restart."""
-        for sender_domain, message_id, data in await self._in_store(self.store.unhandled):
+        for sender_domain, message_id, data in await self.store.call(self.store.unhandled):
             try:
                 envelope = open_envelope(data)
                 # Verified when it arrived; the seal is the signature followed by the XML.
@@ -394,7 +388,7 @@ class ShapeshifterService:
                 message_type, payload = read_element(parse_xml(payload_xml))
             except MessageError as exc:
                 logger.error("cannot recover %s from %s: %s", message_id, sender_domain, exc)
-                await self._in_store(self.store.mark_handled, sender_domain, message_id)
+                await self.store.call(self.store.mark_handled, sender_domain, message_id)
                 continue
             received = Received(message_type, payload, envelope.sender_domain,
                                 envelope.sender_role, payload_xml, data, recovered=True)
@@ -439,7 +433,7 @@ class ShapeshifterService:
             await self._handle_once(received, problem)
         finally:
             if record:
-                await self._in_store(self.store.mark_handled, received.sender_domain,
+                await self.store.call(self.store.mark_handled, received.sender_domain,
                                      received.payload["message_id"])
 
     async def _handle_once(self, received: Received, problem: str | None) -> None:
