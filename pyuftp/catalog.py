@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 VERSIONS = ("3.1.0", "3.0.0")
 DEFAULT_VERSION = "3.1.0"
@@ -342,6 +343,7 @@ def response_type(message_type: str) -> str | None:
     return message_type + "Response"
 
 
+@lru_cache(maxsize=None)  # every response names its request: once per message type
 def reference_key(message_type: str) -> str:
     """The dict key by which a response names the request it answers."""
     if message_type == "DSOPortfolioUpdate":
