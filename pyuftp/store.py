@@ -233,6 +233,12 @@ def _exclude(ids: Collection[int]) -> set[int]:
     return {_count(i, "exclude_ids entry", 0) for i in ids}
 
 
+def _due_args(now: Any, limit: Any, exclude_ids: Collection[int],
+              exclude_peers: Collection[tuple[str, str]]
+              ) -> tuple[float, int, set[int], set[tuple[str, str]]]:
+    return _time(now, "now"), _count(limit, "limit", 1), _exclude(exclude_ids), _peers(exclude_peers)
+
+
 def _peers(peers: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
     out = set()
     for peer in peers:
@@ -453,10 +459,7 @@ class SQLiteStore(Store):
 
     def due_outgoing(self, now: float, limit: int = 100, exclude_ids: Collection[int] = (),
                      exclude_peers: Collection[tuple[str, str]] = ()) -> list[OutboxItem]:
-        now = _time(now, "now")
-        limit = _count(limit, "limit", 1)
-        excluded = _exclude(exclude_ids)
-        peers = _peers(exclude_peers)
+        now, limit, excluded, peers = _due_args(now, limit, exclude_ids, exclude_peers)
         sql = f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
         args: list[Any] = [now]
         for domain, role in sorted(peers):  # a few peers at most: one condition each
@@ -634,10 +637,7 @@ class MemoryStore(Store):
 
     def due_outgoing(self, now: float, limit: int = 100, exclude_ids: Collection[int] = (),
                      exclude_peers: Collection[tuple[str, str]] = ()) -> list[OutboxItem]:
-        now = _time(now, "now")
-        limit = _count(limit, "limit", 1)
-        excluded = _exclude(exclude_ids)
-        peers = _peers(exclude_peers)
+        now, limit, excluded, peers = _due_args(now, limit, exclude_ids, exclude_peers)
         due = []
         with self._use():
             for item_id, item in self._pending_items.items():  # ids ascend: oldest first
