@@ -246,20 +246,24 @@ class ShapeshifterClient:
             logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
                         self.recipient_domain, self.recipient_role)
             return sent
+        if self._own_outbox:
+            await self.outbox.start()  # idempotent: the first send starts delivery
+        await self.queue(message_type, data, sent)
+        logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
+                    self.recipient_domain, self.recipient_role)
+        return sent
+
+    async def queue(self, message_type: str, data: bytes, sent: Mapping[str, Any]) -> None:
+        """Commit a prepared message to the outbox, for delivery to this client's recipient."""
         from .store import OutboxItem
+        assert self.outbox is not None, "queue() needs a client with a store or an outbox"
         now = time.time()
-        item = OutboxItem(
+        await self.outbox.submit(OutboxItem(
             message_id=sent["message_id"], message_type=message_type,
             sender_domain=self.sender_domain, recipient_domain=self.recipient_domain,
             recipient_role=self.recipient_role, body=data, created_at=now,
             expires_at=self.outbox.expires_at(now),
-        )
-        if self._own_outbox:
-            await self.outbox.start()  # idempotent: the first send starts delivery
-        await self.outbox.submit(item)
-        logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
-                    self.recipient_domain, self.recipient_role)
-        return sent
+        ))
 
     async def deliver_item(self, item: "OutboxItem") -> None:
         """One delivery attempt of a stored message (what an outbox calls)."""

@@ -253,21 +253,11 @@ class ShapeshifterService:
         future = self._waiting[sent["message_id"]] = asyncio.get_running_loop().create_future()
         self._conversations[sent["conversation_id"]] = sent["message_id"]
         try:
-            await self._dispatch(client, message_type, data, sent)
+            await client.queue(message_type, data, sent)
             return sent, await asyncio.wait_for(future, timeout)
         finally:
             self._waiting.pop(sent["message_id"], None)
             self._conversations.pop(sent["conversation_id"], None)
-
-    async def _dispatch(self, client: ShapeshifterClient, message_type: str, data: bytes,
-                        sent: Mapping[str, Any]) -> None:
-        now = time.time()
-        await self.outbox.submit(OutboxItem(
-            message_id=sent["message_id"], message_type=message_type,
-            sender_domain=self.sender_domain, recipient_domain=client.recipient_domain,
-            recipient_role=client.recipient_role, body=data, created_at=now,
-            expires_at=self.outbox.expires_at(now),
-        ))
 
     async def _deliver(self, item: OutboxItem) -> None:
         client = self.client_for(item.recipient_domain, item.recipient_role)
@@ -507,7 +497,7 @@ class ShapeshifterService:
         client = self.client_for(received.sender_domain, received.sender_role)
         # A misrouted request is still answered (Rejected), outside the normal routes.
         data, sent = client.prepare(answer, payload, check_route=False)
-        await self._dispatch(client, answer, data, sent)
+        await client.queue(answer, data, sent)
 
 
 _OWN_FIELDS = {"message_id", "time_stamp", "sender_domain", "recipient_domain", "result",
