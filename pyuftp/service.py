@@ -339,7 +339,7 @@ class ShapeshifterService:
         except InvalidSignature:
             return _error(401, "the signature does not verify with the sender's public key")
         except SenderMismatch as exc:
-            self._answer_later(exc.received, str(exc))
+            self._answer_later(exc.received, str(exc), record=False)  # never recorded
             return _ok()
         except MessageError as exc:
             return _error(400, f"invalid message: {exc}")
@@ -423,8 +423,13 @@ class ShapeshifterService:
             await self._handle_once(received, problem)
         finally:
             if record:
-                await self.store.call(self.store.mark_handled, received.sender_domain,
-                                     received.payload["message_id"])
+                try:
+                    await self.store.call(self.store.mark_handled, received.sender_domain,
+                                          received.payload["message_id"])
+                except Exception:  # it is handled again after a restart: say so, loudly
+                    logger.exception("cannot mark %s %s from %s as handled",
+                                     received.message_type, received.payload["message_id"],
+                                     received.sender_domain)
 
     async def _handle_once(self, received: Received, problem: str | None) -> None:
         self._settle_waiting(received)

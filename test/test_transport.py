@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import base64
 import threading
 from contextlib import asynccontextmanager
@@ -270,7 +271,7 @@ def test_status_codes(case, status):
 
 @pytest.mark.parametrize("case", ["sender mismatch", "misaddressed", "wrong role for type",
                                   "type not for this role"])
-def test_functional_problems_get_200_and_a_rejected_response(case):
+def test_functional_problems_get_200_and_a_rejected_response(case, caplog):
     """A message that is signed and valid but wrong in substance is answered Rejected."""
     async def scenario():
         captured: asyncio.Queue = asyncio.Queue()
@@ -328,7 +329,7 @@ def test_functional_problems_get_200_and_a_rejected_response(case):
         finally:
             await runner.cleanup()
     run(scenario())
-
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 # --- the client's view of failures ------------------------------------------------------------
 
