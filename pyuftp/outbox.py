@@ -280,7 +280,7 @@ class Outbox:
         more = False
         for _ in range(self.MAX_BATCHES_PER_ROUND):
             batch = await self.store.call(self.store.due_outgoing, now, self.batch_size,
-                                     frozenset(exclude), frozenset(self._saturated))
+                                          frozenset(exclude), frozenset(self._saturated))
             for item in batch:
                 exclude.add(item.id)
                 self._take(item)
@@ -309,7 +309,8 @@ class Outbox:
                 waits.append(0.005)
                 quick = True
             # else: it is (probably) one of ours in flight or waiting for a slot; a finished
-            # delivery wakes us, and poll_interval bounds the rest
+            # delivery launches the next queued one, a saturated peer whose queue drains
+            # wakes us, and poll_interval bounds the rest
         self._quick_rounds = self._quick_rounds + 1 if quick else 0
         return max(0.0, min(waits))
 
@@ -423,7 +424,7 @@ class Outbox:
         retry_after = error.retry_after if isinstance(error, DeliveryError) else None
         next_at = min(now + self._delay(attempts, retry_after), item.expires_at)
         await self.store.call(self.store.mark_retry, item.id, attempts, next_at,
-                         _describe(error), status)
+                              _describe(error), status)
         item.attempts, item.next_attempt_at = attempts, next_at
         item.last_error, item.last_status = _describe(error), status
         heapq.heappush(self._retry_times, next_at)
