@@ -44,7 +44,7 @@ class StoreError(PyUFTPError):
     """The store cannot be used: closed, not a pyuftp store, or made by a newer pyuftp."""
 
 
-@dataclass
+@dataclass(slots=True)  # a store in memory keeps one per message: no __dict__ each
 class OutboxItem:
     """One message to deliver, as the outbox keeps it."""
 
@@ -592,7 +592,7 @@ class SQLiteStore(Store):
 
 # --- in memory ------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class _Received:
     digest: str
     data: bytes | None
