@@ -119,7 +119,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def mark_delivered(self, item_id: int) -> None:
-        """The recipient accepted the item (KeyError for an unknown id)."""
+        """The recipient accepted the item (KeyError for an unknown id). Its ``body`` is
+        dropped: the bulk of an item, no longer needed; the rest is kept for inspection."""
 
     @abc.abstractmethod
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
@@ -499,7 +500,7 @@ class SQLiteStore(Store):
         item_id = _item_id(item_id)
         with self._write() as conn:
             cursor = conn.execute(
-                "UPDATE outbox SET state = 'delivered', updated_at = ? WHERE id = ?",
+                "UPDATE outbox SET state = 'delivered', body = x'', updated_at = ? WHERE id = ?",
                 (time.time(), item_id))
             if cursor.rowcount == 0:
                 raise KeyError(f"no outbox item {item_id}")

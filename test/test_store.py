@@ -104,6 +104,17 @@ def test_a_decided_item_is_not_reopened(store: Store):
     assert store.outgoing()[0].state == "delivered"
 
 
+def test_a_delivered_item_drops_its_body_and_keeps_the_rest(store: Store):
+    first, second = item(1), item(2)
+    store.add_outgoing(first)
+    store.add_outgoing(second)
+    store.mark_delivered(first.id)
+    kept = {i.message_id: i for i in store.outgoing()}
+    assert kept["id-1"].body == b"" and kept["id-1"].state == "delivered"
+    assert kept["id-1"].message_type == "FlexOffer" and kept["id-1"].recipient_domain == "dso.example.com"
+    assert kept["id-2"].body == second.body  # a pending one keeps every byte
+
+
 def test_body_is_kept_byte_for_byte(store: Store):
     body = bytes(range(256)) * 40 + b"\x00\x00"
     store.add_outgoing(item(1, body=body))
