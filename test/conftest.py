@@ -1,8 +1,10 @@
 """Shared test fixtures: the official UFTP schemas (the referee) and example payloads."""
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -31,6 +33,25 @@ def official_schema():
     if not SPEC.is_dir():
         pytest.skip(f"the official UFTP schemas are not here ({SPEC}); the shared/ folder is absent")
     return _official_schema
+
+
+METADATA = ("version", "message_id", "conversation_id", "time_stamp", "sender_domain",
+            "recipient_domain")
+
+
+def fresh(message_type: str, **fields: Any) -> dict[str, Any]:
+    """The example payload of ``message_type`` without its metadata (what a client fills in),
+    with ``fields`` added or changed."""
+    from pyuftp.examples import example
+
+    payload = {k: v for k, v in example(message_type).items() if k not in METADATA}
+    payload.update(fields)
+    return payload
+
+
+def run(coro: Any, timeout: float = 60.0) -> Any:
+    """Run a test's coroutine, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 def assert_officially_valid(schema: etree.XMLSchema, xml: str | bytes) -> None:

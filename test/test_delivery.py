@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -11,21 +10,11 @@ import pytest
 from pyuftp.crypto import generate_keypair
 from pyuftp.discovery import Directory
 from pyuftp.envelope import seal_message
-from pyuftp.examples import example
 from pyuftp.service import Rejected, ShapeshifterAgrService, ShapeshifterDsoService
 
-METADATA = ("version", "message_id", "conversation_id", "time_stamp")
+from conftest import fresh, run
+
 WAIT = 10.0
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def fresh(message_type: str, **fields: Any) -> dict[str, Any]:
-    payload = {k: v for k, v in example(message_type).items() if k not in METADATA}
-    payload.update(fields)
-    return payload
 
 
 class Pair:

@@ -11,15 +11,11 @@ import pytest
 from pyuftp.crypto import generate_keypair
 from pyuftp.discovery import Directory
 from pyuftp.envelope import seal_message
-from pyuftp.examples import example
 from pyuftp.service import ShapeshifterDsoService
 
-METADATA = ("version", "message_id", "conversation_id", "time_stamp")
+from conftest import fresh, run
+
 WAIT = 10.0
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @asynccontextmanager
@@ -61,8 +57,7 @@ async def post(dso, body: bytes) -> tuple[int, bytes]:
 
 
 async def still_serving(dso, agr_key, handled) -> None:
-    payload = {k: v for k, v in example("TestMessage").items() if k not in METADATA}
-    payload.update(sender_domain="agr.example.com", recipient_domain="dso.example.com")
+    payload = fresh("TestMessage", sender_domain="agr.example.com", recipient_domain="dso.example.com")
     data, sent = seal_message("TestMessage", payload, agr_key, "AGR")
     status, _ = await post(dso, data)
     assert status == 200

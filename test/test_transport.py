@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import base64
+import logging
 import threading
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,20 +26,11 @@ from pyuftp.envelope import open_envelope, open_message, seal_message, wrap
 from pyuftp.examples import example
 from pyuftp.service import SERVICES, Rejected
 
+from conftest import fresh, run
+
 DOMAINS = {"AGR": "agr.example.com", "CRO": "cro.example.com", "DSO": "dso.example.com"}
-METADATA = ("version", "message_id", "conversation_id", "time_stamp", "sender_domain",
-            "recipient_domain")
 WAIT = 10.0
 
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-def fresh(message_type: str, **fields: Any) -> dict[str, Any]:
-    payload = {k: v for k, v in example(message_type).items() if k not in METADATA}
-    payload.update(fields)
-    return payload
 
 
 class Parties:
