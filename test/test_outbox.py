@@ -124,6 +124,17 @@ def make_item(outbox: Outbox, n: int, recipient: str = "dso.example.com",
     )
 
 
+async def deliver_and_wait(outbox: Outbox, *items: OutboxItem, timeout: float = 10.0) -> None:
+    """Start the outbox, submit ``items``, wait (bounded) until it is idle, and stop it."""
+    await outbox.start()
+    try:
+        for item in items:
+            await outbox.submit(item)
+        assert await outbox.wait_idle(timeout)
+    finally:
+        await outbox.stop()
+
+
 async def until(condition: Callable[[], bool], timeout: float) -> None:
     """Wait (bounded) for ``condition``; fail the test if it does not come true."""
     deadline = time.monotonic() + timeout
@@ -172,12 +183,9 @@ def test_retry_after_is_honoured(tmp_path):
         async with serving(busy_once) as peer:
             router = Router({"dso.example.com": peer.url})
             outbox = Outbox(store, router, first_backoff=0.01, max_backoff=0.02, poll_interval=0.1)
-            await outbox.start()
             try:
-                await outbox.submit(make_item(outbox, 1))
-                assert await outbox.wait_idle(10)
+                await deliver_and_wait(outbox, make_item(outbox, 1))
             finally:
-                await outbox.stop()
                 await router.close()
         assert len(peer.posts) == 2
         gap = peer.posts[1][0] - peer.posts[0][0]
@@ -203,12 +211,9 @@ def test_unexpected_exception_in_deliver_is_logged_and_retried(tmp_path, caplog)
                 await router(item)
 
             outbox = Outbox(store, buggy, **FAST)
-            await outbox.start()
             try:
-                await outbox.submit(make_item(outbox, 1))
-                assert await outbox.wait_idle(10)
+                await deliver_and_wait(outbox, make_item(outbox, 1))
             finally:
-                await outbox.stop()
                 await router.close()
         assert len(peer.posts) == 1 and len(calls) == 3
         [stored] = store.outgoing("delivered")
@@ -441,15 +446,7 @@ def test_a_big_backlog_for_one_peer_is_not_read_into_memory(tmp_path):
         return web.Response()
 
     async def main() -> None:
-        store = SQLiteStore(tmp_path / "outbox.sqlite")
-        reads: list[int] = []
-        due_outgoing = store.due_outgoing
-
-        def counting(*args, **kwargs):
-            found = due_outgoing(*args, **kwargs)
-            reads.append(len(found))
-            return found
-        store.due_outgoing = counting
+        store = CountingStore(tmp_path / "outbox.sqlite")
         async with serving(hang) as slow:
             router = Router({"slow.example.com": slow.url})
             outbox = Outbox(store, router, per_peer=2, batch_size=50, **FAST)
@@ -461,7 +458,7 @@ def test_a_big_backlog_for_one_peer_is_not_read_into_memory(tmp_path):
                 await asyncio.sleep(0.5)  # several rounds of the loop
                 queued = sum(len(q) for q in outbox._queued.values())
                 assert queued == outbox._queue_cap  # 16, the rest stays in the store only
-                assert sum(reads) <= 2 * 50  # not the whole backlog, round after round
+                assert store.rows_read <= 2 * 50  # not the whole backlog, round after round
                 release.set()
                 assert await outbox.wait_idle(20)
             finally:
@@ -543,13 +540,16 @@ def test_submit_refuses_bad_items_before_storing(tmp_path):
 
 
 class CountingStore(SQLiteStore):
-    """A real SQLite store that counts how often the loop reads the due items."""
+    """A real SQLite store that counts how often the loop reads the due items, and how many."""
 
     reads = 0
+    rows_read = 0
 
     def due_outgoing(self, *args: Any, **kwargs: Any) -> list[OutboxItem]:
         self.reads += 1
-        return super().due_outgoing(*args, **kwargs)
+        found = super().due_outgoing(*args, **kwargs)
+        self.rows_read += len(found)
+        return found
 
 
 def test_no_busy_loop_when_idle_or_waiting_on_a_peer(tmp_path):
