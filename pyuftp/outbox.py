@@ -197,7 +197,7 @@ class Outbox:
 
         An item submitted before :meth:`start` (or after :meth:`stop`) waits in the store.
         """
-        check_item(item)  # bad input fails here, on the caller's side, with a clear error
+        check_item(item)  # whatever the Store implementation checks itself
         item_id = await self.store.call(self.store.add_outgoing, item)
         item.id = item_id
         peer = (item.recipient_domain, item.recipient_role)
