@@ -334,33 +334,96 @@ def parse_xml(xml: str | bytes) -> etree._Element:
 
 
 class _Reader:
-    """Turns one schema-valid element of a node into its dict."""
+    """Turns one schema-valid element of a node into its dict.
 
-    __slots__ = ("attrs", "children")
+    A list of leaf elements (an ISP list is most of a message) is read a column at a time:
+    one compiled XPath per attribute yields all of that attribute's values in document
+    order, in C, where reading element by element costs an lxml proxy, an ``items()`` list
+    and a tuple per element. The columns line up because every element of the list carries
+    each attribute that was found, which the schema guarantees for required ones and
+    :func:`_read_columns` checks for the others.
+    """
+
+    __slots__ = ("attrs", "parts")
 
     def __init__(self, node: Node) -> None:
         self.attrs = {a.xml: (a.key, FIELD_TYPES[a.type].parse) for a in node.attrs}
-        self.children = {c.xml: (c.key, _Reader(c.node), c.many) for c in node.children}
+        # In schema order, which is the order of a valid document's children.
+        self.parts = tuple(_Part(child) for child in node.children)
 
     def read(self, element: etree._Element) -> dict[str, Any]:
-        # The hot loop of parsing (an ISP list is most of a message): kept flat on purpose.
         attrs = self.attrs
         out = {}
         for name, text in element.items():
             key, parse = attrs[name]
             out[key] = parse(text)
-        children = self.children
-        if children:
-            for child in element:
-                key, reader, many = children[child.tag]
-                if not many:
-                    out[key] = reader.read(child)
-                    continue
-                items = out.get(key)
-                if items is None:
-                    items = out[key] = []
-                items.append(reader.read(child))
+        for part in self.parts:
+            if part.columns:
+                rows = _read_columns(element, part)
+            elif part.many:
+                rows = [part.reader.read(child) for child in element.iterchildren(part.tag)]
+            else:
+                child = next(element.iterchildren(part.tag), None)
+                if child is not None:
+                    out[part.key] = part.reader.read(child)
+                continue
+            if rows:
+                out[part.key] = rows
         return out
+
+
+class _Part:
+    """One kind of child element of a node, as :class:`_Reader` reads it."""
+
+    __slots__ = ("columns", "count", "key", "many", "reader", "tag")
+
+    def __init__(self, child: Any) -> None:
+        self.key, self.tag, self.many = child.key, child.xml, child.many
+        self.reader = _Reader(child.node)
+        self.columns: tuple = ()
+        self.count: Any = None
+        if child.many and not child.node.children and child.node.attrs:
+            # Required attributes first: the first one's column says how many elements.
+            # (Compiled XPaths are safe to share between threads: lxml locks each one.)
+            ordered = sorted(child.node.attrs, key=lambda a: not a.required)
+            self.columns = tuple(
+                (a.key, FIELD_TYPES[a.type].parse, a.required,
+                 etree.XPath(f"{child.xml}/@{a.xml}", smart_strings=False, regexp=False))
+                for a in ordered
+            )
+            self.count = etree.XPath(f"count({child.xml})", regexp=False)
+
+
+def _read_columns(element: etree._Element, part: _Part) -> list[dict[str, Any]]:
+    found = []
+    count = None
+    for key, parse, required, xpath in part.columns:
+        texts = xpath(element)
+        if count is None:
+            count = len(texts) if required else int(part.count(element))
+            if not count:
+                return []
+        if texts:
+            found.append((key, parse, texts))
+    if any(len(texts) != count for _, _, texts in found):
+        # An optional attribute on some of the elements only: the columns don't line up.
+        return [part.reader.read(child) for child in element.iterchildren(part.tag)]
+    build = _row_builder(tuple(key for key, _, _ in found))
+    return build(*[list(map(parse, texts)) for _, parse, texts in found])
+
+
+@lru_cache(maxsize=None)
+def _row_builder(keys: tuple[str, ...]) -> Any:
+    """``f(col_a, col_b)`` -> ``[{'a': a0, 'b': b0}, ...]``, compiled for these keys.
+
+    A dict display in a comprehension builds the rows of a 96-ISP list in about a third of
+    the time that ``dict(zip(keys, row))`` takes; the keys are the table's own identifiers.
+    """
+    names = [f"c{i}" for i in range(len(keys))]
+    row = ", ".join(f"{key!r}: v{i}" for i, key in enumerate(keys))
+    targets = "".join(f"v{i}, " for i in range(len(keys)))
+    return eval(f"lambda {', '.join(names)}: "
+                f"[{{{row}}} for ({targets}) in zip({', '.join(names)})]")
 
 
 @lru_cache(maxsize=None)

@@ -338,3 +338,28 @@ def test_none_means_absent_when_creating():
     payload["contract_id"] = None
     _, parsed = pyuftp.parse_message(pyuftp.create_message("FlexOffer", payload))
     assert "contract_id" not in parsed
+
+
+def test_optional_attribute_on_some_items_only():
+    # Lists of ISPs are read a column per attribute; a column that only some ISPs have must
+    # not shift values onto the wrong ISP.
+    payload = flex_offer_96()
+    isps = payload["offer_options"][0]["isps"]
+    for index in (0, 7, 95):
+        isps[index]["duration"] = index + 1
+    xml = pyuftp.create_message("FlexOffer", payload)
+    assert xml.count(' Duration="') == 3
+    assert pyuftp.parse_message(xml) == ("FlexOffer", payload)
+
+
+def test_list_items_with_attributes_in_any_order():
+    payload = flex_offer_96()
+    xml = pyuftp.create_message("FlexOffer", payload)
+    # A peer may write the attributes of each ISP in another order, and pad them.
+    shuffled, swaps = re.subn(r'<ISP Power="(\d+)" Start="(\d+)"/>',
+                              lambda m: (f'<ISP Start=" {m.group(2)}" Power="{m.group(1)} "/>'
+                                         if int(m.group(2)) % 3 else m.group(0)),
+                              xml)
+    assert swaps == 96 and shuffled != xml
+    assert pyuftp.parse_message(shuffled) == ("FlexOffer", payload)
+
