@@ -190,18 +190,33 @@ def _environment() -> "jinja2.Environment":
 
         def _output_child_pre(self, node: Any, frame: Any, finalize: Any) -> None:
             if self._plain_escape(frame, finalize):
-                self.write("(str(_v_) if (_v_ := ")
+                self.write("(environment.escape_str(_v_) if (_v_ := ")
             else:
                 super()._output_child_pre(node, frame, finalize)
 
         def _output_child_post(self, node: Any, frame: Any, finalize: Any) -> None:
+            # A plain str is escaped to a plain str: the Markup that escape() wraps it in
+            # costs a Python-level __new__ per value, and the output is joined to a str anyway.
             if self._plain_escape(frame, finalize):
-                self.write(").__class__ is int else escape(_v_))")
+                self.write(").__class__ is str else str(_v_) if _v_.__class__ is int"
+                           " else escape(_v_))")
             else:
                 super()._output_child_post(node, frame, finalize)
 
+        def visit_Test(self, node: Any, frame: Any) -> None:
+            # `x is none` / `is not none` guard every optional attribute: a plain identity
+            # test rather than a call of Jinja2's test function.
+            if node.name == "none" and not (node.args or node.kwargs or node.dyn_args
+                                            or node.dyn_kwargs):
+                self.write("(")
+                self.visit(node.node, frame)
+                self.write(" is None)")
+            else:
+                super().visit_Test(node, frame)
+
     class Environment(jinja2.Environment):
         code_generator_class = FastCodeGenerator
+        escape_str = staticmethod(_escape_str())
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             # Payloads are plain dicts that the checker has already vetted: look the key up
@@ -211,8 +226,19 @@ def _environment() -> "jinja2.Environment":
                 return obj.get(attribute)
             return super().getattr(obj, attribute)
 
+    class Loader(jinja2.PackageLoader):
+        """Loads a template with the calls of the shared attribute groups in ``_parts.xml``
+        written out in place: a macro call costs more than the rest of a small message's
+        render. The templates themselves keep the calls, and mean the same either way."""
+
+        def get_source(self, environment: Any, template: str) -> Any:
+            source, filename, uptodate = super().get_source(environment, template)
+            if template != _PARTS:
+                source = _inline_parts(source, super().get_source(environment, _PARTS)[0])
+            return source, filename, uptodate
+
     env = Environment(
-        loader=jinja2.PackageLoader("pyuftp", "templates"),
+        loader=Loader("pyuftp", "templates"),
         autoescape=True,  # a value can never break out of its attribute
         trim_blocks=True,
         lstrip_blocks=True,
@@ -221,6 +247,48 @@ def _environment() -> "jinja2.Environment":
     )
     env.filters.update(FILTERS)
     return env
+
+
+_PARTS = "_parts.xml"
+_IMPORT = re.compile(r'{%-?\s*import\s+"_parts\.xml"\s+as\s+(\w+)\s*-?%}\n?')
+_MACRO = re.compile(r"{%-?\s*macro\s+(\w+)\((\w+)\)\s*-%}(.*?){%-\s*endmacro\s*-?%}", re.S)
+
+
+def _inline_parts(source: str, parts: str) -> str:
+    """``{{ parts.response(m) }}`` -> the body of ``_parts.xml``'s ``response`` macro, with the
+    macros it calls written out too; calls that don't pass the macro's own parameter name
+    (none do today) are left alone, and so is the import they need."""
+    bodies = {name: (param, body.strip()) for name, param, body in _MACRO.findall(parts)}
+
+    def expand(text: str, prefix: str) -> str:
+        def one(match: re.Match) -> str:
+            name, arg = match.group(1), match.group(2)
+            if name not in bodies or bodies[name][0] != arg:
+                return match.group(0)
+            return expand(bodies[name][1], "")
+        return re.sub(r"{{\s*" + re.escape(prefix) + r"(\w+)\((\w+)\)\s*}}", one, text)
+
+    imported = _IMPORT.search(source)
+    if not imported or not bodies:
+        return source
+    alias = imported.group(1)
+    inlined = _IMPORT.sub("", expand(source, alias + "."))
+    calls = re.compile(r"{{\s*(%s\.\w+|%s)\(" % (re.escape(alias), "|".join(bodies)))
+    if calls.search(inlined):
+        return source  # a call stayed a call: keep the template as it is, import and all
+    return inlined
+
+
+def _escape_str() -> Any:
+    """``str -> str`` escaping for attribute values (``&<>"'``), as MarkupSafe does it."""
+    try:
+        from markupsafe import _escape_inner  # the C speedup that escape() itself calls
+    except ImportError:  # pragma: no cover - another MarkupSafe: the public way, a bit slower
+        from markupsafe import escape
+
+        def _escape_inner(text: str) -> str:
+            return str(escape(text))
+    return _escape_inner
 
 
 @lru_cache(maxsize=None)
