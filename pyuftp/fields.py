@@ -11,6 +11,7 @@ import datetime as _dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Callable
 
 from markupsafe import Markup, escape
@@ -201,6 +202,9 @@ def parse_datetime(text: str) -> _dt.datetime:
     return value
 
 
+# A message carries few distinct dates and durations (its period, its ISP length), and the
+# values are immutable: each text is converted once per process.
+@lru_cache(maxsize=1024)
 def parse_date(text: str) -> _dt.date:
     # xs:date may carry a zone suffix that a calendar day cannot keep
     return _dt.date.fromisoformat(text.strip()[:10])
@@ -211,6 +215,7 @@ _DURATION = re.compile(
 )
 
 
+@lru_cache(maxsize=1024)
 def parse_duration(text: str) -> _dt.timedelta:
     match = _DURATION.fullmatch(text.strip())
     if not match or text.strip() in ("P", "-P") or text.strip().endswith("T"):

@@ -386,3 +386,30 @@ def test_rendering_is_plain_jinja2_output(message_type, version):
             message[key] = value + ' "quoted" <b>&amp;</b> \'it\''
     expected = plain.get_template(f"{message_type}.xml").render(m=message)
     assert render(message_type, message) == expected
+
+
+@pytest.mark.parametrize("index,field,value,reason", [
+    (5, "start", 0, "0 is not a positive integer"),
+    (95, "power", True, "True is not an integer"),
+    (0, "duration", -1, "-1 is not a positive integer"),
+    (7, "power", None, "is required but missing"),
+])
+def test_long_lists_are_checked_item_by_item(index, field, value, reason):
+    # Long leaf lists are checked in one quick pass; anything amiss is then named exactly.
+    payload = flex_offer_96()
+    payload["offer_options"][0]["isps"][index][field] = value
+    with pytest.raises(pyuftp.ValidationError) as info:
+        pyuftp.create_message("FlexOffer", payload)
+    assert str(info.value) == f"FlexOffer.offer_options[0].isps[{index}].{field}: {reason}"
+
+
+def test_int_subclasses_pass_the_list_check():
+    import enum
+
+    class Level(enum.IntEnum):
+        LOW = 5
+
+    payload = flex_offer_96()
+    payload["offer_options"][0]["isps"][3]["power"] = Level.LOW
+    xml = pyuftp.create_message("FlexOffer", payload)
+    assert '<ISP Power="5" Start="4"/>' in xml
