@@ -16,11 +16,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
 import sqlite3
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -593,12 +595,15 @@ class SQLiteStore(Store):
 
 # --- in memory ------------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class _Received:
-    digest: str
-    data: bytes | None
-    received_at: float
-    handled_at: float | None = None
+# A received message's record, kept for the whole duplicate window (a day by default): a
+# 16-byte fingerprint of its digest and when it came, packed into one bytes object. With the
+# message id as its key that is about 190 B a message; a record object with its strings and
+# floats took about 590 B, which under a steady flood adds up over a day.
+_RECORD = struct.Struct("<16sd")
+
+
+def _fingerprint(digest: str) -> bytes:
+    return hashlib.blake2b(digest.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class MemoryStore(Store):
@@ -613,7 +618,9 @@ class MemoryStore(Store):
         self._items: dict[int, OutboxItem] = {}
         self._pending_items: dict[int, OutboxItem] = {}  # the hot path scans only these
         self._updated: dict[int, float] = {}
-        self._received: dict[tuple[str, str], _Received] = {}
+        # sender domain -> message id -> _RECORD; the bodies of the unhandled ones aside.
+        self._received: dict[str, dict[str, bytes]] = {}
+        self._unhandled: dict[tuple[str, str], bytes] = {}
         self._next_id = 1
         self._closed = False
 
@@ -719,38 +726,46 @@ class MemoryStore(Store):
                         received_at: float) -> str:
         sender_domain, message_id, digest, data, received_at = _received_args(
             sender_domain, message_id, digest, data, received_at)
+        fingerprint = _fingerprint(digest)
         with self._use():
-            seen = self._received.get((sender_domain, message_id))
+            by_id = self._received.get(sender_domain)
+            if by_id is None:
+                by_id = self._received[sender_domain] = {}
+            seen = by_id.get(message_id)
             if seen is None:
-                self._received[(sender_domain, message_id)] = _Received(digest, data, received_at)
+                by_id[message_id] = _RECORD.pack(fingerprint, received_at)
+                self._unhandled[(sender_domain, message_id)] = data
                 return "new"
-        return "duplicate" if seen.digest == digest else "conflict"
+        return "duplicate" if seen[:16] == fingerprint else "conflict"
 
     def mark_handled(self, sender_domain: str, message_id: str) -> None:
         key = (_text(sender_domain, "sender_domain"), _text(message_id, "message_id"))
         with self._use():
-            seen = self._received.get(key)
-            if seen is None:
+            if key[1] not in self._received.get(key[0], ()):
                 raise KeyError(f"no received message {key[1]} from {key[0]}")
-            if seen.handled_at is None:
-                seen.handled_at = time.time()
-            seen.data = None
+            self._unhandled.pop(key, None)
 
     def unhandled(self) -> list[tuple[str, str, bytes]]:
         with self._use():
-            rows = [(r.received_at, key, r.data) for key, r in self._received.items()
-                    if r.handled_at is None]
+            rows = [(_RECORD.unpack(self._received[domain][message_id])[1], domain, message_id,
+                     data) for (domain, message_id), data in self._unhandled.items()]
         rows.sort(key=lambda row: row[0])  # stable: insertion order among equal times
-        return [(key[0], key[1], data or b"") for _, key, data in rows]
+        return [(domain, message_id, data) for _, domain, message_id, data in rows]
 
     def forget_received(self, before: float) -> int:
         before = _time(before, "before")
+        forgotten = 0
         with self._use():
-            old = [key for key, r in self._received.items()
-                   if r.handled_at is not None and r.received_at < before]
-            for key in old:
-                del self._received[key]
-        return len(old)
+            for domain, by_id in list(self._received.items()):
+                old = [message_id for message_id, record in by_id.items()
+                       if _RECORD.unpack(record)[1] < before
+                       and (domain, message_id) not in self._unhandled]
+                for message_id in old:
+                    del by_id[message_id]
+                forgotten += len(old)
+                if not by_id:
+                    del self._received[domain]
+        return forgotten
 
     def close(self) -> None:
         with self._lock:
