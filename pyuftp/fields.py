@@ -39,6 +39,7 @@ def render_date(value: Any) -> str:
     return value.isoformat()
 
 
+@lru_cache(maxsize=1024)  # the ISP length of every message: a few distinct values
 def render_duration(value: Any) -> str:
     total = Decimal(value.days * 86400 + value.seconds) + Decimal(value.microseconds) / 10**6
     sign = "-" if total < 0 else ""

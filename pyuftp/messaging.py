@@ -318,7 +318,12 @@ def _template(message_type: str) -> "jinja2.Template":
 
 def render(message_type: str, payload: Mapping[str, Any]) -> str:
     """Render a complete, checked payload with its template (no defaults, no checks)."""
-    return _template(message_type).render(m=payload)
+    template = _template(message_type)
+    # What Template.render(m=payload) does, less merging Jinja2's globals (range, dict, ...)
+    # into a new context dict on every call: no template uses them, and it was half the
+    # time of rendering a small message.
+    context = template.new_context({"m": payload}, shared=True)
+    return template.environment.concat(template.root_render_func(context))
 
 
 def _with_metadata(payload: Mapping[str, Any], version: str) -> dict[str, Any]:
