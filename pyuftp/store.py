@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sqlite3
 import struct
 import sys
 import threading
@@ -29,9 +28,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Collection, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Iterator, TypeVar
 
 from .exceptions import PyUFTPError
+
+if TYPE_CHECKING:  # imported where SQLiteStore needs it: a memory-only service is ~1 MiB smaller
+    import sqlite3
 
 logger = logging.getLogger("pyuftp")
 T = TypeVar("T")
@@ -373,6 +375,8 @@ class SQLiteStore(Store):
         self.path = os.fspath(path)
         self.synchronous = sync
         self._lock = threading.Lock()
+        import sqlite3
+
         # isolation_level=None: no implicit transactions; each write opens its own with
         # BEGIN IMMEDIATE, so it takes the write lock at once and cannot deadlock on upgrade.
         conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
@@ -413,6 +417,8 @@ class SQLiteStore(Store):
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _has_json(self) -> bool:
+        import sqlite3
+
         # json_each passes any number of excluded ids as one parameter (no variable limit)
         try:
             with self._read() as conn:
