@@ -94,7 +94,20 @@ def _deadman(seconds: float) -> None:
     timer.start()
 
 
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
 def serve_pyuftp(config: dict[str, Any]) -> None:
+    # What the libraries that pyuftp is built on take before any of pyuftp is imported (the
+    # floor under the service's memory), then pyuftp itself.
+    import aiohttp.web  # noqa: F401
+    import jinja2  # noqa: F401
+    import lxml.etree  # noqa: F401
+    import nacl.bindings  # noqa: F401
+    libraries_kib = _rss_kib()
+
     from pyuftp.discovery import Directory
     from pyuftp.service import ShapeshifterDsoService
 
@@ -115,7 +128,8 @@ def serve_pyuftp(config: dict[str, Any]) -> None:
         commands: asyncio.Queue[str] = asyncio.Queue()
         _stdin_lines(lambda line: loop.call_soon_threadsafe(commands.put_nowait, line))
         async with service:
-            _emit("ready", port=service.port, **_process_stats(handled))
+            _emit("ready", port=service.port, libraries_kib=libraries_kib,
+                  **_process_stats(handled))
             while True:
                 command = await commands.get()
                 if command == "stats":
@@ -352,7 +366,8 @@ class Bench:
             child = await asyncio.to_thread(Child, "pyuftp", self.config(agr.url), self.lifetime)
             try:
                 url = f"http://{HOST}:{child.port}/shapeshifter/api/v3/message"
-                self.memory["pyuftp"] = {"idle_kib": child.ready["rss_kib"]}
+                self.memory["pyuftp"] = {"idle_kib": child.ready["rss_kib"],
+                                         "libraries_kib": child.ready.get("libraries_kib")}
 
                 def client() -> ShapeshifterAgrDsoClient:
                     return ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN, url)
@@ -658,6 +673,16 @@ def main() -> None:
                 line += f" (target ≥ {TARGET_RATIO:.0f}×: {'met' if ratio >= TARGET_RATIO else 'NOT met'})"
             line += f"; until all handled: {ours.done_rate:.0f} vs {peer.done_rate:.0f}/s, {done:.1f}×"
             print(line)
+            if label == "send" and senders == n and ours.sent:
+                # The service is one process on one core: the target rate sets its CPU budget.
+                needed = TARGET_RATIO * peer.rate
+                service_us = ours.service_cpu / ours.sent * 1e6
+                senders_us = ours.bench_cpu / ours.sent * 1e6
+                cpus = os.cpu_count() or 1
+                print(f"  the target needs {needed:.0f} msg/s: at most {1e6 / needed:.0f} µs of "
+                      f"service CPU per message, which takes {service_us:.0f} µs; with the "
+                      f"senders' process ({senders_us:.0f} µs per message) {cpus} CPUs allow at "
+                      f"most {cpus * 1e6 / (service_us + senders_us):.0f} msg/s")
     one = bench.find("pyuftp", "send", 1)
     peer_one = bench.find("shapeshifter-uftp", "send", 1)
     median = statistics.median(one.latencies) * 1e3
@@ -675,6 +700,9 @@ def main() -> None:
         if target:
             line += f" (target < {target:g} MiB: {'met' if peak < target else 'NOT met'})"
         print(line)
+        if m.get("libraries_kib"):
+            print(f"  of which the libraries pyuftp is built on (Python, asyncio, aiohttp, lxml, "
+                  f"PyNaCl, Jinja2), imported before pyuftp: {m['libraries_kib'] / 1024:.1f} MiB")
     print(f"(whole run {time.perf_counter() - began:.0f} s)")
 
 
