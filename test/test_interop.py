@@ -51,6 +51,7 @@ from pyuftp.discovery import Directory
 from pyuftp.envelope import wrap
 from pyuftp.service import SERVICES, Rejected
 
+from conftest import run as run_bounded
 from peer_examples import peer_message, peer_xml
 
 try:
@@ -221,9 +222,7 @@ async def eventually(find: Callable[[], Any], what: str, timeout: float = WAIT,
 
 
 def run(coroutine) -> Any:
-    async def bounded():
-        return await asyncio.wait_for(coroutine, TEST_TIMEOUT)
-    return asyncio.run(bounded())
+    return run_bounded(coroutine, TEST_TIMEOUT)
 
 
 # --- the peer's side -------------------------------------------------------------------------------

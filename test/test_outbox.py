@@ -22,14 +22,12 @@ from pyuftp import outbox as outbox_module
 from pyuftp.outbox import DeliveryExpired, Outbox
 from pyuftp.store import MemoryStore, OutboxItem, SQLiteStore
 
+from conftest import run
+
 AGR_KEY = generate_keypair()[0]
 FAST = {"first_backoff": 0.02, "max_backoff": 0.05, "poll_interval": 0.2}
 
 Behaviour = Callable[[int, bytes], Awaitable[web.StreamResponse]]
-
-
-def run(coro: Awaitable[Any], timeout: float = 20.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 async def ok(n: int, body: bytes) -> web.Response:
