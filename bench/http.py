@@ -624,7 +624,7 @@ def main() -> None:
     parser.add_argument("--max-messages", type=int, default=200_000,
                         help="cap on messages per scenario, whichever of time and count comes first")
     parser.add_argument("--pool", type=int, default=0,
-                        help="pre-signed messages per service (default 2000 per second of "
+                        help="pre-signed messages per service (default 3000 per second of "
                              "--seconds); both pre-signed runs of a service draw from it")
     args = parser.parse_args()
 
@@ -635,7 +635,7 @@ def main() -> None:
         sys.exit(f"the peer is not installed ({exc}); run: pip install '.[peer]'")
     logging.getLogger("shapeshifter-uftp").setLevel(logging.WARNING)
     bench = Bench(args)
-    bodies = presign(bench, args.pool or int(2000 * args.seconds))
+    bodies = presign(bench, args.pool or int(3000 * args.seconds))
     print(f"one DSO service per library, each in its own process on {HOST}; senders in this "
           f"process; {args.seconds:g} s (or {args.max_messages} messages) per scenario; "
           f"{os.cpu_count()} CPUs")
