@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import enum
 import re
 from decimal import Decimal
 
@@ -366,7 +367,6 @@ def test_list_items_with_attributes_in_any_order():
     assert pyuftp.parse_message(shuffled) == ("FlexOffer", payload)
 
 
-
 class _PlainEnvironment(jinja2.Environment):
     def getattr(self, obj, attribute):  # pyuftp's one rule: an absent key reads as None
         return obj.get(attribute) if isinstance(obj, dict) else super().getattr(obj, attribute)
@@ -404,8 +404,6 @@ def test_long_lists_are_checked_item_by_item(index, field, value, reason):
 
 
 def test_int_subclasses_pass_the_list_check():
-    import enum
-
     class Level(enum.IntEnum):
         LOW = 5
 
