@@ -49,6 +49,13 @@ class DeliveryExpired(FinalDeliveryError):
         self.last_error = last_error
 
 
+def positive_int(value: Any, name: str) -> int:
+    """``value`` if it is an int of 1 or more (not a bool), else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int of 1 or more, not {value!r}")
+    return value
+
+
 def _positive(value: float, name: str, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0 or (value == 0 and not allow_zero):
@@ -102,10 +109,6 @@ class Outbox:
             raise TypeError(f"store must be a pyuftp.store.Store, not {type(store).__name__}")
         if not callable(deliver):
             raise TypeError("deliver must be an async callable taking an OutboxItem")
-        if isinstance(per_peer, bool) or not isinstance(per_peer, int) or per_peer < 1:
-            raise ValueError(f"per_peer must be an int of 1 or more, not {per_peer!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int of 1 or more, not {batch_size!r}")
         self.store = store
         self.deliver = deliver
         self.retry_for = _positive(retry_for, "retry_for", allow_zero=True)
@@ -114,11 +117,11 @@ class Outbox:
         if self.max_backoff < self.first_backoff:
             raise ValueError("max_backoff must not be smaller than first_backoff")
         self.on_delivery_failed = on_delivery_failed
-        self.per_peer = per_peer
+        self.per_peer = positive_int(per_peer, "per_peer")
         self.poll_interval = _positive(poll_interval, "poll_interval")
         self.attempt_timeout = (None if attempt_timeout is None
                                 else _positive(attempt_timeout, "attempt_timeout"))
-        self.batch_size = batch_size
+        self.batch_size = positive_int(batch_size, "batch_size")
         self.keep_delivered = (None if keep_delivered is None
                                else _positive(keep_delivered, "keep_delivered", allow_zero=True))
         self._next_prune = 0.0

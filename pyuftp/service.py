@@ -41,7 +41,7 @@ from .crypto import SIGNATURE_BYTES, SigningKey
 from .envelope import Received, SenderMismatch, open_envelope, open_message
 from .exceptions import InvalidKey, InvalidSignature, MessageError, PyUFTPError, ValidationError
 from .messaging import parse_xml, read_element, supported_version
-from .outbox import PRUNE_INTERVAL, Outbox
+from .outbox import PRUNE_INTERVAL, Outbox, positive_int
 from .store import OutboxItem, Store, open_store
 
 logger = logging.getLogger("pyuftp")
@@ -139,9 +139,7 @@ class ShapeshifterService:
         self.read_timeout = read_timeout
         self.max_age = max_age
         self.max_clock_skew = max_clock_skew
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise ValueError(f"max_pending must be an int of 1 or more, not {max_pending!r}")
-        self.max_pending = max_pending
+        self.max_pending = positive_int(max_pending, "max_pending")
         self._room_freed = asyncio.Event()
         self._next_prune = 0.0
         self.store = open_store(store)
@@ -369,7 +367,7 @@ class ShapeshifterService:
         digest = hashlib.sha256(received.payload_xml).hexdigest()
         return await self.store.call(
             self.store.record_received, received.sender_domain, received.payload["message_id"],
-            digest, received.signed_xml or b"", time.time())
+            digest, received.signed_xml or b"", now)
 
     async def _recover(self) -> None:
         """Handle what was received (and answered 200) but not handled before a restart."""
