@@ -417,8 +417,7 @@ def unseal(sealed: bytes, public_key: str | bytes | VerifyKey) -> bytes:
     Returns the message bytes; raises :class:`~pyuftp.exceptions.InvalidSignature` if
     it does not verify and :class:`~pyuftp.exceptions.InvalidKey` if the key is bad.
     """
-    key = public_key if isinstance(public_key, VerifyKey) else VerifyKey(public_key)
-    return key.unseal(sealed)
+    return verify_key(public_key).unseal(sealed)
 
 
 def verify_key(key: str | bytes | VerifyKey | SigningKey) -> VerifyKey:
