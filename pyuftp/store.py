@@ -217,6 +217,12 @@ def _state(value: Any, name: str = "state") -> str:
     return value
 
 
+def _done_state(value: Any) -> str:
+    if _state(value) == "pending":
+        raise ValueError("pending items are never forgotten: they are still to be delivered")
+    return value
+
+
 def _status(value: Any) -> int | None:
     if value is None:
         return None
@@ -545,9 +551,7 @@ class SQLiteStore(Store):
         return [_row_item(row) for row in rows]
 
     def forget_outgoing(self, before: float, state: str = "delivered") -> int:
-        before = _time(before, "before")
-        if _state(state) == "pending":
-            raise ValueError("pending items are never forgotten: they are still to be delivered")
+        before, state = _time(before, "before"), _done_state(state)
         with self._write() as conn:
             cursor = conn.execute("DELETE FROM outbox WHERE state = ? AND updated_at < ?",
                                   (state, before))
@@ -721,9 +725,7 @@ class MemoryStore(Store):
                     if state is None or item.state == state]
 
     def forget_outgoing(self, before: float, state: str = "delivered") -> int:
-        before = _time(before, "before")
-        if _state(state) == "pending":
-            raise ValueError("pending items are never forgotten: they are still to be delivered")
+        before, state = _time(before, "before"), _done_state(state)
         with self._use():
             old = [i for i, item in self._items.items()
                    if item.state == state and self._updated[i] < before]
