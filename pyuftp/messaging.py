@@ -191,9 +191,10 @@ def _environment() -> "jinja2.Environment":
         Rendering a 96-ISP FlexOffer spends most of its time in two calls per value:
         ``environment.getattr(isp, 'power')`` and ``escape(...)`` (a Python function since
         MarkupSafe 3). Payloads are plain dicts of checked values, so the generated code
-        looks dict keys up inline and writes ints without escaping them (digits need none);
-        everything else takes Jinja2's ordinary path. Should Jinja2 stop calling these
-        hooks, templates simply render the ordinary, slower way.
+        looks dict keys up inline, writes ints without escaping them (digits need none),
+        escapes plain strs to plain strs and tests ``is none`` by identity; everything else
+        takes Jinja2's ordinary path. Should Jinja2 stop calling these hooks, templates
+        simply render the ordinary, slower way.
         """
 
         def visit_Getattr(self, node: Any, frame: Any) -> None:
