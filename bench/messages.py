@@ -25,7 +25,6 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import timeit  # noqa: E402
-import uuid  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
@@ -52,44 +51,12 @@ TARGET_IMPORT_MS = 100.0
 # --- payloads ----------------------------------------------------------------------------
 
 
-def _fallback_flex_offer_96() -> dict[str, Any]:
-    return {
-        "sender_domain": "agr.example.com",
-        "recipient_domain": "dso.example.com",
-        "isp_duration": dt.timedelta(minutes=15),
-        "time_zone": "Europe/Amsterdam",
-        "period": dt.date(2026, 11, 24),
-        "congestion_point": "ean.871685900012636543",
-        "expiration_date_time": dt.datetime(2026, 11, 23, 11, 30, tzinfo=dt.timezone.utc),
-        "flex_request_message_id": str(uuid.uuid4()),
-        "currency": "EUR",
-        "offer_options": [{
-            "option_reference": "A",
-            "price": Decimal("1250.00"),
-            "isps": [{"power": 1000 + i, "start": i + 1} for i in range(96)],
-        }],
-    }
-
-
-def _fallback_flex_offer_response() -> dict[str, Any]:
-    return {
-        "sender_domain": "dso.example.com",
-        "recipient_domain": "agr.example.com",
-        "result": "Accepted",
-        "flex_offer_message_id": str(uuid.uuid4()),
-    }
-
-
 def payloads() -> tuple[dict[str, Any], dict[str, Any], str]:
     """The pyuftp payloads (96-ISP FlexOffer, FlexOfferResponse) and where they came from."""
-    try:
-        from pyuftp import examples
-        offer = examples.flex_offer_96()
-        response = examples.example("FlexOfferResponse")
-        source = "pyuftp.examples.flex_offer_96() / example('FlexOfferResponse')"
-    except (ImportError, AttributeError):
-        offer, response = _fallback_flex_offer_96(), _fallback_flex_offer_response()
-        source = "built in bench/messages.py (pyuftp.examples not available)"
+    from pyuftp import examples
+    offer = examples.flex_offer_96()
+    response = examples.example("FlexOfferResponse")
+    source = "pyuftp.examples.flex_offer_96() / example('FlexOfferResponse')"
     # The peer always writes Duration (default 1) on every ISP and MinActivationFactor
     # (default 1.00) on every option; say the same on the pyuftp side so that both put the
     # same attributes on the wire.
