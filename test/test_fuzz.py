@@ -1,6 +1,7 @@
 """Fuzzing the parsers: whatever bytes arrive, only pyuftp's documented exceptions come out."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,23 +39,21 @@ def mutated(draw, originals):
     return bytes(data)
 
 
-def _parse_only_pyuftp_errors(data: bytes) -> None:
+PARSE_INPUTS = {
+    "arbitrary bytes": st.binary(max_size=2000),
+    "mutated messages": mutated(VALID),
+    "arbitrary text": st.text(max_size=500),
+}
+
+
+@pytest.mark.parametrize("kind", PARSE_INPUTS)
+@FUZZ
+@given(data=st.data())
+def test_parse_message(kind, data):
     try:
-        pyuftp.parse_message(data)
+        pyuftp.parse_message(data.draw(PARSE_INPUTS[kind]))
     except pyuftp.PyUFTPError:
         pass
-
-
-@FUZZ
-@given(st.binary(max_size=2000))
-def test_parse_message_arbitrary_bytes(data):
-    _parse_only_pyuftp_errors(data)
-
-
-@FUZZ
-@given(mutated(VALID))
-def test_parse_message_mutated_messages(data):
-    _parse_only_pyuftp_errors(data)
 
 
 @FUZZ
@@ -65,8 +64,3 @@ def test_envelope_opener(data):
     except pyuftp.PyUFTPError:
         pass
 
-
-@FUZZ
-@given(st.text(max_size=500))
-def test_parse_message_arbitrary_text(text):
-    _parse_only_pyuftp_errors(text)
