@@ -226,12 +226,12 @@ MESSAGES_3_1: dict[str, Node] = {
             node(
                 "OrderReference:string? Period:date ContractID:string? "
                 "D-PrognosisMessageID:uuid? BaselineReference:string? CongestionPoint:entity "
-                "Price:amount Penalty:amount? NetSettlement:amount",
+                "Price:amount Penalty:nonnegative_amount? NetSettlement:amount",
                 Child(
                     "ISP",
                     node("Start:positive Duration:positive? BaselinePower:integer "
                          "OrderedFlexPower:integer ActualPower:integer "
-                         "DeliveredFlexPower:integer PowerDeficiency:integer?"),
+                         "DeliveredFlexPower:integer PowerDeficiency:nonnegative?"),
                 ),
             ),
         ),

@@ -26,7 +26,7 @@ import aiohttp
 from .catalog import DEFAULT_VERSION, ROUTES
 from .crypto import SigningKey, VerifyKey
 from .envelope import seal_message
-from .exceptions import PyUFTPError
+from .exceptions import DeliveryError, FinalDeliveryError, TemporaryDeliveryError
 
 if TYPE_CHECKING:
     from .outbox import Outbox
@@ -38,33 +38,6 @@ EndpointLookup = Callable[[str, str], "str | None | Awaitable[str | None]"]
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 REDIRECTS = (301, 302, 307, 308)
-
-
-class DeliveryError(PyUFTPError):
-    """A message could not be delivered.
-
-    ``temporary`` says whether trying again later may succeed (5xx, 404, 429, an unknown
-    status, a timeout or a broken connection) or not (any other 4xx); ``status`` is the HTTP
-    status, if one came back.
-    """
-
-    def __init__(self, message: str, *, temporary: bool, status: int | None = None,
-                 url: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.temporary = temporary
-        self.status = status
-        self.url = url
-        self.retry_after = retry_after  # seconds the peer asked us to wait, if it said
-
-
-class TemporaryDeliveryError(DeliveryError):
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, temporary=True, **kwargs)
-
-
-class FinalDeliveryError(DeliveryError):
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, temporary=False, **kwargs)
 
 
 def is_temporary_status(status: int) -> bool:

@@ -17,23 +17,11 @@ from typing import Any, Mapping
 
 from .catalog import DEFAULT_VERSION
 from .crypto import SigningKey, VerifyKey, verify_key
-from .exceptions import MalformedXML, MessageError, ValidationError
+from .exceptions import MalformedXML, SenderMismatch, ValidationError, excerpt
 from .messaging import build_message, parse_xml, read_element, render, validate_element
 
 __all__ = ["Envelope", "Received", "SenderMismatch", "seal_message", "wrap", "open_envelope",
            "open_message"]
-
-
-class SenderMismatch(MessageError):
-    """The inner message names another sender than the envelope it came in.
-
-    ``received`` is the verified message, so that the receiver can still answer it with a
-    ``Rejected`` response to the party that signed it.
-    """
-
-    def __init__(self, message: str, received: "Received") -> None:
-        super().__init__(message)
-        self.received = received
 
 
 @dataclass(frozen=True)
@@ -81,7 +69,7 @@ def open_envelope(data: bytes | str) -> Envelope:
     """Read and validate a SignedMessage; raises MalformedXML or ValidationError."""
     root = parse_xml(data)
     if root.tag != "SignedMessage":
-        raise MalformedXML(f"expected a <SignedMessage> envelope, got <{root.tag}>")
+        raise MalformedXML(f"expected a <SignedMessage> envelope, got <{excerpt(root.tag, 40)}>")
     validate_element("SignedMessage", DEFAULT_VERSION, root)
     try:
         sealed = base64.b64decode(root.get("Body", ""), validate=False)

@@ -1,18 +1,58 @@
-"""Every error pyuftp raises on purpose derives from :class:`PyUFTPError`.
+"""Every error pyuftp raises on purpose, in one place.
 
-Callers can catch one class for "the message (or its transport) was bad" and still tell
-the cases apart where it matters, e.g. a schema problem (fix the payload) from a
-temporary transport failure (try again later).
+All derive from :class:`PyUFTPError`, so callers can catch one class for "the message (or its
+transport) was bad" and still tell the cases apart where it matters: a schema problem (fix
+the payload) from a temporary transport failure (try again later).
+
+Errors about what another party sent carry the HTTP status a receiving service answers with
+(``http_status``), so that the service maps an error to its answer in one line. Their texts
+quote what the sender sent only through :func:`quote` (a short, escaped excerpt), because
+they end up in logs and in HTTP answers.
 """
 from __future__ import annotations
+
+from typing import Any
+
+#: The most characters of what another party sent that an error text or log line quotes.
+EXCERPT = 80
+
+
+def quote(value: Any, limit: int = EXCERPT) -> str:
+    """``repr(value)``, cut to at most ``limit`` characters: safe to log and to send back.
+
+    The repr escapes control characters and lone surrogates, so a quoted value can neither
+    forge a log line nor break an encoding; the cut keeps a hostile megabyte out of logs.
+    """
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user's object with a broken __repr__
+        text = f"<{type(value).__name__}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def excerpt(text: Any, limit: int = EXCERPT) -> str:
+    """Text from elsewhere (a parser's message, a peer's answer) cut and escaped for a log
+    line: printable ASCII kept as it is, everything else escaped."""
+    text = str(text)
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped[: limit * 2])
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
 class PyUFTPError(Exception):
     """Base class of all pyuftp errors."""
 
+    #: The HTTP status a service answers when this error is about a request it received.
+    http_status: int = 400
+
+
+# --- the message layer ------------------------------------------------------------------------
+
 
 class MessageError(PyUFTPError, ValueError):
-    """A message could not be rendered or parsed."""
+    """A message could not be rendered or parsed (HTTP 400 when received)."""
 
 
 class UnknownMessageType(MessageError):
@@ -24,7 +64,8 @@ class UnsupportedVersion(MessageError):
 
 
 class MalformedXML(MessageError):
-    """The bytes are not well-formed XML, or use XML features that are refused (DOCTYPE)."""
+    """The bytes are not well-formed XML, use refused XML features (DOCTYPE), or are shaped
+    unlike any UFTP message (too many attributes, children or levels)."""
 
 
 class ValidationError(MessageError):
@@ -40,9 +81,114 @@ class ValidationError(MessageError):
         super().__init__(f"{field}: {reason}")
 
 
+class SenderMismatch(MessageError):
+    """The inner message names another sender than the envelope it came in.
+
+    ``received`` is the verified message, so that the receiver can still answer it with a
+    ``Rejected`` response to the party that signed it.
+    """
+
+    def __init__(self, message: str, received: Any) -> None:
+        super().__init__(message)
+        self.received = received
+
+
+# --- keys and signatures ----------------------------------------------------------------------
+
+
 class InvalidKey(PyUFTPError, ValueError):
-    """A signing or verification key is malformed (wrong length, not base64, ...)."""
+    """A signing or verification key is malformed (wrong length, not base64, ...).
+
+    Received with a request, it means the key found for the sender is unusable: the sender
+    can do nothing about it but retry later (HTTP 419, as for a key not found).
+    """
+
+    http_status = 419
 
 
 class InvalidSignature(PyUFTPError):
-    """A sealed message does not verify with the sender's public key."""
+    """A sealed message does not verify with the sender's public key (HTTP 401)."""
+
+    http_status = 401
+
+
+class UnknownSender(PyUFTPError):
+    """No public key could be found for the sender's domain and role (HTTP 419)."""
+
+    http_status = 419
+
+
+# --- transport --------------------------------------------------------------------------------
+
+
+class RequestRefused(PyUFTPError):
+    """A request refused before its content was looked at: wrong content type (400), no
+    Content-Length (411), too big (413), too slow (408), or no room just now (503)."""
+
+    def __init__(self, message: str, http_status: int, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+class DeliveryError(PyUFTPError):
+    """A message could not be delivered.
+
+    ``temporary`` says whether trying again later may succeed (5xx, 404, 419, 429, a
+    timeout or a broken connection) or not (any other 4xx); ``status`` is the HTTP status,
+    if one came back.
+    """
+
+    def __init__(self, message: str, *, temporary: bool, status: int | None = None,
+                 url: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+        self.status = status
+        self.url = url
+        self.retry_after = retry_after  # seconds the peer asked us to wait, if it said
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """A delivery failed in a way that trying again later may fix."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, temporary=True, **kwargs)
+
+
+class FinalDeliveryError(DeliveryError):
+    """A delivery failed for good (the peer refused the message)."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, temporary=False, **kwargs)
+
+
+class DeliveryExpired(FinalDeliveryError):
+    """A message failed temporarily until its ``expires_at`` passed; ``last_error`` is the
+    failure of the last attempt (also ``__cause__``)."""
+
+    def __init__(self, message: str, last_error: BaseException, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.last_error = last_error
+
+
+# --- handling and storage ---------------------------------------------------------------------
+
+
+class Rejected(PyUFTPError):
+    """Raise from a handler to answer the message with ``Result="Rejected"``.
+
+    Extra keyword arguments become fields of the response (e.g. the
+    ``flex_order_settlement_statuses`` a rejected FlexSettlementResponse still needs).
+    """
+
+    def __init__(self, reason: str, **fields: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fields = fields
+
+
+class StoreError(PyUFTPError):
+    """The store cannot be used: closed, corrupt, full, locked by another process, not a
+    pyuftp store, or made by a newer pyuftp. Nothing was changed by the failed call."""
+
+    http_status = 503

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Callable
 
 from markupsafe import Markup, escape
+
+from .exceptions import quote
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,9 @@ class FieldType:
     description: str  # completes "'abc' is not ..."
     check: Callable[[Any], str | None]
     parse: Callable[[str], Any]
-    xsd: str  # an XSD type name, or a restriction body (see tools/make_schemas.py)
+    #: how pyuftp's schema declares it: a built-in XSD type name, or the body of a named
+    #: simple type (``<xs:restriction ...>``) that tools/make_schemas.py writes out
+    xsd: str
 
 
 # --- rendering (Jinja2 filters; templates apply them only to present, checked values) ---------
@@ -31,7 +35,7 @@ class FieldType:
 
 def render_datetime(value: Any) -> str:
     if value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: UFTP date-times need a UTC offset")
+        raise ValueError(f"naive datetime {quote(value)}: UFTP date-times need a UTC offset")
     return value.isoformat()
 
 
@@ -55,9 +59,8 @@ def render_duration(value: Any) -> str:
 
 
 def render_decimal(value: Any) -> str:
-    if isinstance(value, float):
-        value = Decimal(repr(value))
-    return format(value, "f")
+    # ints too: format(12, "f") would write 12.000000
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
 def render_boolean(value: Any) -> str:
@@ -97,7 +100,7 @@ def _pattern(regex: str, what: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if not isinstance(value, str):
             return f"expected a str ({what}), got {type(value).__name__}"
-        return None if match(value) else f"{value!r} is not {what}"
+        return None if match(value) else f"{quote(value)} is not {what}"
 
     return check
 
@@ -108,9 +111,13 @@ def _choice(*values: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if isinstance(value, str) and value in allowed:
             return None
-        return f"{value!r} is not one of {', '.join(values)}"
+        return f"{quote(value)} is not one of {', '.join(values)}"
 
     return check
+
+
+def _xml_attribute(text: str) -> str:
+    return '"' + text.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;") + '"'
 
 
 # What XML 1.0 cannot carry at all, even as a character reference.
@@ -122,47 +129,48 @@ def _string(value: Any) -> str | None:
         return f"expected a str, got {type(value).__name__}"
     bad = _NOT_XML.search(value)
     if bad:
-        return f"{value!r} contains {bad.group()!r}, which XML cannot carry"
+        return f"{quote(value)} contains {bad.group()!r}, which XML cannot carry"
     if value != value.strip():
-        return f"{value!r} has surrounding white space, which receivers trim; strip it"
+        return f"{quote(value)} has surrounding white space, which receivers trim; strip it"
     return None
 
 
-def _integer(low: int | None = None, high: int | None = None, what: str = "an integer"):
+def _integer(low: int, high: int, what: str = "an integer") -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        if value.__class__ is int:  # the common case first: ISP lists are long
-            if (low is None or value >= low) and (high is None or value <= high):
+        if value.__class__ is int or (isinstance(value, int) and not isinstance(value, bool)):
+            if low <= value <= high:
                 return None
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if (low is None or value >= low) and (high is None or value <= high):
-                return None
-        return f"{value!r} is not {what}"
+            if value < low <= 1:  # zero or negative where UFTP counts from 0 or 1
+                return f"{quote(value)} is not {what}"
+            return f"{quote(value)} is out of range ({low} to {high})"
+        return f"{quote(value)} is not {what}"
 
     return check
 
 
-def _as_decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value)) if value == value and abs(value) != float("inf") else None
-    return None
-
-
 def _decimal(digits: int | None = None, low: str | None = None, high: str | None = None,
-             what: str = "a decimal number"):
+             what: str = "a decimal number", total: int = 30) -> Callable[[Any], str | None]:
+    lowest = None if low is None else Decimal(low)
+    highest = None if high is None else Decimal(high)
+
     def check(value: Any) -> str | None:
-        number = _as_decimal(value)
-        if number is None:
-            return f"{value!r} is not {what}"
-        if digits is not None and number and number.normalize().as_tuple().exponent < -digits:
-            return f"{value!r} has more than {digits} decimal places"
-        if (low is not None and number < Decimal(low)) or (high is not None and number > Decimal(high)):
-            return f"{value!r} is not {what}"
+        if isinstance(value, float):
+            # Decided once for all decimals: a float is refused, not converted, because it
+            # is rarely the number meant (0.1 + 0.2 == 0.30000000000000004).
+            return (f"{quote(value)} is a float; use decimal.Decimal (e.g. Decimal('12.50')), "
+                    "as floats are inexact")
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            return f"{quote(value)} is not {what}"
+        number = Decimal(value)
+        if not number.is_finite():
+            return f"{quote(value)} is not {what}"
+        exponent = number.normalize().as_tuple().exponent
+        if digits is not None and number and isinstance(exponent, int) and exponent < -digits:
+            return f"{quote(value)} has more than {digits} decimal places"
+        if (lowest is not None and number < lowest) or (highest is not None and number > highest):
+            return f"{quote(value)} is not {what}"
+        if number.adjusted() >= total - (digits or 0):
+            return f"{quote(value)} is too large (at most {total - (digits or 0)} digits before the point)"
         return None
 
     return check
@@ -170,24 +178,32 @@ def _decimal(digits: int | None = None, low: str | None = None, high: str | None
 
 def _datetime(value: Any) -> str | None:
     if not isinstance(value, _dt.datetime):
-        return f"{value!r} is not a datetime.datetime"
+        return f"{quote(value)} is not a datetime.datetime"
     if value.utcoffset() is None:
-        return f"{value!r} is a naive datetime; give it a timezone (e.g. tzinfo=timezone.utc)"
+        return f"{quote(value)} is a naive datetime; give it a timezone (e.g. tzinfo=timezone.utc)"
     return None
 
 
 def _date(value: Any) -> str | None:
     if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
         return None
-    return f"{value!r} is not a datetime.date"
+    return f"{quote(value)} is not a datetime.date"
 
 
-def _timedelta(value: Any) -> str | None:
-    return None if isinstance(value, _dt.timedelta) else f"{value!r} is not a datetime.timedelta"
+_ONE_DAY = _dt.timedelta(days=1)
+
+
+def _isp_duration(value: Any) -> str | None:
+    # ISP-Duration is the only duration in UFTP: the length of an ISP, minutes in practice
+    if not isinstance(value, _dt.timedelta):
+        return f"{quote(value)} is not a datetime.timedelta"
+    if not _dt.timedelta(0) < value <= _ONE_DAY:
+        return f"{quote(value)} is not an ISP duration (more than 0, at most a day)"
+    return None
 
 
 def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"{value!r} is not a bool"
+    return None if isinstance(value, bool) else f"{quote(value)} is not a bool"
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -197,9 +213,13 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 def parse_datetime(text: str) -> _dt.datetime:
     text = _FRACTION.sub(r"\1", text.strip())  # Python keeps microseconds; peers may send more
-    value = _dt.datetime.fromisoformat(text)
+    try:
+        value = _dt.datetime.fromisoformat(text)
+    except ValueError:  # valid xs:dateTime that Python has no value for, e.g. T24:00:00
+        raise ValueError(f"{quote(text)} is not a date-time Python can hold "
+                         "(write T24:00:00 as T00:00:00 of the next day)") from None
     if value.utcoffset() is None:
-        raise ValueError(f"{text!r} has no UTC offset")
+        raise ValueError(f"{quote(text)} has no UTC offset")
     return value
 
 
@@ -220,15 +240,22 @@ _DURATION = re.compile(
 def parse_duration(text: str) -> _dt.timedelta:
     match = _DURATION.fullmatch(text.strip())
     if not match or text.strip() in ("P", "-P") or text.strip().endswith("T"):
-        raise ValueError(f"{text!r} is not an xs:duration")
+        raise ValueError(f"{quote(text)} is not an xs:duration")
     sign, years, months, days, hours, minutes, seconds = match.groups()
     if int(years or 0) or int(months or 0):
-        raise ValueError(f"{text!r} has years or months, which have no fixed length")
-    value = _dt.timedelta(
-        days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0),
-        seconds=float(Decimal(seconds or 0)),
-    )
-    return -value if sign else value
+        raise ValueError(f"{quote(text)} has years or months, which have no fixed length")
+    try:
+        value = _dt.timedelta(
+            days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0),
+            seconds=float(Decimal(seconds or 0)),
+        )
+    except (OverflowError, ValueError):  # P1000000000D: beyond what timedelta holds
+        raise ValueError(f"{quote(text)} is not an ISP duration (more than 0, at most a day)") from None
+    value = -value if sign else value
+    reason = _isp_duration(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
 
 
 def parse_boolean(text: str) -> bool:
@@ -237,14 +264,14 @@ def parse_boolean(text: str) -> bool:
         return True
     if text in ("false", "0"):
         return False
-    raise ValueError(f"{text!r} is not a boolean")
+    raise ValueError(f"{quote(text)} is not a boolean")
 
 
 def parse_decimal(text: str) -> Decimal:
     try:
         return Decimal(text.strip())
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not a decimal") from None
+        raise ValueError(f"{quote(text)} is not a decimal") from None
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -277,27 +304,60 @@ CHOICES = {
     "unit": ("kW", "kWh"),
 }
 
+# Bounds beyond the official schemas' (which allow unbounded xs:integer and xs:decimal): no
+# grid has 2**63 W, and a 4,000-digit price only costs the receiver CPU time.
+LONG = (-(2**63), 2**63 - 1)
+ISP_NUMBER = (1, 2**31 - 1)
+AMOUNT_DIGITS = 22  # 18 before the decimal point, 4 after
+_DECIMAL = '<xs:restriction base="xs:decimal"><xs:totalDigits value="{total}"/>{more}</xs:restriction>'
+_INTEGER = ('<xs:restriction base="{base}"><xs:minInclusive value="{low}"/>'
+            '<xs:maxInclusive value="{high}"/></xs:restriction>')
+
+
+def _int_type(name: str, what: str, low: int, high: int, base: str = "xs:integer") -> FieldType:
+    return FieldType(name, what, _integer(low, high, what), int,
+                     _INTEGER.format(base=base, low=low, high=high))
+
+
 FIELD_TYPES: dict[str, FieldType] = {
     "string": FieldType("string", "a string", _string, str.strip, "xs:string"),
-    "integer": FieldType("integer", "an integer", _integer(), int, "xs:integer"),
-    "positive": FieldType("positive", "a positive integer", _integer(1, what="a positive integer"),
-                          int, "xs:positiveInteger"),
-    "long": FieldType("long", "an integer (64-bit)",
-                      _integer(-(2**63), 2**63 - 1, "an integer (64-bit)"), int, "xs:long"),
-    "decimal": FieldType("decimal", "a decimal number", _decimal(), parse_decimal, "xs:decimal"),
+    "integer": _int_type("integer", "an integer", *LONG),
+    "nonnegative": _int_type("nonnegative", "an integer of 0 or more", 0, LONG[1]),
+    "positive": _int_type("positive", "a positive integer", *ISP_NUMBER, base="xs:positiveInteger"),
+    "long": _int_type("long", "an integer (64-bit)", *LONG, base="xs:long"),
+    "decimal": FieldType("decimal", "a decimal number", _decimal(), parse_decimal,
+                         _DECIMAL.format(total=30, more="")),
     "amount": FieldType("amount", "an amount (at most 4 decimal places)",
-                        _decimal(4, what="an amount"), parse_decimal, "amount"),
+                        _decimal(4, what="an amount", total=AMOUNT_DIGITS), parse_decimal,
+                        _DECIMAL.format(total=AMOUNT_DIGITS, more='<xs:fractionDigits value="4"/>')),
+    "nonnegative_amount": FieldType(
+        "nonnegative_amount", "an amount of 0 or more (at most 4 decimal places)",
+        _decimal(4, "0", what="an amount of 0 or more", total=AMOUNT_DIGITS), parse_decimal,
+        _DECIMAL.format(total=AMOUNT_DIGITS,
+                        more='<xs:fractionDigits value="4"/><xs:minInclusive value="0"/>')),
     "factor": FieldType("factor", "an activation factor between 0.01 and 1.00",
                         _decimal(2, "0.01", "1.00", "an activation factor between 0.01 and 1.00"),
-                        parse_decimal, "factor"),
+                        parse_decimal,
+                        '<xs:restriction base="xs:decimal"><xs:fractionDigits value="2"/>'
+                        '<xs:minInclusive value="0.01"/><xs:maxInclusive value="1.00"/></xs:restriction>'),
     "datetime": FieldType("datetime", "a date-time with UTC offset", _datetime, parse_datetime,
                           "xs:dateTime"),
     "date": FieldType("date", "a date", _date, parse_date, "xs:date"),
-    "duration": FieldType("duration", "a duration", _timedelta, parse_duration, "xs:duration"),
+    "duration": FieldType("duration", "an ISP duration (more than 0, at most a day)",
+                          _isp_duration, parse_duration,
+                          '<xs:restriction base="xs:duration"><xs:minExclusive value="PT0S"/>'
+                          '<xs:maxInclusive value="P1D"/></xs:restriction>'),
     "boolean": FieldType("boolean", "a boolean", _boolean, parse_boolean, "xs:boolean"),
 }
 for _name, (_regex, _what) in PATTERNS.items():
-    FIELD_TYPES[_name] = FieldType(_name, _what, _pattern(_regex, _what), str.strip, _name)
+    FIELD_TYPES[_name] = FieldType(_name, _what, _pattern(_regex, _what), str.strip,
+                                   '<xs:restriction base="xs:string"><xs:pattern value='
+                                   f'{_xml_attribute(_regex)}/></xs:restriction>')
+FIELD_TYPES["base64"] = replace(FIELD_TYPES["base64"],
+                                xsd='<xs:restriction base="xs:base64Binary"/>')
 for _name, _values in CHOICES.items():
     _what = "one of " + ", ".join(_values)
-    FIELD_TYPES[_name] = FieldType(_name, _what, _choice(*_values), str.strip, _name)
+    FIELD_TYPES[_name] = FieldType(
+        _name, _what, _choice(*_values), str.strip,
+        '<xs:restriction base="xs:string">'
+        + "".join(f'<xs:enumeration value="{v}"/>' for v in _values) + "</xs:restriction>")

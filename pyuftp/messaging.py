@@ -24,12 +24,13 @@ from lxml import etree
 from .catalog import DEFAULT_VERSION, MESSAGES, RECEIVED, SIGNED_MESSAGE, Node, snake_case
 from .exceptions import (
     MalformedXML,
-    PyUFTPError,
+    excerpt,
+    quote,
     UnknownMessageType,
     UnsupportedVersion,
     ValidationError,
 )
-from .fields import FIELD_TYPES, FILTERS
+from .fields import FIELD_TYPES, FILTERS, ISP_NUMBER, LONG
 
 logger = logging.getLogger("pyuftp")
 
@@ -47,7 +48,7 @@ def supported_version(version: Any) -> str:
                                  and text.rsplit(".", 1)[0] == known.rsplit(".", 1)[0]):
                 return known
     raise UnsupportedVersion(
-        f"UFTP version {version!r} is not supported; pyuftp speaks {', '.join(MESSAGES)}"
+        f"UFTP version {quote(version)} is not supported; pyuftp speaks {', '.join(MESSAGES)}"
     )
 
 
@@ -68,7 +69,7 @@ def _node(message_type: str, version: str, received: bool = False) -> Node:
         return (RECEIVED if received else MESSAGES)[version][message_type]
     except KeyError:
         raise UnknownMessageType(
-            f"{message_type!r} is not a UFTP message type; known types: "
+            f"{quote(message_type)} is not a UFTP message type; known types: "
             + ", ".join(sorted(MESSAGES[version]))
         ) from None
 
@@ -135,7 +136,7 @@ class _Checker:
 
 
 # Exact ints in these ranges need no call of their type's check (it would say the same).
-_INT_RANGES = {"integer": (None, None), "positive": (1, None), "long": (-(2**63), 2**63 - 1)}
+_INT_RANGES = {"integer": LONG, "positive": ISP_NUMBER, "long": LONG, "nonnegative": (0, LONG[1])}
 
 
 def _items_check(allowed: frozenset[str], attrs: Sequence[Any]) -> Any:
@@ -351,11 +352,11 @@ def complete_payload(message_type: str, payload: Mapping[str, Any],
     if not isinstance(payload, Mapping):
         raise ValidationError(message_type, f"payload must be a dict, got {type(payload).__name__}")
     if not isinstance(message_type, str):
-        raise UnknownMessageType(f"message type must be a str, got {message_type!r}")
+        raise UnknownMessageType(f"message type must be a str, got {quote(message_type)}")
     own = payload.get("version")
     if own is not None and version is not None and own != version:
         raise ValidationError(f"{message_type}.version",
-                              f"the payload says {own!r} but version={version!r} was asked for")
+                              f"the payload says {quote(own)} but version={quote(version)} was asked for")
     requested = own or version or DEFAULT_VERSION
     schema_version = supported_version(requested)
     message = _with_metadata(payload, requested)
@@ -408,23 +409,59 @@ def _xml_parser() -> etree.XMLParser:
     return parser
 
 
-def parse_xml(xml: str | bytes) -> etree._Element:
-    """Parse untrusted XML text into an lxml element, refusing DOCTYPEs."""
+# What UFTP needs at most, with room to spare; anything beyond is refused right after parsing,
+# before any work that is not linear in the input (lxml's attribute access is quadratic in the
+# number of attributes of one element: 40,000 of them took 10 s).
+MAX_ATTRIBUTES = 40    # FlexOrder, the widest element, has 21
+MAX_DEPTH = 8          # AGRPortfolioQueryResponse, the deepest message, has 5 levels
+MAX_CHILDREN = 50_000  # ISPs of a month of settled orders fit many times over
+
+
+def parse_xml(xml: str | bytes | bytearray | memoryview) -> etree._Element:
+    """Parse untrusted XML text into an lxml element, refusing DOCTYPEs and shapes that no
+    UFTP message has (see :data:`MAX_ATTRIBUTES`, :data:`MAX_DEPTH`, :data:`MAX_CHILDREN`)."""
     if isinstance(xml, str):
-        xml = xml.encode("utf-8")
-    elif not isinstance(xml, (bytes, bytearray, memoryview)):
+        try:
+            xml = xml.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for it
+            raise MalformedXML(f"the text cannot be encoded as UTF-8 ({exc.reason} at "
+                               f"position {exc.start})") from None
+    elif isinstance(xml, (bytearray, memoryview)):
+        xml = bytes(xml)
+    elif not isinstance(xml, bytes):
         raise MalformedXML(f"expected XML as str or bytes, got {type(xml).__name__}")
     if not xml.strip():
         raise MalformedXML("the message is empty")
     try:
-        root = etree.fromstring(bytes(xml), _xml_parser())
+        root = etree.fromstring(xml, _xml_parser())
     except etree.XMLSyntaxError as exc:
-        raise MalformedXML(f"not well-formed XML: {exc}") from None
+        raise MalformedXML(f"not well-formed XML: {excerpt(exc)}") from None
     except ValueError as exc:  # e.g. an encoding lxml cannot handle
-        raise MalformedXML(f"cannot read XML: {exc}") from None
+        raise MalformedXML(f"cannot read XML: {excerpt(exc)}") from None
     if root.getroottree().docinfo.doctype:
         raise MalformedXML("XML with a DOCTYPE is refused (no DTDs or entities in UFTP)")
+    _check_shape(root)
     return root
+
+
+def _check_shape(root: etree._Element) -> None:
+    """Refuse, in one linear pass, elements shaped unlike anything in UFTP."""
+    level, depth = [root], 1
+    while level:  # breadth first: one list per level, so the depth comes for free
+        if depth > MAX_DEPTH:
+            raise MalformedXML(f"elements nested more than {MAX_DEPTH} levels deep; no UFTP "
+                               "message is")
+        below: list[etree._Element] = []
+        for element in level:
+            if len(element.attrib) > MAX_ATTRIBUTES:
+                raise MalformedXML(f"<{excerpt(element.tag, 40)}> has more than "
+                                   f"{MAX_ATTRIBUTES} attributes; no UFTP element has that many")
+            if len(element):
+                if len(element) > MAX_CHILDREN:
+                    raise MalformedXML(f"<{excerpt(element.tag, 40)}> has more than "
+                                       f"{MAX_CHILDREN} child elements")
+                below.extend(element)
+        level, depth = below, depth + 1
 
 
 class _Reader:
@@ -449,8 +486,16 @@ class _Reader:
         attrs = self.attrs
         out = {}
         for name, text in element.items():
-            key, parse = attrs[name]
-            out[key] = parse(text)
+            known = attrs.get(name)
+            if known is None:
+                # The schema let it through, so it is an xsi: hint (schemaLocation and the
+                # like) that a validator accepts on any element: it carries no UFTP field.
+                continue
+            key, parse = known
+            try:
+                out[key] = parse(text)
+            except (ValueError, ArithmeticError) as exc:
+                raise _Unreadable(element, name, exc) from None
         for part in self.parts:
             if part.columns:
                 rows = _read_columns(element, part)
@@ -464,6 +509,14 @@ class _Reader:
             if rows:
                 out[part.key] = rows
         return out
+
+
+class _Unreadable(Exception):
+    """A schema-valid attribute that has no Python value (``T24:00:00``, a year 0)."""
+
+    def __init__(self, element: etree._Element, attribute: str, error: Exception) -> None:
+        super().__init__(str(error))
+        self.element, self.attribute, self.error = element, attribute, error
 
 
 class _Part:
@@ -503,7 +556,12 @@ def _read_columns(element: etree._Element, part: _Part) -> list[dict[str, Any]]:
         # An optional attribute on some of the elements only: the columns don't line up.
         return [part.reader.read(child) for child in element.iterchildren(part.tag)]
     build = _row_builder(tuple(key for key, _, _ in found))
-    return build(*[list(map(parse, texts)) for _, parse, texts in found])
+    try:
+        columns = [list(map(parse, texts)) for _, parse, texts in found]
+    except (ValueError, ArithmeticError):
+        # Read again element by element, which says which one it was.
+        return [part.reader.read(child) for child in element.iterchildren(part.tag)]
+    return build(*columns)
 
 
 @lru_cache(maxsize=None)
@@ -552,7 +610,7 @@ def read_element(root: etree._Element) -> tuple[str, dict[str, Any]]:
     message_type = root.tag
     if not isinstance(message_type, str) or message_type not in MESSAGES[DEFAULT_VERSION]:
         raise UnknownMessageType(
-            f"<{message_type}> is not a UFTP payload message; known types: "
+            f"<{excerpt(message_type, 40)}> is not a UFTP payload message; known types: "
             + ", ".join(sorted(MESSAGES[DEFAULT_VERSION]))
         )
     declared = root.get("Version")
@@ -562,8 +620,10 @@ def read_element(root: etree._Element) -> tuple[str, dict[str, Any]]:
     validate_element(message_type, version, root)
     try:
         return message_type, _reader(message_type, version).read(root)
-    except ValueError as exc:  # schema-valid, yet not representable (e.g. no UTC offset)
-        raise ValidationError(_failing_field(message_type, version, root, exc), str(exc)) from None
+    except _Unreadable as exc:  # schema-valid, yet not representable (e.g. no UTC offset)
+        path = root.getroottree().getpath(exc.element)
+        field = dict_path(message_type, version, path, exc.attribute)
+        raise ValidationError(field, _unreadable_reason(exc)) from None
 
 
 def parse_message(xml: str | bytes) -> tuple[str, dict[str, Any]]:
@@ -609,7 +669,7 @@ def _schema_error(message_type: str, version: str, root: etree._Element,
     named = re.search(r"attribute '([^']+)'", text)
     attribute = named.group(1) if named else None
     field = dict_path(message_type, version, xpath, attribute)
-    logger.debug("schema error in %s: %s (%s)", message_type, text, xpath)
+    logger.debug("schema error in %s: %s (%s)", message_type, excerpt(text), excerpt(xpath))
     return ValidationError(field, _reason(text, message_type, version, root, xpath, attribute))
 
 
@@ -630,8 +690,8 @@ def _reason(text: str, message_type: str, version: str, root: etree._Element, xp
         value = found[0].get(attribute) if found else None
         field_type = _attribute_type(message_type, version, xpath, attribute)
         if value is not None and field_type is not None:
-            return f"{value!r} is not {field_type.description}"
-    return re.sub(r"^Element '[^']+'(, attribute '[^']+')?: ", "", text)
+            return f"{quote(value)} is not {field_type.description}"
+    return excerpt(re.sub(r"^Element '[^']+'(, attribute '[^']+')?: ", "", text), 200)
 
 
 def _attribute_type(message_type: str, version: str, xpath: str, attr: str):
@@ -646,15 +706,9 @@ def _attribute_type(message_type: str, version: str, xpath: str, attr: str):
     return FIELD_TYPES[known.type] if known else None
 
 
-def _failing_field(message_type: str, version: str, root: etree._Element, exc: ValueError) -> str:
-    # Find the attribute whose text the converter refused, to name it.
-    reader_tree = root.getroottree()
-    for element in root.iter():
-        for name, text in element.items():
-            if text.strip() and text.strip() in str(exc):
-                return dict_path(message_type, version, reader_tree.getpath(element), name)
-    return message_type
-
-
-def is_pyuftp_error(exc: BaseException) -> bool:
-    return isinstance(exc, PyUFTPError)
+def _unreadable_reason(exc: _Unreadable) -> str:
+    text = exc.element.get(exc.attribute) or ""
+    reason = str(exc.error)
+    if text and text.strip() and quote(text.strip()) not in reason:
+        reason = f"{quote(text.strip())}: {excerpt(reason)}"
+    return reason

@@ -31,22 +31,13 @@ import random
 import time
 from typing import Any, Awaitable, Callable
 
-from .client import DeliveryError, FinalDeliveryError, TemporaryDeliveryError
+from .exceptions import DeliveryError, DeliveryExpired, TemporaryDeliveryError
 from .store import OutboxItem, Store, check_item
 
 logger = logging.getLogger("pyuftp")
 
 Peer = tuple[str, str]  # (recipient_domain, recipient_role)
 PRUNE_INTERVAL = 60.0  # seconds between two clean-ups of the store
-
-
-class DeliveryExpired(FinalDeliveryError):
-    """A message failed temporarily until its ``expires_at`` passed; ``last_error`` is the
-    failure of the last attempt (also ``__cause__``)."""
-
-    def __init__(self, message: str, last_error: BaseException, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.last_error = last_error
 
 
 def positive_int(value: Any, name: str) -> int:

@@ -39,7 +39,7 @@ from .catalog import (
 from .client import ShapeshifterClient, _maybe_await, client_class
 from .crypto import SIGNATURE_BYTES, SigningKey
 from .envelope import Received, SenderMismatch, open_envelope, open_message
-from .exceptions import InvalidKey, InvalidSignature, MessageError, PyUFTPError, ValidationError
+from .exceptions import InvalidKey, InvalidSignature, MessageError, Rejected, ValidationError
 from .messaging import parse_xml, read_element, supported_version
 from .outbox import PRUNE_INTERVAL, Outbox, positive_int
 from .store import OutboxItem, Store, open_store
@@ -53,19 +53,6 @@ Handler = Callable[..., Any]
 DEFAULT_PATH = "/shapeshifter/api/v3/message"
 ACCEPTED_CONTENT_TYPES = ("text/xml", "application/xml")
 MAX_BODY = 4 * 1024 * 1024
-
-
-class Rejected(PyUFTPError):
-    """Raise from a handler to answer the message with ``Result="Rejected"``.
-
-    Extra keyword arguments become fields of the response (e.g. the
-    ``flex_order_settlement_statuses`` a rejected FlexSettlementResponse still needs).
-    """
-
-    def __init__(self, reason: str, **fields: Any) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.fields = fields
 
 
 class ShapeshifterService:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Collection, Iterator, TypeVar
 
-from .exceptions import PyUFTPError
+from .exceptions import StoreError
 
 if TYPE_CHECKING:  # imported where SQLiteStore needs it: a memory-only service is ~1 MiB smaller
     import sqlite3
@@ -43,10 +43,6 @@ RECEIVED_RESULTS = ("new", "duplicate", "conflict")
 MAX_ERROR_TEXT = 2000  # an error text is for people; a hostile peer must not fill the disk with it
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-class StoreError(PyUFTPError):
-    """The store cannot be used: closed, not a pyuftp store, or made by a newer pyuftp."""
 
 
 @dataclass(slots=True)  # a store in memory keeps one per message: no __dict__ each

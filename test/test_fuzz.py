@@ -33,7 +33,11 @@ def mutated(draw, originals):
         else:
             data[position:position] = draw(st.sampled_from(
                 [b"<", b"&", b'"', b"<!DOCTYPE x>", b"&amp;", b"\x00", b"\xff\xfe", b"]]>",
-                 b"<ISP/>", b' Power="x"', b"<!--", b"<?pi?>"]))
+                 b"<ISP/>", b' Power="x"', b"<!--", b"<?pi?>",
+                 # shapes that escaped as non-pyuftp exceptions once (issue #12)
+                 b' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="a b"',
+                 b' xsi:type="x"', b' ISP-Duration="P1000000000D"', b' ISP-Duration="-PT1M"',
+                 b'"9' + b"9" * 4000 + b'"', b"T24:00:00", b"\xed\xa0\x80"]))
         if not data:
             break
     return bytes(data)
@@ -42,7 +46,11 @@ def mutated(draw, originals):
 PARSE_INPUTS = {
     "arbitrary bytes": st.binary(max_size=2000),
     "mutated messages": mutated(VALID),
-    "arbitrary text": st.text(max_size=500),
+    "mutated buffers": mutated(VALID).flatmap(
+        lambda data: st.sampled_from([bytearray(data), memoryview(data)])),
+    # text with lone surrogates and other characters UTF-8 cannot carry
+    "arbitrary text": st.text(st.characters(blacklist_categories=()), max_size=500),
+    "mutated text": mutated(VALID).map(lambda data: data.decode("utf-8", "surrogateescape")),
 }
 
 

@@ -11,40 +11,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pyuftp.catalog import MESSAGES, RECEIVED, SIGNED_MESSAGE, Node  # noqa: E402
-from pyuftp.fields import CHOICES, PATTERNS  # noqa: E402
+from pyuftp.fields import FIELD_TYPES  # noqa: E402
 
 SCHEMA_DIR = ROOT / "pyuftp" / "schemas"
 
-RESTRICTIONS = {
-    "amount": '<xs:restriction base="xs:decimal"><xs:fractionDigits value="4"/></xs:restriction>',
-    "factor": '<xs:restriction base="xs:decimal"><xs:fractionDigits value="2"/>'
-    '<xs:minInclusive value="0.01"/><xs:maxInclusive value="1.00"/></xs:restriction>',
-}
-for _name, (_regex, _what) in PATTERNS.items():
-    RESTRICTIONS[_name] = (
-        f'<xs:restriction base="xs:string"><xs:pattern value={quoteattr(_regex)}/></xs:restriction>'
-    )
-for _name, _values in CHOICES.items():
-    RESTRICTIONS[_name] = (
-        '<xs:restriction base="xs:string">'
-        + "".join(f'<xs:enumeration value="{v}"/>' for v in _values)
-        + "</xs:restriction>"
-    )
-RESTRICTIONS["base64"] = '<xs:restriction base="xs:base64Binary"/>'
+# A field type's xsd is a built-in type's name, or the body of a simple type of its own.
+RESTRICTIONS = {name: t.xsd for name, t in FIELD_TYPES.items() if t.xsd.startswith("<")}
 
 
 def _type_name(field_type: str) -> str:
-    return field_type if field_type in RESTRICTIONS else {
-        "string": "xs:string", "integer": "xs:integer", "positive": "xs:positiveInteger",
-        "long": "xs:long", "decimal": "xs:decimal", "datetime": "xs:dateTime",
-        "date": "xs:date", "duration": "xs:duration", "boolean": "xs:boolean",
-    }[field_type]
+    return field_type if field_type in RESTRICTIONS else FIELD_TYPES[field_type].xsd
 
 
 def _complex_type(node: Node, indent: str) -> list[str]:
