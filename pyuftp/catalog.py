@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
-VERSIONS = ("3.1.0", "3.0.0")
-DEFAULT_VERSION = "3.1.0"
+from .exceptions import UnsupportedVersion, quote
+
 
 
 def snake_case(xml_name: str) -> str:
@@ -275,36 +276,13 @@ MESSAGES_3_1: dict[str, Node] = {
     "MeteringResponse": response_to("Metering"),
 }
 
-# --- version 3.0.0: the same, less what 3.1.0 added to FlexOffer and FlexOrder ----------------
+# --- who sends what to whom ----------------------------------------------------------------
 
-MESSAGES_3_0 = dict(MESSAGES_3_1)
-MESSAGES_3_0["FlexOffer"] = MESSAGES_3_1["FlexOffer"].change(Unsolicited=None)
-MESSAGES_3_0["FlexOrder"] = MESSAGES_3_1["FlexOrder"].change(
-    Unsolicited=None, ServiceType=None, FlexOfferMessageID="uuid"
-)
+ROLES = ("AGR", "CRO", "DSO")
+ANY_ROLE_MESSAGES = ("TestMessage", "TestMessageResponse")  # every party to every other
 
-MESSAGES: dict[str, dict[str, Node]] = {"3.1.0": MESSAGES_3_1, "3.0.0": MESSAGES_3_0}
-
-# --- what pyuftp accepts when receiving -----------------------------------------------------
-# The most used peer, shapeshifter-uftp 2.4.0, writes two things the official schemas do not
-# allow. Both are harmless, so pyuftp reads them (and keeps them in the dict) but never
-# writes them: a Result (and RejectionReason) on TestMessageResponse, and the full 18-digit
-# EAN in Metering where the schemas say E + 16 digits.
-TOLERATED = {
-    "TestMessageResponse": lambda n: n.extend("Result:result? RejectionReason:string?"),
-    "Metering": lambda n: n.change(EAN="ean_received"),
-}
-RECEIVED: dict[str, dict[str, Node]] = {
-    version: {t: TOLERATED.get(t, lambda n: n)(n) for t, n in messages.items()}
-    for version, messages in MESSAGES.items()
-}
-
-MESSAGE_TYPES: tuple[str, ...] = tuple(sorted(MESSAGES_3_1))
-
-SIGNED_MESSAGE = node("SenderDomain:domain SenderRole:role Body:base64")
-
-# Who sends which message type to whom (UFTP message catalog). Clients offer exactly these
-# sends, services accept exactly these receipts, and refuse a message from the wrong role.
+# The UFTP message catalog's routes. Clients offer exactly these sends, services accept exactly
+# these receipts and refuse a message from the wrong role.
 ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
     ("AGR", "CRO"): ("AGRPortfolioUpdate", "AGRPortfolioQuery"),
     ("CRO", "AGR"): ("AGRPortfolioUpdateResponse", "AGRPortfolioQueryResponse"),
@@ -319,33 +297,149 @@ ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
         "FlexOrder", "FlexReservationUpdate", "FlexSettlement", "MeteringResponse",
     ),
 }
-ROLES = ("AGR", "CRO", "DSO")
-ANY_ROLE_MESSAGES = ("TestMessage", "TestMessageResponse")  # every party to every other
+
+# --- what pyuftp accepts when receiving -----------------------------------------------------
+# The most used peer, shapeshifter-uftp 2.4.0, writes two things the official schemas do not
+# allow. Both are harmless, so pyuftp reads them (and keeps them in the dict) but never
+# writes them: a Result (and RejectionReason) on TestMessageResponse, and the full 18-digit
+# EAN in Metering where the schemas say E + 16 digits.
+TOLERATED = {
+    "TestMessageResponse": lambda n: n.extend("Result:result? RejectionReason:string?"),
+    "Metering": lambda n: n.change(EAN="ean_received"),
+}
+
+SIGNED_MESSAGE = node("SenderDomain:domain SenderRole:role Body:base64")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One UFTP version: its messages, routes and references, and where its templates and
+    schemas are. Everything version-specific is read from here.
+
+    Adding a version is a new Spec (usually :meth:`derive` from the nearest one) and, if its
+    shapes differ, templates in a folder of its own named in ``template_dirs``;
+    ``test/test_specs.py`` walks every Spec and message type and lists what else must exist.
+    """
+
+    version: str
+    messages: dict[str, Node]  # what pyuftp writes: the official rules
+    routes: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=lambda: dict(ROUTES))
+    template_dirs: tuple[str, ...] = ("templates",)  # searched in order
+    received: dict[str, Node] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "received", {
+            t: TOLERATED.get(t, lambda n: n)(n) for t, n in self.messages.items()})
+
+    @property
+    def message_types(self) -> tuple[str, ...]:
+        return tuple(sorted(self.messages))
+
+    @property
+    def schema_dir(self) -> str:
+        """The folder of pyuftp's packaged XSDs for this version (under ``pyuftp/``)."""
+        return f"schemas/{self.version}"
+
+    def derive(self, version: str, **changes: dict[str, str | None]) -> Spec:
+        """A Spec for another version: these messages' attributes retyped or dropped
+        (``FlexOffer={"Unsolicited": None}``), the rest the same."""
+        messages = dict(self.messages)
+        for message_type, attrs in changes.items():
+            messages[message_type] = messages[message_type].change(**{
+                xml.replace("-", "_"): spec for xml, spec in attrs.items()})
+        return Spec(version, messages, dict(self.routes), self.template_dirs)
+
+    def sent_by(self, sender_role: str, recipient_role: str) -> tuple[str, ...]:
+        """The message types ``sender_role`` sends to ``recipient_role``."""
+        return self.routes.get((sender_role, recipient_role), ()) + ANY_ROLE_MESSAGES
+
+    def may_send(self, sender_role: str, recipient_role: str, message_type: str) -> bool:
+        """Whether ``sender_role`` may send ``message_type`` to ``recipient_role``."""
+        if message_type in ANY_ROLE_MESSAGES:
+            return sender_role in ROLES and recipient_role in ROLES and sender_role != recipient_role
+        return message_type in self.routes.get((sender_role, recipient_role), ())
+
+    def accepted_by(self, role: str) -> frozenset[str]:
+        """The message types a service of ``role`` receives."""
+        types = {t for (_, to), sent in self.routes.items() if to == role for t in sent}
+        return frozenset(types | set(ANY_ROLE_MESSAGES))
+
+    def response_type(self, message_type: str) -> str | None:
+        """The type that answers ``message_type`` (FlexOffer -> FlexOfferResponse), if any."""
+        answer = message_type + "Response"
+        return answer if answer in self.messages else None
+
+    def request_type(self, message_type: str) -> str | None:
+        """The type that ``message_type`` answers (FlexOfferResponse -> FlexOffer), if any."""
+        if message_type.endswith("Response") and message_type[: -len("Response")] in self.messages:
+            return message_type[: -len("Response")]
+        return None
+
+    def reference_key(self, request_type: str) -> str | None:
+        """The key by which a response names the request it answers; None when it names it
+        only by conversation (TestMessageResponse)."""
+        answer = self.response_type(request_type)
+        if answer is None:
+            return None
+        keys = [a.key for a in self.messages[answer].attrs if a.xml.endswith("MessageID")
+                and a.xml not in ("MessageID", "ConversationID")]
+        return keys[0] if keys else None
+
+
+SPEC_3_1 = Spec("3.1.0", MESSAGES_3_1)
+# 3.0.0: the same, less what 3.1.0 added to FlexOffer and FlexOrder.
+SPEC_3_0 = SPEC_3_1.derive(
+    "3.0.0",
+    FlexOffer={"Unsolicited": None},
+    FlexOrder={"Unsolicited": None, "ServiceType": None, "FlexOfferMessageID": "uuid"},
+)
+SPECS: dict[str, Spec] = {s.version: s for s in (SPEC_3_1, SPEC_3_0)}
+VERSIONS = tuple(SPECS)
+DEFAULT_VERSION = SPEC_3_1.version
+_SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+def spec(version: Any = None) -> Spec:
+    """The Spec that serves ``version`` (None: the default; '3.1.2' is served by 3.1.0:
+    patch versions share a schema). Every version string from outside passes through here.
+    """
+    if version is None:
+        return SPECS[DEFAULT_VERSION]
+    if isinstance(version, Spec):
+        return version
+    if isinstance(version, str):
+        text = version.strip()
+        if text in SPECS:
+            return SPECS[text]
+        if _SEMVER.fullmatch(text):
+            for known in SPECS.values():
+                if known.version.rsplit(".", 1)[0] == text.rsplit(".", 1)[0]:
+                    return known
+    raise UnsupportedVersion(
+        f"UFTP version {quote(version)} is not supported; pyuftp speaks {', '.join(SPECS)}")
+
+
+# --- the default version's view, for callers that need no other --------------------------
+
+MESSAGES: dict[str, dict[str, Node]] = {v: s.messages for v, s in SPECS.items()}
+RECEIVED: dict[str, dict[str, Node]] = {v: s.received for v, s in SPECS.items()}
+MESSAGE_TYPES: tuple[str, ...] = SPEC_3_1.message_types
 
 
 def may_send(sender_role: str, recipient_role: str, message_type: str) -> bool:
-    """Whether ``sender_role`` may send ``message_type`` to ``recipient_role``."""
-    if message_type in ANY_ROLE_MESSAGES:
-        return sender_role in ROLES and recipient_role in ROLES and sender_role != recipient_role
-    return message_type in ROUTES.get((sender_role, recipient_role), ())
+    return spec().may_send(sender_role, recipient_role, message_type)
 
 
 def accepted_by(role: str) -> frozenset[str]:
-    """The message types a service of ``role`` receives."""
-    types = {t for (_, to), sent in ROUTES.items() if to == role for t in sent}
-    return frozenset(types | set(ANY_ROLE_MESSAGES))
+    return spec().accepted_by(role)
 
 
 def response_type(message_type: str) -> str | None:
-    """The type that answers ``message_type`` (``FlexOffer`` -> ``FlexOfferResponse``), if any."""
-    if message_type.endswith("Response"):
-        return None
-    return message_type + "Response"
+    return spec().response_type(message_type)
 
 
 @lru_cache(maxsize=None)  # every response names its request: once per message type
 def reference_key(message_type: str) -> str:
     """The dict key by which a response names the request it answers."""
-    if message_type == "DSOPortfolioUpdate":
-        return "dso_portfolio_update_response_message_id"
-    return snake_case(message_type) + "_message_id"
+    key = spec().reference_key(message_type)
+    return key if key is not None else snake_case(message_type) + "_message_id"

@@ -21,7 +21,7 @@ from typing import Any
 
 from lxml import etree
 
-from .catalog import DEFAULT_VERSION, MESSAGES, RECEIVED, SIGNED_MESSAGE, Node, snake_case
+from .catalog import DEFAULT_VERSION, MESSAGES, RECEIVED, SIGNED_MESSAGE, Node, snake_case, spec
 from .exceptions import (
     MalformedXML,
     excerpt,
@@ -41,15 +41,7 @@ __all__ = ["create_message", "build_message", "parse_message", "check_payload", 
 
 def supported_version(version: Any) -> str:
     """The schema version that serves ``version`` ('3.1.2' is served by 3.1.0's schema)."""
-    if isinstance(version, str):
-        text = version.strip()
-        for known in MESSAGES:
-            if text == known or (re.fullmatch(r"\d+\.\d+\.\d+", text)
-                                 and text.rsplit(".", 1)[0] == known.rsplit(".", 1)[0]):
-                return known
-    raise UnsupportedVersion(
-        f"UFTP version {quote(version)} is not supported; pyuftp speaks {', '.join(MESSAGES)}"
-    )
+    return spec(version).version
 
 
 @lru_cache(maxsize=None)
