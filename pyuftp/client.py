@@ -17,6 +17,7 @@ import inspect
 import logging
 import os
 import random
+import re
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Mapping
 from urllib.parse import urljoin
@@ -26,7 +27,7 @@ import aiohttp
 from .catalog import DEFAULT_VERSION, ROUTES
 from .crypto import SigningKey, VerifyKey
 from .envelope import seal_message
-from .exceptions import DeliveryError, FinalDeliveryError, TemporaryDeliveryError
+from .exceptions import DeliveryError, FinalDeliveryError, TemporaryDeliveryError, excerpt
 
 if TYPE_CHECKING:
     from .outbox import Outbox
@@ -48,20 +49,31 @@ def is_temporary_status(status: int) -> bool:
     return True
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+#: The longest Retry-After that pyuftp honours (seconds); a peer asking for more gets this.
+MAX_RETRY_AFTER = 3600.0
+#: How much of an error response is read: enough for a reason, never a hostile flood.
+ERROR_BODY_BYTES = 4096
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)
+
+
+def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (ASCII delta-seconds or an HTTP date), capped at
+    :data:`MAX_RETRY_AFTER`; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):  # not str.isdigit: it takes '²' and other digits
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
-    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -87,6 +99,9 @@ class ShapeshifterClient:
         hour-long retry is the outbox's job).
     :param backoff: the first wait between attempts in seconds; it doubles each time.
     :param timeout: seconds for one HTTP attempt.
+    :param send_timeout: the most seconds a store-less ``send_*`` takes in all, attempts and
+        waits between them included (then it raises :class:`TemporaryDeliveryError`); a
+        silent peer or one asking to retry in a day cannot hold the caller longer.
     :param store: a :class:`pyuftp.store.Store` or the path of a SQLite file: ``send_*`` then
         returns once the signed message is committed there, and a background task delivers
         it, retrying temporary failures for an hour (``outbox_options`` tune this, e.g.
@@ -112,6 +127,7 @@ class ShapeshifterClient:
         attempts: int = 3,
         backoff: float = 0.5,
         timeout: float = 30.0,
+        send_timeout: float = 60.0,
         max_redirects: int = 5,
         store: "Store | str | os.PathLike[str] | None" = None,
         outbox: "Outbox | None" = None,
@@ -129,8 +145,8 @@ class ShapeshifterClient:
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.send_timeout = float(send_timeout)
         self.max_redirects = max_redirects
-        self.max_retry_after = 60.0  # an in-call retry waits no longer; the outbox can
         self._session = session
         self._own_session = session is None
         self.outbox = outbox
@@ -255,18 +271,27 @@ class ShapeshifterClient:
         await self.post_once(item.body, url)
 
     async def post(self, data: bytes) -> None:
-        """POST a signed envelope, retrying temporary failures a bounded number of times."""
+        """POST a signed envelope, retrying temporary failures a bounded number of times,
+        all within ``send_timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.send_timeout
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):
+            left = deadline - loop.time()
             try:
-                await self.post_once(data)
+                async with asyncio.timeout(left):
+                    await self.post_once(data)
                 return
+            except TimeoutError:
+                raise TemporaryDeliveryError(
+                    f"no answer from {self.recipient_domain} within send_timeout "
+                    f"({self.send_timeout:g} s, attempt {attempt})") from None
             except TemporaryDeliveryError as exc:
-                if attempt == self.attempts:
-                    raise
                 wait = delay * (0.5 + random.random())  # jitter keeps retries of many apart
                 if exc.retry_after is not None:
-                    wait = max(wait, min(exc.retry_after, self.max_retry_after))
+                    wait = max(wait, exc.retry_after)
+                if attempt == self.attempts or loop.time() + wait >= deadline:
+                    raise
                 logger.warning("delivery attempt %d to %s failed (%s); again in %.2fs",
                                attempt, self.recipient_domain, exc, wait)
                 await asyncio.sleep(wait)
@@ -287,7 +312,9 @@ class ShapeshifterClient:
                         continue
                     if 200 <= status < 300:
                         return
-                    text = (await response.text(errors="replace"))[:200]
+                    # A few KB say why; a hostile peer's 300 MB error page stays unread.
+                    head = await response.content.read(ERROR_BODY_BYTES)
+                    text = excerpt(head.decode("utf-8", "replace"), 200)
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             except asyncio.TimeoutError:
                 raise TemporaryDeliveryError(f"timed out posting to {url}", url=url) from None
