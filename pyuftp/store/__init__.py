@@ -1,0 +1,83 @@
+"""What pyuftp keeps durably: the outbox of messages to deliver, and the journal of messages
+received.
+
+UFTP messages are orders for money and grid capacity, so a message accepted by ``send_*`` is
+first committed here and only then delivered (by :class:`pyuftp.outbox.Outbox`); a message
+received is recorded here before the sender gets its HTTP 200, so a repeat is recognised and
+a message answered 200 but not yet handled when the process died is handled after a restart.
+
+    store = open_store("sqlite:///agr.sqlite")  # one file per party; survives a SIGKILL
+    store = open_store("memory:")               # tests, or when losing messages on exit is fine
+
+The contract every backend implements is in :mod:`pyuftp.store.base` (:class:`Store`, made of
+:class:`OutboxStore` and :class:`Journal`); :mod:`pyuftp.store.checks` holds the argument
+checks they share; :mod:`pyuftp.store.sqlite` and :mod:`pyuftp.store.memory` the backends.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import StoreError
+from .base import RECEIVED_RESULTS, STATES, Journal, OutboxItem, OutboxStore, Store, owned
+from .checks import check_item
+from .memory import MemoryStore
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
+
+__all__ = ["Store", "OutboxStore", "Journal", "OutboxItem", "SQLiteStore", "MemoryStore",
+           "open_store", "owned", "check_item", "STATES", "RECEIVED_RESULTS", "StoreError"]
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+FORMS = ("None or 'memory:' (a new memory store), 'sqlite:///relative/path.sqlite' or "
+         "'sqlite:////absolute/path.sqlite', a file path, or a Store")
+
+
+def __getattr__(name: str) -> Any:
+    # sqlite3 is imported when a SQLite store is wanted: a memory-only process stays smaller
+    if name == "SQLiteStore":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def open_store(spec: "Store | str | os.PathLike[str] | None") -> Store:
+    """The store ``spec`` names:
+
+    - None or ``"memory:"``: a new :class:`MemoryStore`;
+    - a :class:`Store`: itself;
+    - ``"sqlite:///relative/path.sqlite"``, ``"sqlite:////absolute/path.sqlite"`` (the path
+      is what follows ``sqlite:///``), or a plain path (str or os.PathLike): a
+      :class:`SQLiteStore` on that file;
+    - ``"postgresql://…"`` or ``"postgres://…"``: StoreError, not available in this version.
+
+    Any other ``scheme://`` is a ValueError. Whoever passes a path or URL (or None) owns the
+    store made for it and closes it; a Store passed in is never closed by pyuftp (see
+    :func:`owned`).
+    """
+    if spec is None:
+        return MemoryStore()
+    if isinstance(spec, Store):
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"store must be {FORMS}; not {type(spec).__name__}")
+    if spec == "memory:":
+        return MemoryStore()
+    from .sqlite import SQLiteStore
+
+    if isinstance(spec, os.PathLike):
+        return SQLiteStore(spec)
+    if spec.startswith("sqlite:///"):
+        path = spec[len("sqlite:///"):]
+        if not path:
+            raise ValueError(f"{spec!r} names no file: use {FORMS}")
+        return SQLiteStore(path)
+    scheme = _URL.match(spec)
+    if scheme and scheme.group().lower() in ("postgresql://", "postgres://"):
+        raise StoreError("a PostgreSQL store is not available in this version of pyuftp")
+    if scheme or not spec:
+        raise ValueError(f"unknown store {spec[:80]!r}: use {FORMS}")
+    return SQLiteStore(spec)

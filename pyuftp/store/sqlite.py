@@ -1,0 +1,284 @@
+"""The store in one SQLite file, for one process at a time."""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..exceptions import StoreError
+from . import checks
+from .base import OutboxItem, Store
+from .sqlite_file import SYNCHRONOUS_MODES, describe, lock_file, open_file
+
+logger = logging.getLogger(__name__)
+
+_ITEM_COLUMNS = ("id, message_id, message_type, sender_domain, recipient_domain, recipient_role, "
+                 "body, created_at, expires_at, attempts, next_attempt_at, state, last_error, "
+                 "last_status")
+_READY = "state = 'pending' AND max(next_attempt_at, claimed_until)"  # as indexed
+_MARK_HANDLED = ("UPDATE received SET handled_at = COALESCE(handled_at, ?), data = NULL "
+                 "WHERE sender_domain = ? AND message_id = ?")
+
+
+def _row_item(row: tuple[Any, ...]) -> OutboxItem:
+    (id_, message_id, message_type, sender_domain, recipient_domain, recipient_role, body,
+     created_at, expires_at, attempts, next_attempt_at, state, last_error, last_status) = row
+    return OutboxItem(message_id, message_type, sender_domain, recipient_domain, recipient_role,
+                      bytes(body), created_at, expires_at, id_, attempts, next_attempt_at, state,
+                      last_error, last_status)
+
+
+class SQLiteStore(Store):
+    """A :class:`Store` in one SQLite file, used by one process at a time (a restarted
+    process opens the same file again).
+
+    Durability: the file is in WAL journal mode. With ``synchronous="NORMAL"`` (the default)
+    a committed transaction survives the process being killed at any moment (SIGKILL, OOM, a
+    crash): the commit is in the operating system's hands once it returns. A power loss or
+    kernel crash may lose the last transactions committed before it (never corrupting the
+    file). ``synchronous="FULL"`` syncs the WAL to disk on every commit, so commits survive
+    a power loss too, at the cost of one disk flush per commit (milliseconds each).
+
+    Threads: by default (``threaded=False``) :meth:`call` runs each method inline, on the
+    event loop: a call takes 5-100 µs (measured: 3 KB add_outgoing 94 µs, mark_delivered
+    49, record_received 62, mark_handled 32; a commit does not wait for the disk with
+    NORMAL), while handing it to a worker thread cost 54-166 µs of CPU per call, 4 to 6
+    calls per message. The price: when a commit does wait for the disk (every commit with
+    FULL, and the WAL checkpoint that a commit runs every ~1000 written pages), the whole
+    event loop waits with it. On a slow disk, or with ``synchronous="FULL"``, pass
+    ``threaded=True`` to run the calls on one worker thread instead. Either way the store
+    may be used from several threads: one connection, one operation at a time.
+
+    One process per file, enforced: the store holds an exclusive lock on ``<path>.lock``
+    while open, and opening a file that another process (or another store object in this
+    one) has open raises :class:`StoreError`. For several instances, use a PostgreSQL store.
+    So claims found in the file when it is opened were made by a process now gone: they are
+    dropped, and their items are due at once.
+    ``busy_timeout`` (seconds) is how long an operation waits while something else (e.g. an
+    ``sqlite3`` shell) holds SQLite's write lock; with ``threaded=False`` the loop waits too.
+
+    New files (and their -wal and -shm files) are made readable by their owner only (0600):
+    they hold every signed message body. An existing file's mode is left alone.
+
+    ``check_integrity`` runs ``PRAGMA quick_check`` when an existing file is opened, so a
+    corrupt store is refused at once rather than failing call after call; it reads the whole
+    file (0.2 s for 200 MB in the page cache; a cold disk's read speed otherwise).
+
+    Every SQLite error becomes a :class:`StoreError` saying what happened and naming the
+    file; the failed transaction is rolled back.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
+                 busy_timeout: float = 10.0, threaded: bool = False,
+                 check_integrity: bool = True) -> None:
+        sync = str(synchronous).upper()
+        if sync not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, "
+                             f"not {synchronous!r}")
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) \
+                or not 0 <= busy_timeout < 1e6:
+            raise ValueError(f"busy_timeout must be seconds (0 or more), not {busy_timeout!r}")
+        for name, flag in (("threaded", threaded), ("check_integrity", check_integrity)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+        path = os.fspath(path)
+        if not isinstance(path, str) or not path:
+            raise TypeError(f"path must be a non-empty str or os.PathLike[str], not {path!r}")
+        self.path, self.synchronous, self.blocking = path, sync, threaded
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._file_lock = None if path == ":memory:" else lock_file(path)
+        try:
+            self._conn = open_file(path, sync, busy_timeout, check_integrity,
+                                   sole_user=self._file_lock is not None)
+        except BaseException as exc:
+            self._release()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot use {path}: {describe(exc)}") from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot use {path}: {exc.strerror or exc}") from exc
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, action: str, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection, alone; with ``write``, in one transaction: committed when the
+        block ends, rolled back if it raises. SQLite errors become StoreError."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self!r} is closed")
+            try:
+                if write:
+                    conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                if write:
+                    conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:  # SQLite rolls back by itself after some errors
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        logger.exception("%s: cannot roll back", self.path)
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: {action} failed: {describe(exc)}") from exc
+                raise
+
+    def _release(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            lock, self._file_lock = self._file_lock, None
+            try:
+                if conn is not None:
+                    conn.close()
+            except sqlite3.Error as exc:
+                logger.warning("%s: closing: %s", self.path, describe(exc))
+            finally:
+                if lock is not None:
+                    lock.close()  # drops the flock
+
+    # --- outbox ------------------------------------------------------------------------------
+
+    def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None) -> int:
+        checked, answered = checks.check_item(item), checks.answers(answers)
+        with self._session("add_outgoing") as conn:
+            if answered is not None and conn.execute(
+                    _MARK_HANDLED, (time.time(), *answered)).rowcount == 0:
+                raise KeyError(f"no received message {answered[1]} from {answered[0]}")
+            cursor = conn.execute(
+                "INSERT INTO outbox (message_id, message_type, sender_domain, recipient_domain, "
+                "recipient_role, body, created_at, expires_at, attempts, next_attempt_at, state, "
+                "last_error, last_status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (checked.message_id, checked.message_type, checked.sender_domain,
+                 checked.recipient_domain, checked.recipient_role, checked.body,
+                 checked.created_at, checked.expires_at, checked.attempts,
+                 checked.next_attempt_at, checked.state, checked.last_error,
+                 checked.last_status, time.time()))
+            item_id = cursor.lastrowid
+        assert item_id is not None
+        item.id = item_id
+        return item_id
+
+    def claim_due(self, now: float, limit: int = 100, lease: float = 300.0,
+                  exclude_peers: Collection[tuple[str, str]] = ()) -> list[OutboxItem]:
+        now, limit, lease, peers = checks.claim_args(now, limit, lease, exclude_peers)
+        sql = f"SELECT id FROM outbox WHERE {_READY} <= ?"
+        args: list[Any] = [now]
+        for domain, role in sorted(peers):  # a few peers at most: one condition each
+            sql += " AND NOT (recipient_domain = ? AND recipient_role = ?)"
+            args += [domain, role]
+        sql = (f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE id IN ({sql} ORDER BY id LIMIT ?) "
+               "ORDER BY id")
+        with self._session("claim_due") as conn:
+            rows = conn.execute(sql, (*args, limit)).fetchall()
+            conn.executemany("UPDATE outbox SET claimed_until = ? WHERE id = ?",
+                             [(now + lease, row[0]) for row in rows])
+        return [_row_item(row) for row in rows]
+
+    def release(self, item_ids: Iterable[int]) -> None:
+        ids = checks.item_ids(item_ids, "item_ids")
+        with self._session("release") as conn:
+            conn.executemany("UPDATE outbox SET claimed_until = 0 WHERE id = ? AND "
+                             "state = 'pending'", [(i,) for i in sorted(ids)])
+
+    def next_due_time(self) -> float | None:
+        with self._session("next_due_time", write=False) as conn:
+            row = conn.execute(f"SELECT MIN(max(next_attempt_at, claimed_until)) FROM outbox "
+                               f"WHERE state = 'pending'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def _change(self, action: str, item_id: int, sql: str, args: tuple[Any, ...]) -> None:
+        with self._session(action) as conn:
+            state = conn.execute("SELECT state FROM outbox WHERE id = ?", (item_id,)).fetchone()
+            if state is None:
+                raise KeyError(f"no outbox item {item_id}")
+            if state[0] != "pending":
+                # e.g. a second process delivered it meanwhile: its verdict stands
+                logger.warning("outbox item %d is %s already; left as it is", item_id, state[0])
+                return
+            conn.execute(f"UPDATE outbox SET {sql}, claimed_until = 0, updated_at = ? "
+                         "WHERE id = ?", (*args, time.time(), item_id))
+
+    def mark_delivered(self, item_id: int) -> None:
+        item_id = checks.item_id(item_id)
+        with self._session("mark_delivered") as conn:
+            cursor = conn.execute(
+                "UPDATE outbox SET state = 'delivered', body = x'', claimed_until = 0, "
+                "updated_at = ? WHERE id = ?", (time.time(), item_id))
+            if cursor.rowcount == 0:
+                raise KeyError(f"no outbox item {item_id}")
+
+    def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
+                   status: int | None) -> None:
+        args = checks.retry_args(attempts, next_attempt_at, error, status)
+        self._change("mark_retry", checks.item_id(item_id), "attempts = ?, next_attempt_at = ?, "
+                     "last_error = ?, last_status = ?", args)
+
+    def mark_failed(self, item_id: int, error: str, status: int | None) -> None:
+        args = (checks.error(error), checks.status(status))
+        self._change("mark_failed", checks.item_id(item_id),
+                     "state = 'failed', last_error = ?, last_status = ?", args)
+
+    def outgoing(self, state: str | None = None) -> list[OutboxItem]:
+        sql = f"SELECT {_ITEM_COLUMNS} FROM outbox"
+        args: tuple[Any, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (checks.state(state),)
+        with self._session("outgoing", write=False) as conn:
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [_row_item(row) for row in rows]
+
+    def forget_outgoing(self, before: float, state: str = "delivered") -> int:
+        before, state = checks.when(before, "before"), checks.state(state, done=True)
+        with self._session("forget_outgoing") as conn:
+            cursor = conn.execute("DELETE FROM outbox WHERE state = ? AND updated_at < ?",
+                                  (state, before))
+        return cursor.rowcount
+
+    # --- received ----------------------------------------------------------------------------
+
+    def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
+                        received_at: float) -> str:
+        args = checks.received_args(sender_domain, message_id, digest, data, received_at)
+        with self._session("record_received") as conn:
+            # insert-or-keep and the digest comparison in one transaction: two requests with
+            # one id (retries crossing) cannot both be "new"
+            cursor = conn.execute(
+                "INSERT INTO received (sender_domain, message_id, digest, data, received_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_domain, message_id) DO NOTHING", args)
+            if cursor.rowcount == 1:
+                return "new"
+            stored = conn.execute(
+                "SELECT digest FROM received WHERE sender_domain = ? AND message_id = ?",
+                args[:2]).fetchone()[0]
+        return "duplicate" if stored == args[2] else "conflict"
+
+    def mark_handled(self, sender_domain: str, message_id: str) -> None:
+        key = checks.key(sender_domain, message_id)
+        with self._session("mark_handled") as conn:
+            if conn.execute(_MARK_HANDLED, (time.time(), *key)).rowcount == 0:
+                raise KeyError(f"no received message {key[1]} from {key[0]}")
+
+    def unhandled(self) -> list[tuple[str, str, bytes]]:
+        with self._session("unhandled", write=False) as conn:
+            rows = conn.execute(
+                "SELECT sender_domain, message_id, data FROM received WHERE handled_at IS NULL "
+                "ORDER BY received_at, rowid").fetchall()
+        return [(sender, message_id, bytes(data or b"")) for sender, message_id, data in rows]
+
+    def forget_received(self, before: float) -> int:
+        before = checks.when(before, "before")
+        with self._session("forget_received") as conn:
+            cursor = conn.execute(
+                "DELETE FROM received WHERE handled_at IS NOT NULL AND received_at < ?", (before,))
+        return cursor.rowcount
