@@ -33,13 +33,13 @@ class FieldType:
 # --- rendering (Jinja2 filters; templates apply them only to present, checked values) ---------
 
 
-def render_datetime(value: Any) -> str:
+def render_datetime(value: _dt.datetime) -> str:
     if value.utcoffset() is None:
         raise ValueError(f"naive datetime {quote(value)}: UFTP date-times need a UTC offset")
     return value.isoformat()
 
 
-def render_date(value: Any) -> str:
+def render_date(value: _dt.date) -> str:
     return value.isoformat()
 
 
@@ -225,10 +225,17 @@ def parse_datetime(text: str) -> _dt.datetime:
 
 # A message carries few distinct dates and durations (its period, its ISP length), and the
 # values are immutable: each text is converted once per process.
+_DATE = re.compile(r"(-?[0-9]{4,}-[0-9]{2}-[0-9]{2})(?:Z|[+-][0-9]{2}:[0-9]{2})?")
+
+
 @lru_cache(maxsize=1024)
 def parse_date(text: str) -> _dt.date:
     # xs:date may carry a zone suffix that a calendar day cannot keep
-    return _dt.date.fromisoformat(text.strip()[:10])
+    match = _DATE.fullmatch(text.strip())
+    try:
+        return _dt.date.fromisoformat(match.group(1) if match else text.strip())
+    except ValueError:  # valid xs:date that Python has no value for, e.g. year 0 or -1
+        raise ValueError(f"{quote(text.strip())} is not a date Python can hold") from None
 
 
 _DURATION = re.compile(

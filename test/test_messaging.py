@@ -12,6 +12,7 @@ import pytest
 from lxml import etree
 
 import pyuftp
+from pyuftp import speed
 from pyuftp.catalog import MESSAGES, MESSAGE_TYPES, VERSIONS
 from pyuftp.examples import example, flex_offer_96
 from pyuftp.fields import FILTERS
@@ -373,9 +374,10 @@ class _PlainEnvironment(jinja2.Environment):
 
 
 @pytest.mark.parametrize("message_type,version", CASES)
-def test_rendering_is_plain_jinja2_output(message_type, version):
-    # pyuftp compiles its templates with shortcuts (inlined shared parts, dict lookups and
-    # escaping without Jinja2's hooks); the XML must be exactly what plain Jinja2 makes.
+def test_rendering_is_plain_jinja2_output(message_type, version, monkeypatch):
+    # With pyuftp.speed on, templates are compiled with shortcuts (inlined shared parts, dict
+    # lookups and escaping without Jinja2's hooks); the XML must be exactly what the plain
+    # way makes (speed off), and that exactly what an Environment built here makes.
     plain = _PlainEnvironment(loader=jinja2.PackageLoader("pyuftp", "templates"),
                               autoescape=True, trim_blocks=True, lstrip_blocks=True)
     plain.filters.update(FILTERS)
@@ -385,7 +387,11 @@ def test_rendering_is_plain_jinja2_output(message_type, version):
         if isinstance(value, str):
             message[key] = value + ' "quoted" <b>&amp;</b> \'it\''
     expected = plain.get_template(f"{message_type}.xml").render(m=message)
-    assert render(message_type, message) == expected
+    monkeypatch.setattr(speed, "ENABLED", True)
+    fast = render(message_type, message, version)
+    monkeypatch.setattr(speed, "ENABLED", False)
+    assert render(message_type, message, version) == expected
+    assert fast == expected
 
 
 @pytest.mark.parametrize("index,field,value,reason", [
