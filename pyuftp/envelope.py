@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping
 
 from .catalog import DEFAULT_VERSION
-from .crypto import SigningKey, VerifyKey, verify_key
-from .exceptions import MalformedXML, SenderMismatch, ValidationError, excerpt
+from .crypto import SIGNATURE_BYTES, SigningKey, VerifyKey, verify_key
+from .exceptions import MalformedXML, SenderMismatch, ValidationError, excerpt, quote
 from .messaging import build_message, parse_xml, read_element, render, validate_element
 
 __all__ = ["Envelope", "Received", "SenderMismatch", "seal_message", "wrap", "open_envelope",
-           "open_message"]
+           "open_message", "reopen"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,16 @@ class Received:
     #: True when a service handles this message after a restart: it was answered 200 (and
     #: recorded) before the process stopped, and its handling may have begun then.
     recovered: bool = False
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the payload XML: what tells a resend from another message with the
+        same MessageID."""
+        return hashlib.sha256(self.payload_xml).hexdigest()
+
+    @property
+    def message_id(self) -> str:
+        return str(self.payload["message_id"])
 
 
 def wrap(payload_xml: str | bytes, signing_key: SigningKey | str, sender_domain: str,
@@ -91,8 +103,18 @@ def open_message(envelope: Envelope, public_key: VerifyKey | str,
                         payload_xml, signed_xml)
     if payload["sender_domain"] != envelope.sender_domain:
         raise SenderMismatch(
-            f"the envelope comes from {envelope.sender_domain!r} but the {message_type} inside "
-            f"names {payload['sender_domain']!r} as its sender",
+            f"the envelope comes from {quote(envelope.sender_domain)} but the {message_type} inside "
+            f"names {quote(payload['sender_domain'])} as its sender",
             received,
         )
     return received
+
+
+def reopen(data: bytes) -> Received:
+    """A message verified when it arrived, read again from the SignedMessage bytes a store
+    kept (after a restart): the seal is the signature followed by the payload XML."""
+    envelope = open_envelope(data)
+    payload_xml = envelope.sealed[SIGNATURE_BYTES:]
+    message_type, payload = read_element(parse_xml(payload_xml))
+    return Received(message_type, payload, envelope.sender_domain, envelope.sender_role,
+                    payload_xml, data, recovered=True)

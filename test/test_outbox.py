@@ -16,10 +16,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from pyuftp.client import FinalDeliveryError, ShapeshifterAgrDsoClient, TemporaryDeliveryError
+from pyuftp.client import ShapeshifterAgrDsoClient
+from pyuftp.exceptions import FinalDeliveryError, TemporaryDeliveryError
 from pyuftp.crypto import generate_keypair
 from pyuftp import outbox as outbox_module
-from pyuftp.outbox import DeliveryExpired, Outbox
+from pyuftp.exceptions import DeliveryExpired
+from pyuftp.outbox import Outbox
 from pyuftp.store import MemoryStore, OutboxItem, SQLiteStore
 
 from conftest import run
@@ -227,11 +229,11 @@ def test_unexpected_exception_in_deliver_is_logged_and_retried(tmp_path, caplog)
 def test_backoff_doubles_with_jitter_and_caps():
     outbox = Outbox(MemoryStore(), ok_deliver, first_backoff=1.0, max_backoff=8.0)
     for attempts, base in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0), (10_000, 8.0)):
-        delays = [outbox._delay(attempts) for _ in range(200)]
+        delays = [outbox.backoff.delay(attempts) for _ in range(200)]
         assert all(base / 2 <= d <= base for d in delays), (attempts, min(delays), max(delays))
         assert max(delays) - min(delays) > base / 10  # really jittered
-    assert outbox._delay(1, retry_after=30.0) == 30.0
-    assert outbox._delay(1, retry_after=0.1) <= 1.0
+    assert outbox.backoff.delay(1, retry_after=30.0) == 30.0
+    assert outbox.backoff.delay(1, retry_after=0.1) <= 1.0
 
 
 async def ok_deliver(item: OutboxItem) -> None:
@@ -543,9 +545,9 @@ class CountingStore(SQLiteStore):
     reads = 0
     rows_read = 0
 
-    def due_outgoing(self, *args: Any, **kwargs: Any) -> list[OutboxItem]:
+    def claim_due(self, *args: Any, **kwargs: Any) -> list[OutboxItem]:
         self.reads += 1
-        found = super().due_outgoing(*args, **kwargs)
+        found = super().claim_due(*args, **kwargs)
         self.rows_read += len(found)
         return found
 

@@ -14,16 +14,12 @@ from aiohttp import web
 
 import pyuftp
 from pyuftp.catalog import ROUTES, reference_key, response_type, snake_case
-from pyuftp.client import (
-    CLIENTS,
-    FinalDeliveryError,
-    ShapeshifterAgrDsoClient,
-    TemporaryDeliveryError,
-)
+from pyuftp.client import CLIENTS, ShapeshifterAgrDsoClient
 from pyuftp.crypto import generate_keypair
 from pyuftp.discovery import Directory
 from pyuftp.envelope import open_envelope, open_message, seal_message, wrap
 from pyuftp.examples import example
+from pyuftp.exceptions import FinalDeliveryError, TemporaryDeliveryError
 from pyuftp.service import SERVICES, Rejected
 
 from conftest import fresh, run

@@ -1,0 +1,282 @@
+"""Receiving for one party: from request bytes to a handled message and its queued answer.
+
+An :class:`Inbox` sits between an HTTP server (the aiohttp service) and the exchange core. It
+opens and judges each request (big ones on a worker thread), keeps the journal of received
+messages (a resend is dropped, a message answered 200 but not handled before a crash is
+handled after the restart), admits messages first come first served within ``max_pending``,
+runs the user's handler and hands the answer to its :class:`~pyuftp.delivery.Courier` in the
+same transaction that marks the request handled. It also keeps the requests that wait for
+their response (``request()``). asyncio, but no HTTP server: any transport can feed it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
+
+from .delivery import Courier
+from .envelope import Received, reopen
+from .exceptions import MessageError, excerpt
+from .exchange import Exchange, Verdict, Waiting
+from .handlers import NO_HANDLER, Handlers
+from .outbox import PRUNE_INTERVAL
+from .store import Store
+from .transport import maybe_await
+
+logger = logging.getLogger(__name__)
+
+KeyLookup = Callable[[str, str], "str | None | Awaitable[str | None]"]
+#: Bodies at least this big are opened on a worker thread, so the loop serves others meanwhile.
+THREAD_BODY = 256 * 1024
+
+
+class Reply(NamedTuple):
+    """The HTTP answer to a request: status, text, and the Retry-After seconds if any."""
+
+    status: int
+    text: str
+    retry_after: int | None = None
+
+
+OK = Reply(200, "OK")
+
+
+class Admission:
+    """At most ``size`` messages being handled at once; the next ones wait first in, first
+    out, each at most ``timeout`` seconds (then :meth:`enter` returns False: answer 503)."""
+
+    def __init__(self, size: int, timeout: float) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"max_pending must be an int of 1 or more, not {size!r}")
+        self.size, self.timeout, self.inside = size, timeout, 0
+        self._queue: list[asyncio.Future[None]] = []
+
+    async def enter(self) -> bool:
+        if self.inside < self.size and not self._queue:
+            self.inside += 1
+            return True
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(turn)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await turn
+        except TimeoutError:
+            if turn.done() and not turn.cancelled():
+                self.leave()  # our turn came just as the time ran out: pass it on
+            return False
+        finally:
+            if turn in self._queue:
+                self._queue.remove(turn)
+        return True
+
+    def leave(self) -> None:
+        """A message is handled: the longest-waiting one takes over its slot."""
+        while self._queue:
+            turn = self._queue.pop(0)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.inside = max(0, self.inside - 1)
+
+
+class Inbox:
+    """The receiving side of one party (see the module docstring).
+
+    :param max_pending: messages answered 200 but not yet handled, at most; the next wait
+        their turn up to ``admission_timeout`` seconds, then get 503 with Retry-After.
+    :param max_backlog: answers to one peer not yet delivered, at most; beyond that the
+        peer's requests get 503 (its endpoint is down: it must not fill memory or the store).
+    """
+
+    def __init__(self, exchange: Exchange, courier: Courier, key_lookup: KeyLookup, *,
+                 max_pending: int = 100, admission_timeout: float = 5.0,
+                 max_backlog: int = 1000) -> None:
+        assert courier.store is not None, "an inbox needs a courier with a store"
+        self.exchange, self.courier, self.key_lookup = exchange, courier, key_lookup
+        self.store: Store = courier.store
+        self.handlers = Handlers(exchange.role, exchange.accepted_types)
+        self.max_backlog = max_backlog
+        self._admission = Admission(max_pending, admission_timeout)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, Waiting] = {}
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._next_prune = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Start sending, and handle what an earlier run answered 200 but did not handle."""
+        await self.courier.start()
+        for sender_domain, message_id, data in await self.store.call(self.store.unhandled):
+            try:
+                received = reopen(data)
+            except MessageError as exc:
+                logger.error("cannot recover %s from %s: %s", message_id, sender_domain, exc)
+                await self.store.call(self.store.mark_handled, sender_domain, message_id)
+                continue
+            logger.warning("handling %s %s from %s, received before a restart",
+                           received.message_type, message_id, sender_domain)
+            await self._admission.enter()
+            self._later(received, tuple(self.exchange.problems(received)), record=True)
+
+    async def finish(self) -> None:
+        """Let the messages being handled finish, then stop sending."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.courier.close()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything received is handled and answered (False: not in time)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks:
+            if deadline <= loop.time():
+                return False
+            await asyncio.wait(list(self._tasks), timeout=deadline - loop.time())
+        return await self.courier.drain(max(0.0, deadline - loop.time()))
+
+    # --- requests of our own ---------------------------------------------------------------
+
+    async def request(self, domain: str, role: str, message_type: str,
+                      payload: Mapping[str, Any],
+                      timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send a request and wait for the response that settles it."""
+        answer = self.exchange.spec.response_type(message_type)
+        if answer is None:
+            raise ValueError(f"{message_type} is not answered by a response")
+        data, sent = self.courier.seal(message_type, payload, domain, role)
+        request_id = sent["message_id"]
+        self._waiting[request_id] = Waiting(message_type, request_id, sent["conversation_id"],
+                                            domain, role)
+        future = self._answers[request_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.courier.queue(message_type, data, sent, role)
+            try:
+                return sent, await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                raise asyncio.TimeoutError(
+                    f"no {answer} from {domain} for {message_type} {request_id} within "
+                    f"{timeout:g} s (does its answer reach our service, and does {domain} "
+                    "know our key?)") from None
+        finally:
+            self._waiting.pop(request_id, None)
+            self._answers.pop(request_id, None)
+
+    # --- a request arrives -----------------------------------------------------------------
+
+    async def receive(self, data: bytes) -> Reply:
+        """Judge, admit and record one request body; the HTTP answer to give."""
+        verdict, sender = await self._judge(data)
+        if not verdict.accepted or verdict.received is None:
+            return _refused(Reply(verdict.status, verdict.text), sender)
+        received = verdict.received
+        peer = (received.sender_domain, received.sender_role)
+        who = f"{peer[0]} ({peer[1]}), {received.message_type} {received.message_id}"
+        outbox = self.courier.outbox
+        if outbox is not None and outbox.backlog(peer) >= self.max_backlog:
+            return _refused(Reply(503, f"{outbox.backlog(peer)} answers to {peer[0]} are not "
+                                       "delivered yet; try again later", 60), who)
+        if not await self._admission.enter():
+            return _refused(Reply(503, "too many messages being handled; try again", 1), who)
+        problems, record = verdict.problems, verdict.record
+        if record:
+            await self._prune()
+            result = await self.store.call(
+                self.store.record_received, received.sender_domain, received.message_id,
+                received.digest, received.signed_xml or b"", time.time())
+            decision = self.exchange.after_record(result)
+            if decision == "drop":
+                self._admission.leave()
+                logger.info("%s again: already received, not handled twice", who)
+                return OK
+            if decision is not None:
+                problems, record = (decision,), False
+        self._later(received, problems, record)
+        return OK
+
+    async def _judge(self, data: bytes) -> tuple[Verdict, str]:
+        """The verdict, and who the envelope says sent it (for the log)."""
+        threaded = len(data) >= THREAD_BODY
+        try:
+            envelope = (await asyncio.to_thread(self.exchange.open, data) if threaded
+                        else self.exchange.open(data))
+        except MessageError as exc:
+            return Verdict(400, f"invalid SignedMessage: {exc}"), "an unknown sender"
+        sender = f"{excerpt(envelope.sender_domain)} ({envelope.sender_role})"
+        try:
+            key = await maybe_await(self.key_lookup(envelope.sender_domain, envelope.sender_role))
+        except Exception:  # a broken lookup is the receiver's problem: let the sender retry
+            logger.exception("key lookup for %s failed", sender)
+            key = None
+        if threaded:
+            return await asyncio.to_thread(self.exchange.judge, envelope, key, data), sender
+        return self.exchange.judge(envelope, key, data), sender
+
+    async def _prune(self) -> None:
+        now = time.time()
+        if now >= self._next_prune:  # a resend older than the time window is refused anyway
+            self._next_prune = now + PRUNE_INTERVAL
+            keep = self.exchange.max_age + self.exchange.max_clock_skew + 3600.0
+            await self.store.call(self.store.forget_received, now - keep)
+
+    # --- handling --------------------------------------------------------------------------
+
+    def _later(self, received: Received, problems: tuple[str, ...], record: bool) -> None:
+        # HTTP 200 means "received": handling and the response happen after it.
+        task = asyncio.get_running_loop().create_task(self._handle(received, problems, record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, received: Received, problems: tuple[str, ...], record: bool) -> None:
+        answered = False
+        try:
+            fields = await self._outcome(received, problems)
+            reply = None if fields is None else self.exchange.response(received, fields)
+            if reply is not None:
+                # One transaction queues the answer and marks the request handled: a crash
+                # cannot leave a request answered twice, or handled and unanswered.
+                await self.courier.send(
+                    reply[0], reply[1], received.sender_domain, received.sender_role,
+                    answers=(received.sender_domain, received.message_id) if record else None,
+                    check_route=False)
+                answered = True
+        except Exception:
+            logger.exception("handling %s %s from %s failed", received.message_type,
+                             received.message_id, received.sender_domain)
+        finally:
+            self._admission.leave()
+            if record and not answered:
+                try:
+                    await self.store.call(self.store.mark_handled, received.sender_domain,
+                                          received.message_id)
+                except Exception:  # it is handled again after a restart: say so, loudly
+                    logger.exception("cannot mark %s %s from %s as handled",
+                                     received.message_type, received.message_id,
+                                     received.sender_domain)
+
+    async def _outcome(self, received: Received, problems: tuple[str, ...]) -> dict[str, Any] | None:
+        """The response fields: a rejection for the problems found, else the handler's."""
+        settled = self.exchange.settles(received, self._waiting)
+        future = self._answers.get(settled) if settled else None
+        if future is not None and not future.done():
+            future.set_result(received.payload)
+        answered_by = self.exchange.spec.response_type(received.message_type)
+        if problems:
+            logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
+                           received.message_id, received.sender_domain, received.sender_role,
+                           "; ".join(problems))
+            return None if answered_by is None else self.exchange.rejection(problems)
+        result = await self.handlers.call(received)
+        if result is NO_HANDLER:
+            if settled is None and answered_by is None:
+                logger.info("no handler for %s %s from %s; ignored", received.message_type,
+                            received.message_id, received.sender_domain)
+            return self.exchange.outcome(received, handled=False)
+        return self.exchange.outcome(received, result)
+
+
+def _refused(reply: Reply, who: str) -> Reply:
+    logger.warning("refused a request from %s with HTTP %d: %s", who, reply.status, reply.text)
+    return reply
