@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .catalog import DEFAULT_VERSION, MESSAGE_TYPES, VERSIONS
 from .exceptions import (
     InvalidKey,
@@ -22,7 +24,7 @@ from .messaging import check_payload, create_message, parse_message
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Crypto (PyNaCl) and transport (aiohttp) load on first use, so that code that only
     # converts messages keeps `import pyuftp` fast.
     if name == "generate_keypair":

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ class Cycle:
         sent, response = await self.services[sender].request(
             DOMAINS[recipient], recipient, message_type, payload, timeout=TIMEOUT)
         self.show("->", message_type, sender, recipient, sent)
-        self.show("<-", response_type(message_type), recipient, sender, response)
+        self.show("<-", str(response_type(message_type)), recipient, sender, response)
         self.exchanges += 1
         result = response.get("result", "Accepted")
         if result != "Accepted":

@@ -154,7 +154,7 @@ ENVELOPES = {
 }
 
 
-def _rows(keys: str, *rows: tuple) -> list[dict[str, Any]]:
+def _rows(keys: str, *rows: tuple[Any, ...]) -> list[dict[str, Any]]:
     """``_rows("start duration power", (1, 68, 380_000), ...)`` -> a list of ISP dicts;
     a ``None`` in a row leaves that (optional) field out."""
     names = keys.split()

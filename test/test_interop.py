@@ -54,10 +54,7 @@ from pyuftp.service import SERVICES, Rejected
 from conftest import run as run_bounded
 from peer_examples import peer_message, peer_xml
 
-try:
-    from pyuftp.examples import example as pyuftp_example
-except ImportError:  # pragma: no cover - the examples module is optional here
-    pyuftp_example = None
+from pyuftp.examples import example as pyuftp_example
 
 HOST = "127.0.0.1"
 PATH = "/shapeshifter/api/v3/message"
@@ -270,7 +267,43 @@ def stop_peer_service(service) -> None:
     service.outbound_executor.shutdown(wait=True, cancel_futures=True)
 
 
-def start_peer_service(role: str, signing_key: str, directory: Directory, version: str):
+class CurrentDirectory:
+    """The Directory of the test that runs now: peer services outlive a test (starting and
+    stopping uvicorn costs 0.2 s a time), so they look keys and endpoints up through this."""
+
+    directory: Directory | None = None
+
+    def key(self, domain: str, role: str) -> str | None:
+        return self.directory.key(domain, role) if self.directory else None
+
+    def endpoint(self, domain: str, role: str) -> str | None:
+        return self.directory.endpoint(domain, role) if self.directory else None
+
+
+CURRENT = CurrentDirectory()
+# (role, version) -> (service, private key, public key): started once per module
+PEER_POOL: dict[tuple[str, str], tuple[Any, str, str]] = {}
+
+
+def pooled_peer_service(role: str, version: str) -> tuple[Any, str, str]:
+    if (role, version) not in PEER_POOL:
+        public, secret = crypto_sign_keypair()  # as the peer's own key generator makes them
+        private_key = base64.b64encode(secret).decode()
+        public_key = base64.b64encode(public).decode()
+        service = start_peer_service(role, private_key, CURRENT, version)
+        PEER_POOL[(role, version)] = (service, private_key, public_key)
+    return PEER_POOL[(role, version)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stop_pooled_peer_services():
+    yield
+    for service, _, _ in PEER_POOL.values():
+        stop_peer_service(service)
+    PEER_POOL.clear()
+
+
+def start_peer_service(role: str, signing_key: str, directory: Any, version: str):
     """Run a recording peer service for ``role`` in a thread; return it (``.url`` added)."""
     last_error = "?"
     for _attempt in range(3):  # another process may take the probed port first
@@ -325,10 +358,13 @@ class Network:
     # the peer
 
     def peer_service(self, role: str):
-        """Start the peer's service for ``role`` (sync: call before the async part)."""
-        service = start_peer_service(role, self._keys(role, "peer"), self.directory, self.version)
+        """The peer's service for ``role``, started once per module, its records cleared
+        (sync: call before the async part)."""
+        service, private_key, public_key = pooled_peer_service(role, self.version)
+        service.received = []
+        self.private_keys[role] = private_key
+        self.directory.add(DOMAIN[role], role, public_key, service.url)
         self.peer_services[role] = service
-        self._publish(role, service.url)
         return service
 
     def peer_client(self, sender: str, recipient: str):
@@ -434,14 +470,12 @@ def network(request):
     peer_logger.setLevel(logging.WARNING)  # it logs every message in full at DEBUG
     callspec = getattr(request.node, "callspec", None)
     net = Network(callspec.params.get("version", "3.1.0") if callspec else "3.1.0")
+    CURRENT.directory = net.directory
     try:
         yield net
     finally:
-        try:
-            for service in net.peer_services.values():
-                stop_peer_service(service)
-        finally:
-            peer_logger.setLevel(level)
+        CURRENT.directory = None
+        peer_logger.setLevel(level)
 
 
 # --- 0. both sides agree on who sends what ------------------------------------------------------
@@ -598,7 +632,6 @@ def test_pyuftp_client_to_peer_service(network, message_type, version):
     run(body())
 
 
-@pytest.mark.skipif(pyuftp_example is None, reason="pyuftp.examples is not available")
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("message_type", ROUTED_TYPES)
 def test_pyuftp_example_to_peer_service(network, message_type, version):
