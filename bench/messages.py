@@ -13,26 +13,23 @@ from __future__ import annotations
 import os
 import sys
 
-# This directory holds a module called ``http``; with it first on sys.path the standard
-# library's ``http`` (used by requests/aiohttp, which the peer imports) would be shadowed.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import gc  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-import timeit  # noqa: E402
-from decimal import Decimal  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import datetime as dt
+import gc
+import statistics
+import subprocess
+import time
+import timeit
+from decimal import Decimal
+from typing import Any, Callable
 
-import logging  # noqa: E402
+import logging
 
-import pyuftp  # noqa: E402
-import pyuftp.messaging  # noqa: E402
-from lxml import etree  # noqa: E402
+import pyuftp
+import pyuftp.messaging
+from lxml import etree
 
 try:
     from shapeshifter_uftp import transport as peer_transport

@@ -9,22 +9,20 @@ process: ``--senders`` asyncio tasks, each a ``ShapeshifterAgrDsoClient`` (own k
 session) calling ``send_flex_offer`` with a 96-ISP FlexOffer in a loop, and a small pyuftp
 AGR service that receives the FlexOfferResponses. Prints progress every 10 s, then accepted
 msg/s, latency, errors (target 0) and the service's memory at start and end (target: flat).
-The service process is driven with bench/http.py's helpers (see bench/README.md).
+The service process is driven with bench/throughput.py's helpers (see bench/README.md).
 """
 from __future__ import annotations
 
 import os
 import sys
 
-# This directory holds bench/http.py, which would shadow the standard library's ``http``.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import asyncio  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import asyncio
+import importlib.util
+import json
+import time
+from typing import Any
 
 REPORT_EVERY = 10.0  # seconds between progress lines
 WARM_UP_SENDS = 10  # per sender, before the memory at start is taken
@@ -39,8 +37,8 @@ def memory(pid: int) -> dict[str, float]:
 
 
 def _load_http_bench():
-    """bench/http.py as a module (by file path: its name would shadow the stdlib's http)."""
-    path = os.path.join(_HERE, "http.py")
+    """bench/throughput.py as a module (by file path: its name would shadow the stdlib's http)."""
+    path = os.path.join(_HERE, "throughput.py")
     spec = importlib.util.spec_from_file_location("pyuftp_bench_http", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -57,14 +55,14 @@ hb = _load_http_bench()
 
 
 def serve(config: dict[str, Any]) -> None:
-    """bench/http.py's pyuftp DSO service process, with one change: a SQLite store."""
+    """bench/throughput.py's pyuftp DSO service process, with one change: a SQLite store."""
     import pyuftp.service
 
     class ServiceWithStore(pyuftp.service.ShapeshifterDsoService):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, store=config["store"], **kwargs)
 
-    # http.py's serve_pyuftp imports the class from pyuftp.service when called: give it ours
+    # throughput.py's serve_pyuftp imports the class from pyuftp.service when called: give it ours
     # (this process runs nothing else).
     pyuftp.service.ShapeshifterDsoService = ServiceWithStore
     hb.serve_pyuftp(config)
@@ -272,7 +270,7 @@ def report(soak: Soak, out: dict[str, Any], rows: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--serve"]:  # the service process: see bench/http.py's main()
+    if sys.argv[1:2] == ["--serve"]:  # the service process: see bench/throughput.py's main()
         options = dict(zip(sys.argv[1::2], sys.argv[2::2]))
         hb._deadman(float(options["--lifetime"]))
         serve(json.loads(options["--config"]))

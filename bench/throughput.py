@@ -1,6 +1,6 @@
 """HTTP benchmark: how many signed 96-ISP FlexOffers per second one DSO service accepts.
 
-    cd /work/main && PYTHONPATH=/work/main python3 bench/http.py [--seconds 5] [--senders 16]
+    cd /work/main && PYTHONPATH=/work/main python3 bench/throughput.py [--seconds 5] [--senders 16]
 
 One pyuftp DSO service, then one shapeshifter-uftp DSO service, each in a process of its own
 on 127.0.0.1; the senders run in this process:
@@ -24,23 +24,20 @@ from __future__ import annotations
 import os
 import sys
 
-# This very file is called http.py: with its directory first on sys.path it would shadow the
-# standard library's ``http`` package that aiohttp and requests import.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import asyncio  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import resource  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+import asyncio
+import importlib.util
+import json
+import logging
+import resource
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 # argparse and statistics are imported where the benchmark process needs them, not here: a
 # service process imports this module too, and its memory should be the service's own.
