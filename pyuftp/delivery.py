@@ -23,11 +23,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
+
+from .archiving import StoreArchive, entry
 from .catalog import spec
 from .crypto import SigningKey
-from .envelope import seal_message
+from .envelope import wrap
 from .exceptions import TemporaryDeliveryError, ValidationError, quote
+from .messaging import build_message
 from .outbox import Outbox
+from .rules import DEFAULT_RULES, Context, Rules
 from .store import OutboxItem, Store, open_store
 from .transport import Auth, Poster, check_url, maybe_await
 
@@ -51,6 +56,10 @@ class Courier:
     :param timeout: seconds for one HTTP attempt; ``auth``: see :class:`~pyuftp.transport.Poster`.
     :param outbox_options: passed to the :class:`~pyuftp.outbox.Outbox` (``retry_for``,
         ``on_delivery_failed``, ...).
+    :param rules: the business rules a message must pass before it is signed
+        (:mod:`pyuftp.rules`; default :data:`~pyuftp.rules.DEFAULT_RULES`, ``False``: none).
+        With a store, sent messages are archived and the stateful rules run too: an order
+        that does not match its offer is refused before it leaves.
     """
 
     def __init__(
@@ -68,8 +77,11 @@ class Courier:
         send_timeout: float = 60.0,
         timeout: float = 30.0,
         auth: Auth | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_redirects: int = 5,
         poster: Poster | None = None,
         outbox_options: Mapping[str, Any] | None = None,
+        rules: Rules | bool | None = None,
     ) -> None:
         self.sender_domain = sender_domain
         self.sender_role = sender_role
@@ -81,12 +93,18 @@ class Courier:
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.send_timeout = float(send_timeout)
-        self.poster = poster or Poster(timeout=timeout, auth=auth)
+        # The poster is this courier's unless given; it closes the session only if it made it.
+        self.poster = poster or Poster(timeout=timeout, auth=auth, session=session,
+                                       max_redirects=max_redirects)
         self._own_poster = poster is None
+        self.rules: Rules | None = (None if rules is False else
+                                    DEFAULT_RULES if rules is None or rules is True else rules)
         self.outbox: Outbox | None = None
+        self.archive: StoreArchive | None = None
         self._own_store = store is not None and not isinstance(store, Store)
         if store is not None:
             self.outbox = Outbox(open_store(store), self.deliver, **dict(outbox_options or {}))
+            self.archive = StoreArchive(self.outbox.store)
 
     @property
     def store(self) -> Store | None:
@@ -128,10 +146,17 @@ class Courier:
 
         The one place that fills in who sends to whom: the payload may leave out
         ``sender_domain``, ``recipient_domain`` and ``version``; if it names them they must
-        be this party's and the recipient's. Raises ValidationError (naming the field)
-        before anything is signed, and ValueError for a type this role does not send to
-        that one (unless ``check_route`` is off: a misrouted request is still answered).
+        be this party's and the recipient's. Raises ValidationError (naming the field) or
+        RuleViolation (the stateless rules) before anything is signed, and ValueError for a
+        type this role does not send to that one (unless ``check_route`` is off: a
+        misrouted request is still answered).
         """
+        return self._seal(message_type, payload, recipient_domain, recipient_role,
+                          check_route=check_route)[:2]
+
+    def _seal(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
+              recipient_role: str, *, check_route: bool = True,
+              rules: bool = True) -> tuple[bytes, dict[str, Any], bytes]:
         if check_route and not self.spec.may_send(self.sender_role, recipient_role, message_type):
             raise ValueError(
                 f"a {self.sender_role} does not send {message_type} to a {recipient_role}; it "
@@ -145,31 +170,50 @@ class Courier:
                 raise ValidationError(f"{message_type}.{key}",
                                       f"{quote(given)} is not {whose} domain {own!r}")
         message.setdefault("version", self.spec.version)
-        return seal_message(message_type, message, self.signing_key, self.sender_role)
+        use = self.rules if rules and self.rules is not None else False
+        xml, sent = build_message(message_type, message, rules=use)
+        data = xml.encode("utf-8")
+        return wrap(data, self.signing_key, self.sender_domain, self.sender_role), sent, data
 
     # --- sending ---------------------------------------------------------------------------
 
     async def send(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
                    recipient_role: str, *, answers: tuple[str, str] | None = None,
-                   check_route: bool = True) -> dict[str, Any]:
-        """Seal a message and deliver it: POSTed now without a store, else committed (with
-        the received message it ``answers`` marked handled in the same transaction) and
-        delivered in the background. Returns the payload as sent."""
-        data, sent = self.seal(message_type, payload, recipient_domain, recipient_role,
-                               check_route=check_route)
+                   check_route: bool = True, rules: bool = True) -> dict[str, Any]:
+        """Seal a message and deliver it: POSTed now without a store, else checked against
+        the archive (stateful rules), committed (with the received message it ``answers``
+        marked handled in the same transaction), archived and delivered in the background.
+        Returns the payload as sent. ``rules=False``: no business rules (for answers the
+        exchange core wrote)."""
+        data, sent, xml = self._seal(message_type, payload, recipient_domain, recipient_role,
+                                     check_route=check_route, rules=rules)
         if self.outbox is None:
             await self.post(data, await self.endpoint(recipient_domain, recipient_role))
             logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
                         recipient_domain, recipient_role)
             return sent
-        await self.queue(message_type, data, sent, recipient_role, answers=answers)
+        await self.queue(message_type, data, sent, recipient_role, answers=answers, xml=xml,
+                         rules=rules)
         return sent
 
+    async def check_stateful(self, message_type: str, sent: Mapping[str, Any]) -> None:
+        """Run the rules that need the archive on a message about to be sent; raise one
+        RuleViolation for all problems."""
+        if self.rules is None or self.archive is None:
+            return
+        ctx = Context(message_type, sent, "out", sent["recipient_domain"], sent["time_stamp"],
+                      archive=self.archive)
+        self.rules.refuse(message_type, await self.rules.check_all(ctx))
+
     async def queue(self, message_type: str, data: bytes, sent: Mapping[str, Any],
-                    recipient_role: str, *, answers: tuple[str, str] | None = None) -> int:
-        """Commit a sealed message to the outbox; return its item id once committed."""
+                    recipient_role: str, *, answers: tuple[str, str] | None = None,
+                    xml: bytes | None = None, rules: bool = True) -> int:
+        """Commit a sealed message to the outbox (and its payload ``xml`` to the archive);
+        return its item id once committed."""
         if self.outbox is None:
             raise RuntimeError("queue() needs a courier with a store")
+        if rules:
+            await self.check_stateful(message_type, sent)
         await self.outbox.start()  # idempotent: the first send starts delivery
         now = time.time()
         item = OutboxItem(
@@ -178,6 +222,9 @@ class Courier:
             recipient_role=recipient_role, body=data, created_at=now,
             expires_at=self.outbox.expires_at(now))
         item_id = await self.outbox.submit(item, answers=answers)
+        if self.archive is not None and xml is not None:
+            await self.archive.put(entry("out", message_type, sent, xml, self.sender_role,
+                                         recipient_role))
         logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
                     item.recipient_domain, recipient_role)
         return item_id

@@ -8,6 +8,7 @@ receiving service's automatic ``...Response``. The demo exits 0 only if all of t
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import pprint
 import sys
@@ -88,7 +89,10 @@ class Cycle:
     async def exchange(self, sender: str, recipient: str, message_type: str,
                        **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Send an example ``message_type`` (with ``fields`` changed) and await its response."""
-        payload = {k: v for k, v in example(message_type).items() if k not in METADATA}
+        # The story of the examples, moved to now: its offers have not expired, its days
+        # are today or later, as the business rules on both sides demand.
+        fresh = example(message_type, now=dt.datetime.now(dt.timezone.utc))
+        payload = {k: v for k, v in fresh.items() if k not in METADATA}
         payload.update(fields)
         sent, response = await self.services[sender].request(
             DOMAINS[recipient], recipient, message_type, payload, timeout=TIMEOUT)
@@ -114,19 +118,21 @@ class Cycle:
             "AGR", "DSO", "FlexOffer", flex_request_message_id=request["message_id"],
             d_prognosis_message_id=prognosis["message_id"],
         )
-        option = offer["offer_options"][0]
-        await self.exchange(
+        # 80 % of option A: the example order's ISPs and price are the option's times 0.80
+        order, _ = await self.exchange(
             "DSO", "AGR", "FlexOrder", flex_offer_message_id=offer["message_id"],
-            option_reference=option["option_reference"], price=option["price"],
-            isps=option["isps"],  # a FlexOrder copies the offered ISPs unchanged
-        )
+            d_prognosis_message_id=prognosis["message_id"])
         await self.exchange("DSO", "AGR", "FlexReservationUpdate")
         second, _ = await self.exchange("AGR", "DSO", "FlexOffer",
-                                        flex_request_message_id=request["message_id"])
+                                        flex_request_message_id=request["message_id"],
+                                        d_prognosis_message_id=prognosis["message_id"])
         await self.exchange("AGR", "DSO", "FlexOfferRevocation",
                             flex_offer_message_id=second["message_id"])
         await self.exchange("AGR", "DSO", "Metering")
-        await self.exchange("DSO", "AGR", "FlexSettlement")
+        settlement = example("FlexSettlement", now=dt.datetime.now(dt.timezone.utc))
+        await self.exchange("DSO", "AGR", "FlexSettlement", flex_order_settlements=[
+            s for s in settlement["flex_order_settlements"]  # the order placed above
+            if s.get("order_reference") == order["order_reference"]])
 
 
 async def run(quiet: bool = False) -> int:

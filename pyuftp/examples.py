@@ -391,12 +391,40 @@ def _request_of(response_type: str) -> str | None:
     return request if request in CONTENT else None
 
 
-def example(message_type: str, version: str = DEFAULT_VERSION) -> dict[str, Any]:
+#: The moment the story is told from: the examples' dates are 23 November 2026 and after.
+STORY_NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def example(message_type: str, version: str = DEFAULT_VERSION, *,
+            now: datetime | None = None) -> dict[str, Any]:
     """A complete, valid payload dict for ``message_type`` in ``version`` (a fresh copy).
 
     ``pyuftp.parse_message(pyuftp.create_message(message_type, payload, version=version))``
-    gives back ``(message_type, payload)``.
+    gives back ``(message_type, payload)``. With ``now``, the story is moved to that moment:
+    every date-time moves by ``now - STORY_NOW`` and every date by as many whole days, so the
+    example passes the business rules (expirations ahead, periods today or later) when sent
+    now (``now=datetime.now(timezone.utc)``).
     """
+    payload = _example(message_type, version)
+    if now is None:
+        return payload
+    moved: dict[str, Any] = _moved(payload, now - STORY_NOW)
+    return moved
+
+
+def _moved(value: Any, by: timedelta) -> Any:
+    if isinstance(value, datetime):
+        return value + by
+    if isinstance(value, date):
+        return value + timedelta(days=by.days)
+    if isinstance(value, dict):
+        return {key: _moved(item, by) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_moved(item, by) for item in value]
+    return value
+
+
+def _example(message_type: str, version: str) -> dict[str, Any]:
     if message_type not in CONTENT:
         raise UnknownMessageType(
             f"no example for {message_type!r}; the message types are " + ", ".join(sorted(CONTENT))

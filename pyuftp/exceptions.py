@@ -81,6 +81,17 @@ class ValidationError(MessageError):
         super().__init__(f"{field}: {reason}")
 
 
+class RuleViolation(ValidationError):
+    """A message breaks business rules (:mod:`pyuftp.rules`): ``problems`` lists them all,
+    each ending in the id of its rule, e.g. ``offer_options[0].isps[2]: ISPs 97-97 lie outside
+    2026-11-24, which has ISPs 1-96 in Europe/Amsterdam [isp.within_period]``."""
+
+    def __init__(self, message_type: str, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(message_type, "breaks " + ("a rule: " if len(problems) == 1 else
+                                                    f"{len(problems)} rules: ") + "; ".join(problems))
+
+
 class SenderMismatch(MessageError):
     """The inner message names another sender than the envelope it came in.
 

@@ -17,6 +17,7 @@ The clock is injectable (``clock=lambda: 1700000000.0``), so time windows test e
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -38,6 +39,7 @@ from .exceptions import (
     excerpt,
     quote,
 )
+from .rules import DEFAULT_RULES, Archive, Context, Rules
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +98,14 @@ class Exchange:
     :param max_clock_skew: ... or further in the future than this.
     :param max_body: the largest request body taken (bigger: HTTP 413).
     :param clock: ``() -> unix time``; injectable for tests.
+    :param rules: the business rules a received message must pass (:mod:`pyuftp.rules`;
+        default :data:`~pyuftp.rules.DEFAULT_RULES`; ``False``: none).
     """
 
     def __init__(self, domain: str, role: str, *, version: Any = None,
                  max_age: float = 24 * 3600.0, max_clock_skew: float = 300.0,
-                 max_body: int = MAX_BODY, clock: Clock = time.time) -> None:
+                 max_body: int = MAX_BODY, clock: Clock = time.time,
+                 rules: Rules | bool | None = None) -> None:
         self.domain = domain
         self.role = role
         self.spec: Spec = spec(version)
@@ -109,6 +114,8 @@ class Exchange:
         self.max_body = max_body
         self.clock = clock
         self.accepted_types = self.spec.accepted_by(role)
+        self.rules: Rules | None = (None if rules is False else
+                                    DEFAULT_RULES if rules is None or rules is True else rules)
 
     # --- a request arrives ----------------------------------------------------------------
 
@@ -166,6 +173,16 @@ class Exchange:
         elif -age > self.max_clock_skew:
             found.append(f"time_stamp {payload['time_stamp'].isoformat()} is in the future")
         return found
+
+    async def rule_problems(self, received: Received, archive: Archive | None) -> list[str]:
+        """What the business rules find wrong with a verified message (all rules, the
+        archive's too when one is given), as of this party's clock."""
+        if self.rules is None:
+            return []
+        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        ctx = Context(received.message_type, received.payload, "in", received.sender_domain,
+                      now, archive=archive)
+        return await self.rules.check_all(ctx)
 
     @staticmethod
     def after_record(result: str) -> str | None:

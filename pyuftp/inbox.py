@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
+from .archiving import RETENTION, StoreArchive, entry
 from .delivery import Courier
 from .envelope import Received, reopen
 from .exceptions import MessageError, excerpt
@@ -88,14 +89,17 @@ class Inbox:
         their turn up to ``admission_timeout`` seconds, then get 503 with Retry-After.
     :param max_backlog: answers to one peer not yet delivered, at most; beyond that the
         peer's requests get 503 (its endpoint is down: it must not fill memory or the store).
+    :param retention: seconds archived messages are kept (default 62 days).
     """
 
     def __init__(self, exchange: Exchange, courier: Courier, key_lookup: KeyLookup, *,
                  max_pending: int = 100, admission_timeout: float = 5.0,
-                 max_backlog: int = 1000) -> None:
+                 max_backlog: int = 1000, retention: float = RETENTION) -> None:
         assert courier.store is not None, "an inbox needs a courier with a store"
         self.exchange, self.courier, self.key_lookup = exchange, courier, key_lookup
         self.store: Store = courier.store
+        self.archive = StoreArchive(self.store)
+        self.retention = retention
         self.handlers = Handlers(exchange.role, exchange.accepted_types)
         self.max_backlog = max_backlog
         self._admission = Admission(max_pending, admission_timeout)
@@ -146,13 +150,13 @@ class Inbox:
         answer = self.exchange.spec.response_type(message_type)
         if answer is None:
             raise ValueError(f"{message_type} is not answered by a response")
-        data, sent = self.courier.seal(message_type, payload, domain, role)
+        data, sent, xml = self.courier._seal(message_type, payload, domain, role)
         request_id = sent["message_id"]
         self._waiting[request_id] = Waiting(message_type, request_id, sent["conversation_id"],
                                             domain, role)
         future = self._answers[request_id] = asyncio.get_running_loop().create_future()
         try:
-            await self.courier.queue(message_type, data, sent, role)
+            await self.courier.queue(message_type, data, sent, role, xml=xml)
             try:
                 return sent, await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:
@@ -170,14 +174,11 @@ class Inbox:
         """Judge, admit and record one request body; the HTTP answer to give."""
         verdict, sender = await self._judge(data)
         if not verdict.accepted or verdict.received is None:
-            return _refused(Reply(verdict.status, verdict.text), sender)
+            retry = 60 if verdict.status == 503 else None
+            return _refused(Reply(verdict.status, verdict.text, retry), sender)
         received = verdict.received
         peer = (received.sender_domain, received.sender_role)
         who = f"{peer[0]} ({peer[1]}), {received.message_type} {received.message_id}"
-        outbox = self.courier.outbox
-        if outbox is not None and outbox.backlog(peer) >= self.max_backlog:
-            return _refused(Reply(503, f"{outbox.backlog(peer)} answers to {peer[0]} are not "
-                                       "delivered yet; try again later", 60), who)
         if not await self._admission.enter():
             return _refused(Reply(503, "too many messages being handled; try again", 1), who)
         problems, record = verdict.problems, verdict.record
@@ -205,6 +206,13 @@ class Inbox:
         except MessageError as exc:
             return Verdict(400, f"invalid SignedMessage: {exc}"), "an unknown sender"
         sender = f"{excerpt(envelope.sender_domain)} ({envelope.sender_role})"
+        outbox = self.courier.outbox
+        backlog = outbox.backlog((envelope.sender_domain, envelope.sender_role)) if outbox else 0
+        if backlog >= self.max_backlog:
+            # Before any verifying: the answers to this peer are piling up (its endpoint is
+            # down), so more work for it waits; refusing costs next to nothing.
+            return Verdict(503, f"{backlog} answers to {excerpt(envelope.sender_domain)} are "
+                                "not delivered yet; try again later"), sender
         try:
             key = await maybe_await(self.key_lookup(envelope.sender_domain, envelope.sender_role))
         except Exception:  # a broken lookup is the receiver's problem: let the sender retry
@@ -220,6 +228,7 @@ class Inbox:
             self._next_prune = now + PRUNE_INTERVAL
             keep = self.exchange.max_age + self.exchange.max_clock_skew + 3600.0
             await self.store.call(self.store.forget_received, now - keep)
+            await self.store.call(self.store.forget_archived, now - self.retention)
 
     # --- handling --------------------------------------------------------------------------
 
@@ -232,6 +241,10 @@ class Inbox:
     async def _handle(self, received: Received, problems: tuple[str, ...], record: bool) -> None:
         answered = False
         try:
+            if record:
+                await self.archive.put(entry("in", received.message_type, received.payload,
+                                             received.payload_xml, received.sender_role,
+                                             self.exchange.role))
             fields = await self._outcome(received, problems)
             reply = None if fields is None else self.exchange.response(received, fields)
             if reply is not None:
@@ -240,8 +253,12 @@ class Inbox:
                 await self.courier.send(
                     reply[0], reply[1], received.sender_domain, received.sender_role,
                     answers=(received.sender_domain, received.message_id) if record else None,
-                    check_route=False)
+                    check_route=False, rules=False)
                 answered = True
+                if record:
+                    await self.archive.outcome("in", received.sender_domain, received.message_id,
+                                               reply[1].get("result", "Accepted"),
+                                               reply[1].get("rejection_reason"))
         except Exception:
             logger.exception("handling %s %s from %s failed", received.message_type,
                              received.message_id, received.sender_domain)
@@ -257,17 +274,21 @@ class Inbox:
                                      received.sender_domain)
 
     async def _outcome(self, received: Received, problems: tuple[str, ...]) -> dict[str, Any] | None:
-        """The response fields: a rejection for the problems found, else the handler's."""
-        settled = self.exchange.settles(received, self._waiting)
-        future = self._answers.get(settled) if settled else None
-        if future is not None and not future.done():
-            future.set_result(received.payload)
+        """The response fields: a rejection for the problems found (the exchange's and the
+        business rules', all together), else the handler's."""
+        if not problems:
+            problems = tuple(await self.exchange.rule_problems(received, self.archive))
         answered_by = self.exchange.spec.response_type(received.message_type)
         if problems:
             logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
                            received.message_id, received.sender_domain, received.sender_role,
                            "; ".join(problems))
             return None if answered_by is None else self.exchange.rejection(problems)
+        settled = self.exchange.settles(received, self._waiting)
+        future = self._answers.get(settled) if settled else None
+        if future is not None and not future.done():
+            future.set_result(received.payload)
+        await self._note_answer(received)
         result = await self.handlers.call(received)
         if result is NO_HANDLER:
             if settled is None and answered_by is None:
@@ -275,6 +296,16 @@ class Inbox:
                             received.message_id, received.sender_domain)
             return self.exchange.outcome(received, handled=False)
         return self.exchange.outcome(received, result)
+
+    async def _note_answer(self, received: Received) -> None:
+        """A response received: note its result as the outcome of the request it answers."""
+        s = self.exchange.spec
+        request_type = s.request_type(received.message_type)
+        key = s.reference_key(request_type) if request_type else None
+        if key and received.payload.get(key) and received.payload.get("result"):
+            await self.archive.outcome("out", received.sender_domain, str(received.payload[key]),
+                                       received.payload["result"],
+                                       received.payload.get("rejection_reason"))
 
 
 def _refused(reply: Reply, who: str) -> Reply:

@@ -37,6 +37,7 @@ from .read import (
     validate_rendered,
 )
 from .render import render
+from .rules import DEFAULT_RULES, Rules
 
 __all__ = [
     "create_message", "build_message", "parse_message", "check_payload", "complete_payload",
@@ -100,22 +101,30 @@ def complete_payload(message_type: str, payload: Mapping[str, Any],
 
 
 def create_message(message_type: str, payload: Mapping[str, Any], version: str | None = None,
-                   *, validate_output: bool = False) -> str:
+                   *, validate_output: bool = False, rules: bool | Rules = True) -> str:
     """Render ``payload`` as the XML of a UFTP ``message_type`` message.
 
     ``version`` defaults to the payload's own ``version``, else 3.1.0; the two may not differ.
     The payload is checked against the field-type table first (errors name the field, e.g.
     ``FlexOffer.offer_options[0].isps[3].power: 'abc' is not an integer``), so nothing
-    invalid leaves this call. ``validate_output=True`` also validates the XML against
-    pyuftp's schema of the version (see the module's docstring).
+    invalid leaves this call. Then the stateless business rules (:mod:`pyuftp.rules`) are
+    checked, as of the message's ``time_stamp``: a payload that breaks any raises one
+    :class:`~pyuftp.exceptions.RuleViolation` naming them all. ``rules=False`` skips them; a
+    :class:`~pyuftp.rules.Rules` uses that rule set. ``validate_output=True`` also validates
+    the XML against pyuftp's schema of the version (see the module's docstring).
     """
-    return build_message(message_type, payload, version, validate_output=validate_output)[0]
+    return build_message(message_type, payload, version, validate_output=validate_output,
+                         rules=rules)[0]
 
 
 def build_message(message_type: str, payload: Mapping[str, Any], version: str | None = None,
-                  *, validate_output: bool = False) -> tuple[str, dict[str, Any]]:
+                  *, validate_output: bool = False,
+                  rules: bool | Rules = True) -> tuple[str, dict[str, Any]]:
     """Like :func:`create_message`, also returning the payload as sent (metadata filled in)."""
     message = complete_payload(message_type, payload, version)
+    if rules is not False:
+        rule_set = DEFAULT_RULES if rules is True else rules
+        rule_set.refuse(message_type, rule_set.check(message_type, message))
     served = spec(message["version"])
     try:
         xml = render(message_type, message, served.version)

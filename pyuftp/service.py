@@ -34,7 +34,9 @@ from .delivery import Courier, EndpointLookup
 from .exceptions import Rejected
 from .exchange import MAX_BODY, Exchange
 from .handlers import Handler
+from .archiving import RETENTION
 from .inbox import Inbox, KeyLookup, Reply
+from .rules import Rules
 from .limits import AcceptErrorFilter, BodyBudget, Limits, fd_headroom, guarded, http_logger
 from .store import Store
 
@@ -75,7 +77,12 @@ class ShapeshifterService:
     :param max_age, max_clock_skew: the window a message's ``time_stamp`` must be in.
     :param max_pending, max_backlog: see :class:`~pyuftp.inbox.Inbox`.
     :param limits: connections, idle time, body memory (:class:`~pyuftp.limits.Limits`).
-    :param clock: ``() -> unix time``, for the time window (tests).
+    :param clock: ``() -> unix time``, for the time window and the rules (tests).
+    :param rules: the business rules (:mod:`pyuftp.rules`) every message received and sent
+        must pass: default :data:`~pyuftp.rules.DEFAULT_RULES`, ``False`` for none. A message
+        that breaks any is answered ``Rejected`` with every problem, and its handler is not
+        called.
+    :param retention: seconds the archive keeps every message sent and received (62 days).
     """
 
     role: ClassVar[str]
@@ -89,22 +96,24 @@ class ShapeshifterService:
                  read_timeout: float = 10.0, max_age: float = 24 * 3600.0,
                  max_clock_skew: float = 300.0, max_pending: int = 100, max_backlog: int = 1000,
                  limits: Limits | None = None, ssl_context: ssl.SSLContext | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, rules: Rules | bool | None = None,
+                 retention: float = RETENTION) -> None:
         self.sender_domain = sender_domain
         self.host, self.port, self.path, self.ssl_context = host, port, path, ssl_context
         self.read_timeout = read_timeout
         self.limits = limits or Limits()
         self.exchange = Exchange(sender_domain, self.role, version=version, max_age=max_age,
-                                 max_clock_skew=max_clock_skew, max_body=max_body, clock=clock)
+                                 max_clock_skew=max_clock_skew, max_body=max_body, clock=clock,
+                                 rules=rules)
         self.courier = Courier(sender_domain, signing_key, self.role,
                                store=store if store is not None else "memory:",
                                endpoint_lookup=endpoint_lookup, version=version,
                                outbox_options={"retry_for": retry_for,
                                                "on_delivery_failed": on_delivery_failed},
-                               **dict(client_options or {}))
+                               rules=rules, **dict(client_options or {}))
         self.inbox = Inbox(self.exchange, self.courier, key_lookup, max_pending=max_pending,
                            admission_timeout=self.limits.admission_timeout,
-                           max_backlog=max_backlog)
+                           max_backlog=max_backlog, retention=retention)
         self._budget = BodyBudget(self.limits.body_memory)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None

@@ -16,6 +16,7 @@ import sys
 
 from pyuftp.discovery import Directory
 from pyuftp.limits import Limits
+from pyuftp.rules import DEFAULT_RULES
 from pyuftp.service import ShapeshifterDsoService
 
 
@@ -26,7 +27,7 @@ async def main(options: dict, dso_key: str, agr_public: str) -> None:
     directory.add("agr.example.com", "AGR", agr_public, None)  # responses stay queued
     dso = ShapeshifterDsoService("dso.example.com", dso_key, directory.key, directory.endpoint,
                                  port=0, limits=Limits(**options.get("limits", {})),
-                                 **options.get("service", {}))
+                                 rules=DEFAULT_RULES.stateless(), **options.get("service", {}))
     dso.add_handler("TestMessage", lambda payload: None)
     async with dso:
         print(dso.port, flush=True)

@@ -41,10 +41,14 @@ METADATA = ("version", "message_id", "conversation_id", "time_stamp", "sender_do
 
 def fresh(message_type: str, **fields: Any) -> dict[str, Any]:
     """The example payload of ``message_type`` without its metadata (what a client fills in),
-    with ``fields`` added or changed."""
+    moved to now (so it passes the business rules' clock checks), with ``fields`` added or
+    changed."""
+    import datetime as dt
+
     from pyuftp.examples import example
 
-    payload = {k: v for k, v in example(message_type).items() if k not in METADATA}
+    now = dt.datetime.now(dt.timezone.utc)
+    payload = {k: v for k, v in example(message_type, now=now).items() if k not in METADATA}
     payload.update(fields)
     return payload
 
@@ -58,3 +62,27 @@ def assert_officially_valid(schema: etree.XMLSchema, xml: str | bytes) -> None:
     root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
     if not schema.validate(root):
         raise AssertionError(f"not valid against the official schema: {schema.error_log}")
+
+
+@pytest.fixture(autouse=True)
+def business_rules(request):
+    """Which of pyuftp's business rules (``DEFAULT_RULES``) are on for a test.
+
+    Transport tests exercise transport: their messages name the examples' message ids, which
+    no archive of theirs holds, so only the stateless rules stay on for them ("stateless",
+    the default). Rule tests, the demo, the README and the examples set ``RULES = "all"`` in
+    their module; the interoperability tests, whose peer examples carry fixed 2024 dates,
+    ``RULES = "none"``. The rules themselves are tested in test_rules*.py.
+    """
+    from pyuftp.rules import DEFAULT_RULES
+
+    mode = getattr(request.module, "RULES", "stateless")
+    saved = set(DEFAULT_RULES._enabled)
+    if mode == "stateless":
+        DEFAULT_RULES.disable(*[rule.id for rule in DEFAULT_RULES if rule.stateful])
+    elif mode == "none":
+        DEFAULT_RULES.disable(*[rule.id for rule in DEFAULT_RULES])
+    try:
+        yield mode
+    finally:
+        DEFAULT_RULES._enabled = saved

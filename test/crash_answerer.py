@@ -12,6 +12,7 @@ import random
 import sys
 
 from pyuftp.discovery import Directory
+from pyuftp.rules import DEFAULT_RULES
 from pyuftp.service import ShapeshifterDsoService
 
 
@@ -19,7 +20,8 @@ async def main(store: str, port: int, dso_key: str, agr_public: str, agr_url: st
     directory = Directory()
     directory.add("agr.example.com", "AGR", agr_public, agr_url)
     dso = ShapeshifterDsoService("dso.example.com", dso_key, directory.key, directory.endpoint,
-                                 port=port, store=store, client_options={"timeout": 2.0})
+                                 port=port, store=store, client_options={"timeout": 2.0},
+                                 rules=DEFAULT_RULES.stateless())  # transport, not business
 
     async def on_offer(offer):
         await asyncio.sleep(random.uniform(0, 0.01))

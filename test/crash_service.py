@@ -9,6 +9,7 @@ import asyncio
 import sys
 
 from pyuftp.discovery import Directory
+from pyuftp.rules import DEFAULT_RULES
 from pyuftp.service import ShapeshifterDsoService
 
 
@@ -16,7 +17,8 @@ async def main(store: str, port: int, dso_key: str, agr_public: str, agr_url: st
     directory = Directory()
     directory.add("agr.example.com", "AGR", agr_public, agr_url)
     dso = ShapeshifterDsoService("dso.example.com", dso_key, directory.key, directory.endpoint,
-                                 port=port, store=store)
+                                 port=port, store=store,
+                                 rules=DEFAULT_RULES.stateless())  # transport, not business
 
     async def stuck(offer):
         print("handling", offer["message_id"], flush=True)

@@ -243,8 +243,10 @@ def test_concurrent_big_bodies_stay_within_the_body_budget(tmp_path):
 
 
 def signed_variant(**replace: str) -> bytes:
-    payload = dict(example("FlexOffer"), time_stamp=None, message_id=None)
+    import datetime as dt
+    payload = dict(example("FlexOffer", now=dt.datetime.now(dt.timezone.utc)), message_id=None)
     xml = pyuftp.create_message("FlexOffer", {k: v for k, v in payload.items() if v is not None})
+    xml = xml.replace(payload["expiration_date_time"].isoformat(), "2026-11-23T11:30:00+01:00")
     for old, new in replace.items():
         assert old in xml
         xml = xml.replace(old, new, 1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import select
 import signal
@@ -132,7 +133,8 @@ def test_a_service_killed_after_its_200_handles_the_message_after_restart(tmp_pa
             try:
                 deadline = time.monotonic() + 30
                 assert (await asyncio.to_thread(read_line, first, deadline)).strip() == "listening"
-                payload = {k: v for k, v in example("FlexOffer").items()
+                now = dt.datetime.now(dt.timezone.utc)
+                payload = {k: v for k, v in example("FlexOffer", now=now).items()
                            if k not in ("version", "message_id", "conversation_id", "time_stamp")}
                 payload.update(sender_domain="agr.example.com", recipient_domain="dso.example.com")
                 data, sent = seal_message("FlexOffer", payload, agr_key, "AGR")

@@ -351,7 +351,7 @@ def test_optional_attribute_on_some_items_only():
     isps = payload["offer_options"][0]["isps"]
     for index in (0, 7, 95):
         isps[index]["duration"] = index + 1
-    xml = pyuftp.create_message("FlexOffer", payload)
+    xml = pyuftp.create_message("FlexOffer", payload, rules=False)  # overlapping on purpose
     assert xml.count(' Duration="') == 3
     assert pyuftp.parse_message(xml) == ("FlexOffer", payload)
 

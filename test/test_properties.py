@@ -88,7 +88,7 @@ def test_generated_payloads_of_every_type_round_trip(data, message_type, officia
 
 def _round_trip(data, message_type, official_schema):
     payload = data.draw(payloads(MESSAGES["3.1.0"][message_type]), label="payload")
-    xml = pyuftp.create_message(message_type, payload)
+    xml = pyuftp.create_message(message_type, payload, rules=False)  # shapes, not business
     assert_officially_valid(official_schema("3.1.0"), xml)
     parsed_type, parsed = pyuftp.parse_message(xml)
     assert parsed_type == message_type

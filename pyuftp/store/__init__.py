@@ -1,17 +1,20 @@
-"""What pyuftp keeps durably: the outbox of messages to deliver, and the journal of messages
-received.
+"""What pyuftp keeps durably: the outbox of messages to deliver, the journal of messages
+received, and the archive of every message sent and received.
 
 UFTP messages are orders for money and grid capacity, so a message accepted by ``send_*`` is
 first committed here and only then delivered (by :class:`pyuftp.outbox.Outbox`); a message
 received is recorded here before the sender gets its HTTP 200, so a repeat is recognised and
 a message answered 200 but not yet handled when the process died is handled after a restart.
+The archive keeps the messages sent and received, for audits and settlement, until the caller
+forgets them (:meth:`Archive.forget_archived`, with its retention).
 
     store = open_store("sqlite:///agr.sqlite")  # one file per party; survives a SIGKILL
     store = open_store("memory:")               # tests, or when losing messages on exit is fine
 
 The contract every backend implements is in :mod:`pyuftp.store.base` (:class:`Store`, made of
-:class:`OutboxStore` and :class:`Journal`); :mod:`pyuftp.store.checks` holds the argument
-checks they share; :mod:`pyuftp.store.sqlite` and :mod:`pyuftp.store.memory` the backends.
+:class:`OutboxStore`, :class:`Journal` and :class:`Archive`); :mod:`pyuftp.store.checks` holds
+the argument checks they share; :mod:`pyuftp.store.sqlite` (with ``sqlite_file`` and
+``sqlite_archive``) and :mod:`pyuftp.store.memory` (with ``memory_archive``) the backends.
 """
 from __future__ import annotations
 
@@ -20,15 +23,28 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import StoreError
-from .base import RECEIVED_RESULTS, STATES, Journal, OutboxItem, OutboxStore, Store, owned
-from .checks import check_item
+from .base import (
+    DIRECTIONS,
+    OUTCOMES,
+    RECEIVED_RESULTS,
+    STATES,
+    Archive,
+    ArchivedMessage,
+    Journal,
+    OutboxItem,
+    OutboxStore,
+    Store,
+    owned,
+)
+from .checks import check_archived, check_item
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-__all__ = ["Store", "OutboxStore", "Journal", "OutboxItem", "SQLiteStore", "MemoryStore",
-           "open_store", "owned", "check_item", "STATES", "RECEIVED_RESULTS", "StoreError"]
+__all__ = ["Store", "OutboxStore", "Journal", "Archive", "OutboxItem", "ArchivedMessage",
+           "SQLiteStore", "MemoryStore", "open_store", "owned", "check_item", "check_archived",
+           "STATES", "RECEIVED_RESULTS", "DIRECTIONS", "OUTCOMES", "StoreError"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 FORMS = ("None or 'memory:' (a new memory store), 'sqlite:///relative/path.sqlite' or "

@@ -1,8 +1,9 @@
 """The store's contract: what every backend (SQLite, memory, later PostgreSQL) implements.
 
 A store keeps what pyuftp must not lose: the outbox (:class:`OutboxStore`, messages to
-deliver) and the journal (:class:`Journal`, the messages received: the duplicate defence, and
-which ones were answered 200 but not yet handled, to handle after a crash).
+deliver), the journal (:class:`Journal`, the messages received: the duplicate defence, and
+which ones were answered 200 but not yet handled, to handle after a crash) and the archive
+(:class:`Archive`, every message sent and received, for audits and settlement).
 
 Rules for every implementation:
 
@@ -25,7 +26,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
@@ -35,6 +36,8 @@ T = TypeVar("T")
 
 STATES = ("pending", "delivered", "failed")
 RECEIVED_RESULTS = ("new", "duplicate", "conflict")
+DIRECTIONS = ("out", "in")  # also the order in which Archive.find looks when not told
+OUTCOMES = ("Accepted", "Rejected", "Revoked")
 
 
 @dataclass(slots=True)  # a store in memory keeps one per message: no __dict__ each
@@ -171,9 +174,95 @@ class Journal(abc.ABC):
         is ``"new"``."""
 
 
-class Store(OutboxStore, Journal):
-    """A complete store: the outbox and the journal, sharing one transaction where
-    :meth:`OutboxStore.add_outgoing` needs both.
+@dataclass(slots=True)
+class ArchivedMessage:
+    """One message sent (``direction="out"``) or received (``"in"``), as the archive keeps it."""
+
+    direction: str            # "in" (received) or "out" (sent)
+    message_type: str         # "FlexOffer", "D-Prognosis", ...
+    message_id: str
+    conversation_id: str
+    sender_domain: str
+    sender_role: str
+    recipient_domain: str
+    recipient_role: str
+    time_stamp: float         # the message's own TimeStamp, unix time
+    payload_xml: bytes        # the payload XML exactly as sent/received (not the envelope)
+    # key -> the message id it names, e.g. {"flex_request_message_id": "..."}
+    references: dict[str, str] = field(default_factory=dict)
+    period: str | None = None     # ISO date of the message's Period, if it has one
+    outcome: str | None = None    # "Accepted", "Rejected", "Revoked" (set_outcome) or None
+    reasons: str | None = None    # the rejection reasons, if any
+    archived_at: float = 0.0      # set by the store: unix time of storing
+
+    @property
+    def counterparty(self) -> str:
+        """The other party's domain: the recipient of a message sent, the sender of one
+        received."""
+        return self.recipient_domain if self.direction == "out" else self.sender_domain
+
+
+class Archive(abc.ABC):
+    """Every message sent and received, kept for audits and settlement: by ``(direction,
+    counterparty, message_id)`` (its key; :meth:`find`) and queried by conversation, type,
+    party, the ids it references, period and time (:meth:`query`).
+
+    Retention is the caller's: a service calls :meth:`forget_archived` with ``now -
+    retention``, where a retention of at least 62 days (the default pyuftp's callers use)
+    covers monthly settlement. A backend may also bound how many messages it keeps (it says
+    so); the SQLite one keeps all until forgotten.
+    """
+
+    @abc.abstractmethod
+    def archive(self, message: ArchivedMessage) -> bool:
+        """Store a checked copy of ``message``, its ``archived_at`` set to now, in one
+        transaction; True. Idempotent: when a message with its key ``(direction,
+        counterparty, message_id)`` is archived already, that first one is kept as it is and
+        this returns False. The copy's ``period`` is normalised to ``YYYY-MM-DD``."""
+
+    @abc.abstractmethod
+    def set_outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
+                    reasons: str | None = None) -> None:
+        """Record the outcome of an archived message: for a request received, the answer we
+        gave; for one sent, the answer we got. ``outcome`` is one of :data:`OUTCOMES`,
+        ``reasons`` (cut to 2000 characters) replaces the ones recorded before; the latest
+        call stands. KeyError if no such message is archived. One transaction."""
+
+    @abc.abstractmethod
+    def find(self, counterparty: str, message_id: str,
+             direction: str | None = None) -> ArchivedMessage | None:
+        """The archived message ``message_id`` exchanged with ``counterparty`` in
+        ``direction``, or None. Without ``direction``: the one sent if there is one, else
+        the one received (the order of :data:`DIRECTIONS`)."""
+
+    @abc.abstractmethod
+    def query(self, *, conversation_id: str | None = None, message_type: str | None = None,
+              counterparty: str | None = None, direction: str | None = None,
+              references: str | None = None, period_from: str | None = None,
+              period_to: str | None = None, since: float | None = None,
+              until: float | None = None, limit: int | None = None) -> list[ArchivedMessage]:
+        """The archived messages meeting every criterion given (None: any):
+
+        - ``conversation_id``, ``message_type``, ``counterparty``, ``direction``: equal;
+        - ``references``: a message id that one of the message's ``references`` names (e.g.
+          the FlexOrders for an offer: ``query(references=offer_id,
+          message_type="FlexOrder")``);
+        - ``period_from``, ``period_to``: ISO dates, inclusive bounds on ``period`` (a message
+          without a period then does not match);
+        - ``since``, ``until``: inclusive bounds on ``time_stamp`` (unix time).
+
+        Ordered by ``time_stamp``, then the order archived; the first ``limit`` (1 or more)
+        only, when given. A lower bound after its upper bound is a ValueError."""
+
+    @abc.abstractmethod
+    def forget_archived(self, before: float) -> int:
+        """Delete the messages archived (``archived_at``) before ``before`` (unix time);
+        return how many. One transaction."""
+
+
+class Store(OutboxStore, Journal, Archive):
+    """A complete store: the outbox, the journal and the archive, the first two sharing one
+    transaction where :meth:`OutboxStore.add_outgoing` needs both.
 
     Methods are synchronous. Asyncio code calls them as ``await store.call(store.method,
     *args)``: :meth:`call` runs a store whose :attr:`blocking` is true on a worker thread of

@@ -6,12 +6,13 @@ ValueError naming the argument, and the stored data stays as it was.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .base import STATES, OutboxItem
+from .base import DIRECTIONS, OUTCOMES, STATES, ArchivedMessage, OutboxItem
 
 MAX_ERROR_TEXT = 2000  # an error text is for people; a hostile peer must not fill the disk
 
@@ -153,4 +154,129 @@ def check_item(item: OutboxItem) -> OutboxItem:
         last_status=status(item.last_status))
     if not checked.body:
         raise ValueError("body is empty: there is nothing to deliver")
+    return checked
+
+
+# --- the archive -------------------------------------------------------------------------------
+
+def _shared(value: Any, name: str) -> str:
+    """A :func:`text` that repeats from message to message (a type, a domain, a role, a key):
+    interned, so that a store in memory keeps one copy of it."""
+    return sys.intern(str(text(value, name)))
+
+
+def direction(value: Any, name: str = "direction") -> str:
+    if value not in DIRECTIONS:
+        raise ValueError(f"{name} must be 'in' or 'out', not {value!r}")
+    return sys.intern(str(value))
+
+
+def optional(value: Any, name: str) -> str | None:
+    return None if value is None else text(value, name)
+
+
+def iso_date(value: Any, name: str) -> str | None:
+    """None, or an ISO date (``datetime.date.fromisoformat``) normalised to YYYY-MM-DD, so
+    that dates compare as strings."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be None or an ISO date str, not {_kind(value)}")
+    try:  # interned: a day's messages share one
+        return sys.intern(datetime.date.fromisoformat(value).isoformat())
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO date such as '2026-11-24', not "
+                         f"{value[:40]!r}") from None
+
+
+def outcome(value: Any, reasons: Any) -> tuple[str, str | None]:
+    if value not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {value!r}")
+    if reasons is not None and not isinstance(reasons, str):
+        raise TypeError(f"reasons must be None or a str, not {_kind(reasons)}")
+    return str(value), None if reasons is None else reasons[:MAX_ERROR_TEXT]
+
+
+def references(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"references must be a dict of key -> message id, not {_kind(value)}")
+    return {_shared(k, "references key"): text(v, f"references[{k!r}]")
+            for k, v in value.items()}
+
+
+def archive_key(direction_: Any, counterparty: Any, message_id: Any) -> tuple[str, str, str]:
+    """An archived message's key, ``(direction, counterparty, message_id)``."""
+    return (direction(direction_), text(counterparty, "counterparty"),
+            text(message_id, "message_id"))
+
+
+def check_archived(message: ArchivedMessage) -> ArchivedMessage:
+    """A checked copy of a message to archive (``archived_at`` still to be set)."""
+    if not isinstance(message, ArchivedMessage):
+        raise TypeError(f"expected an ArchivedMessage, not {_kind(message)}")
+    payload = data(message.payload_xml, "payload_xml")
+    if not payload:
+        raise ValueError("payload_xml is empty: there is nothing to archive")
+    result, reasons = (None, None) if message.outcome is None and message.reasons is None \
+        else outcome(message.outcome, message.reasons)
+    return ArchivedMessage(
+        direction=direction(message.direction), message_type=_shared(message.message_type,
+                                                                     "message_type"),
+        message_id=text(message.message_id, "message_id"),
+        conversation_id=text(message.conversation_id, "conversation_id"),
+        sender_domain=_shared(message.sender_domain, "sender_domain"),
+        sender_role=_shared(message.sender_role, "sender_role"),
+        recipient_domain=_shared(message.recipient_domain, "recipient_domain"),
+        recipient_role=_shared(message.recipient_role, "recipient_role"),
+        time_stamp=when(message.time_stamp, "time_stamp"), payload_xml=payload,
+        references=references(message.references), period=iso_date(message.period, "period"),
+        outcome=result, reasons=reasons)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Query:
+    """The checked criteria of :meth:`Archive.query` (None: any)."""
+
+    conversation_id: str | None
+    message_type: str | None
+    counterparty: str | None
+    direction: str | None
+    references: str | None
+    period_from: str | None
+    period_to: str | None
+    since: float | None
+    until: float | None
+    limit: int | None
+
+    def matches(self, message: ArchivedMessage) -> bool:
+        """Whether ``message`` meets every criterion (``references`` aside: the memory store
+        looks those up in its index)."""
+        period = message.period
+        return ((self.conversation_id is None or message.conversation_id == self.conversation_id)
+                and (self.message_type is None or message.message_type == self.message_type)
+                and (self.counterparty is None or message.counterparty == self.counterparty)
+                and (self.direction is None or message.direction == self.direction)
+                and (self.period_from is None or (period is not None
+                                                  and period >= self.period_from))
+                and (self.period_to is None or (period is not None and period <= self.period_to))
+                and (self.since is None or message.time_stamp >= self.since)
+                and (self.until is None or message.time_stamp <= self.until))
+
+
+def query(conversation_id: Any, message_type: Any, counterparty: Any, direction_: Any,
+          references_: Any, period_from: Any, period_to: Any, since: Any, until: Any,
+          limit: Any) -> Query:
+    checked = Query(
+        optional(conversation_id, "conversation_id"), optional(message_type, "message_type"),
+        optional(counterparty, "counterparty"),
+        None if direction_ is None else direction(direction_),
+        optional(references_, "references"), iso_date(period_from, "period_from"),
+        iso_date(period_to, "period_to"), None if since is None else when(since, "since"),
+        None if until is None else when(until, "until"),
+        None if limit is None else count(limit, "limit", 1))
+    if checked.period_from and checked.period_to and checked.period_from > checked.period_to:
+        raise ValueError(f"period_from {checked.period_from} is after period_to "
+                         f"{checked.period_to}")
+    if checked.since is not None and checked.until is not None and checked.since > checked.until:
+        raise ValueError(f"since {checked.since} is after until {checked.until}")
     return checked

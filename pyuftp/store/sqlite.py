@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..exceptions import StoreError
-from . import checks
-from .base import OutboxItem, Store
+from . import checks, sqlite_archive
+from .base import DIRECTIONS, ArchivedMessage, OutboxItem, Store
 from .sqlite_file import SYNCHRONOUS_MODES, describe, lock_file, open_file
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ class SQLiteStore(Store):
 
     Every SQLite error becomes a :class:`StoreError` saying what happened and naming the
     file; the failed transaction is rolled back.
+
+    The archive keeps every message until :meth:`forget_archived` deletes it (no cap by
+    count); its SQL is in :mod:`pyuftp.store.sqlite_archive`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
@@ -282,3 +285,41 @@ class SQLiteStore(Store):
             cursor = conn.execute(
                 "DELETE FROM received WHERE handled_at IS NOT NULL AND received_at < ?", (before,))
         return cursor.rowcount
+
+    # --- archive -----------------------------------------------------------------------------
+
+    def archive(self, message: ArchivedMessage) -> bool:
+        checked = checks.check_archived(message)
+        checked.archived_at = time.time()
+        with self._session("archive") as conn:
+            return sqlite_archive.archive(conn, checked)
+
+    def set_outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
+                    reasons: str | None = None) -> None:
+        key = checks.archive_key(direction, counterparty, message_id)
+        result, why = checks.outcome(outcome, reasons)
+        with self._session("set_outcome") as conn:
+            sqlite_archive.set_outcome(conn, key, result, why)
+
+    def find(self, counterparty: str, message_id: str,
+             direction: str | None = None) -> ArchivedMessage | None:
+        counterparty = checks.text(counterparty, "counterparty")
+        message_id = checks.text(message_id, "message_id")
+        directions = DIRECTIONS if direction is None else (checks.direction(direction),)
+        with self._session("find", write=False) as conn:
+            return sqlite_archive.find(conn, counterparty, message_id, directions)
+
+    def query(self, *, conversation_id: str | None = None, message_type: str | None = None,
+              counterparty: str | None = None, direction: str | None = None,
+              references: str | None = None, period_from: str | None = None,
+              period_to: str | None = None, since: float | None = None,
+              until: float | None = None, limit: int | None = None) -> list[ArchivedMessage]:
+        criteria = checks.query(conversation_id, message_type, counterparty, direction,
+                                references, period_from, period_to, since, until, limit)
+        with self._session("query", write=False) as conn:
+            return sqlite_archive.query(conn, criteria)
+
+    def forget_archived(self, before: float) -> int:
+        before = checks.when(before, "before")
+        with self._session("forget_archived") as conn:
+            return sqlite_archive.forget(conn, before)

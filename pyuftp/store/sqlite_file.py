@@ -12,7 +12,7 @@ from ..exceptions import StoreError, excerpt
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 1: no claims; 2: outbox.claimed_until
+SCHEMA_VERSION = 3  # 1: no claims; 2: outbox.claimed_until; 3: the archive
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAGIC = b"SQLite format 3\x00"
 
@@ -57,8 +57,48 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS received_unhandled ON received (received_at) WHERE handled_at IS NULL",
     # forget_received
     "CREATE INDEX IF NOT EXISTS received_age ON received (received_at)",
+    # every message sent and received (see pyuftp.store.sqlite_archive). AUTOINCREMENT: the
+    # id is the order archived, and archive_refs names a message by it. The key, unique, is
+    # also the index of find() and of query(counterparty=...).
+    """CREATE TABLE IF NOT EXISTS archive (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        counterparty TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        sender_domain TEXT NOT NULL,
+        sender_role TEXT NOT NULL,
+        recipient_domain TEXT NOT NULL,
+        recipient_role TEXT NOT NULL,
+        time_stamp REAL NOT NULL,
+        payload_xml BLOB NOT NULL,
+        refs TEXT NOT NULL,
+        period TEXT,
+        outcome TEXT,
+        reasons TEXT,
+        archived_at REAL NOT NULL,
+        UNIQUE (counterparty, message_id, direction)
+    )""",
+    "CREATE INDEX IF NOT EXISTS archive_conversation ON archive (conversation_id)",
+    "CREATE INDEX IF NOT EXISTS archive_type ON archive (message_type, counterparty, period)",
+    "CREATE INDEX IF NOT EXISTS archive_time ON archive (time_stamp)",
+    "CREATE INDEX IF NOT EXISTS archive_age ON archive (archived_at)",  # forget_archived
+    # archive.refs is the references as given (JSON, for the round trip); this table is their
+    # index, one row per reference, so that query(references=id) is a lookup.
+    """CREATE TABLE IF NOT EXISTS archive_refs (
+        message INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        ref_id TEXT NOT NULL,
+        PRIMARY KEY (message, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS archive_refs_id ON archive_refs (ref_id)",
+    # whatever deletes a message (forget_archived, someone's sqlite3 shell), its refs go too
+    """CREATE TRIGGER IF NOT EXISTS archive_refs_gone AFTER DELETE ON archive BEGIN
+        DELETE FROM archive_refs WHERE message = old.id;
+    END""",
 )
-_OUR_TABLES = {"outbox", "received", "sqlite_sequence"}
+_OUR_TABLES = {"outbox", "received", "archive", "archive_refs", "sqlite_sequence"}
 
 # What an SQLite result code means, in words (primary codes: the low byte).
 _REASONS = {

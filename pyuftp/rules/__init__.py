@@ -1,0 +1,139 @@
+"""Business rules: what a careful counterparty checks beyond the schema, as data.
+
+A :class:`Rule` is a small named check with an id (``isp.within_period``), the message types
+it applies to, a one-line description, a default on/off and the validators of the Java
+reference library (``shapeshifter-library-java``) it matches. It returns the problems it
+finds, in words a person at the other party understands. :class:`Rules` holds them::
+
+    rules = Rules()                                   # every rule, with its default
+    rules.disable("currency.iso4217")
+    rules.settings.isp_durations = {timedelta(minutes=5), timedelta(minutes=15)}
+    @rules.rule("contract.active", ["FlexOrder"], "the contract is active")
+    def active(ctx): ...                              # sync or async; may use ctx.archive
+    problems = rules.check("FlexOffer", payload)      # the stateless rules; [] when fine
+    problems = await rules.check_all(context)         # all, the archive's too
+
+Stateless rules look at the message and the clock; stateful ones look a referenced message
+up in an archive (``Context.archive``: anything with the store's ``find``/``query``, async).
+All problems of a message are reported together. No I/O here: the archive is passed in.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ..exceptions import RuleViolation
+from .context import (UTC, Archive, Check, Context, Rule, Settings, _now, day_bounds, isp_count,
+                      isp_end)
+from .stateful import STATEFUL
+from .stateless import STATELESS
+
+BUILT_IN: tuple[Rule, ...] = STATELESS + STATEFUL
+
+class Rules:
+    """The registry: every rule with its on/off state, and :attr:`settings`."""
+
+    def __init__(self, rules: Iterable[Rule] | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._rules: dict[str, Rule] = {}
+        self._enabled: set[str] = set()
+        for rule in BUILT_IN if rules is None else rules:
+            self.add(rule)
+
+    def __iter__(self) -> Any:
+        return iter(self._rules.values())
+
+    def __getitem__(self, rule_id: str) -> Rule:
+        return self._rules[self._known(rule_id)]
+
+    def enabled(self, rule_id: str) -> bool:
+        return self._known(rule_id) in self._enabled
+
+    def add(self, rule: Rule, enabled: bool | None = None) -> Rule:
+        self._rules[rule.id] = rule
+        if rule.default if enabled is None else enabled:
+            self._enabled.add(rule.id)
+        else:
+            self._enabled.discard(rule.id)
+        return rule
+
+    def rule(self, rule_id: str, applies_to: Iterable[str], description: str, *,
+             default: bool = True, stateful: bool = False) -> Callable[[Check], Check]:
+        """Decorator: register ``check`` as a rule of your own."""
+        def register(check: Check) -> Check:
+            self.add(Rule(rule_id, frozenset(applies_to), description, check, default,
+                          stateful or inspect.iscoroutinefunction(check)))
+            return check
+        return register
+
+    def stateless(self) -> Rules:
+        """A copy with only the stateless rules on (those that need no archive)."""
+        copy = Rules(self._rules.values(), self.settings)
+        copy._enabled = {r for r in self._enabled if not self._rules[r].stateful}
+        return copy
+
+    def enable(self, *rule_ids: str) -> None:
+        self._enabled.update(self._known(r) for r in rule_ids)
+
+    def disable(self, *rule_ids: str) -> None:
+        for rule_id in rule_ids:
+            self._enabled.discard(self._known(rule_id))
+
+    def _known(self, rule_id: str) -> str:
+        if rule_id not in self._rules:
+            raise KeyError(f"no rule {rule_id!r}; the rules are {', '.join(sorted(self._rules))}")
+        return rule_id
+
+    def for_type(self, message_type: str, stateful: bool | None = None) -> list[Rule]:
+        return [r for r in self._rules.values() if r.id in self._enabled
+                and message_type in r.applies_to and (stateful is None or r.stateful == stateful)]
+
+    def check(self, message_type: str, payload: Mapping[str, Any], *,
+              now: dt.datetime | None = None, direction: str = "out",
+              counterparty: str = "") -> list[str]:
+        """The problems the stateless rules find (sync rules only)."""
+        ctx = Context(message_type, payload, direction, counterparty, now or _now(payload),
+                      self.settings)
+        problems = []
+        for rule in self.for_type(message_type, stateful=False):
+            found = rule.check(ctx)
+            if inspect.isawaitable(found):  # an async rule of the user's: checked in check_all
+                getattr(found, "close", lambda: None)()
+                continue
+            problems += [f"{text} [{rule.id}]" for text in found]
+        return problems
+
+    async def check_all(self, ctx: Context) -> list[str]:
+        """The problems every enabled rule finds (stateless and stateful)."""
+        ctx.settings = self.settings
+        problems = []
+        for rule in self.for_type(ctx.message_type):
+            found = rule.check(ctx)
+            if inspect.isawaitable(found):
+                found = await found
+            problems += [f"{text} [{rule.id}]" for text in found]
+        return problems
+
+    def refuse(self, message_type: str, problems: list[str]) -> None:
+        """Raise one :class:`RuleViolation` naming every problem, if there are any."""
+        if problems:
+            raise RuleViolation(message_type, problems)
+
+
+#: The rule set ``create_message`` and every client and service use unless given another:
+#: change it (``DEFAULT_RULES.disable(...)``, its ``settings``) to change them all.
+DEFAULT_RULES = Rules()
+
+#: The Java library's validators that have no rule here, and why.
+NOT_RULES = {
+    "AllowedSenderValidator": "built in: the exchange core refuses unknown senders (HTTP 419) and wrong roles",
+    "SenderMatchesEnvelopeValidator": "built in: the envelope's sender must be the payload's",
+    "SenderRoleMatchesContentTypeValidator": "built in: the routes of the catalog",
+    "RecipientValidator": "built in: a message must be addressed to this party",
+    "DuplicateIdentifierValidator": "built in: the journal drops resends and rejects reused ids",
+}
+
+__all__ = ["DEFAULT_RULES", "Rule", "Rules", "Settings", "Context", "BUILT_IN", "NOT_RULES", "isp_count",
+           "isp_end", "day_bounds", "RuleViolation", "Archive", "Check", "UTC"]

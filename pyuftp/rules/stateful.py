@@ -1,0 +1,212 @@
+"""The rules that look referenced messages up in the archive.
+
+A message names others: a FlexOffer its FlexRequest, a FlexOrder its FlexOffer, a response its
+request. Each such message went between the same two parties, either the same way as the
+message that names it (a FlexOfferRevocation and the FlexOffer it revokes) or the other way
+(a FlexOrder and the FlexOffer it buys), and is looked up so: a party cannot name a message
+it never got, or one that went to somebody else.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from ..catalog import spec
+from .context import Context, Rule, _span
+
+RESPONSES = frozenset(t for t in spec().message_types if t.endswith("Response"))
+
+
+async def _answers_our_request(ctx: Context) -> Iterable[str]:
+    s = spec(ctx.payload.get("version"))
+    request_type = s.request_type(ctx.message_type)
+    if request_type is None:
+        return []
+    key = s.reference_key(request_type)
+    if key is None:  # TestMessageResponse: its conversation names the TestMessage
+        found = await ctx.others(request_type, same_way=False,
+                                 conversation_id=ctx.payload["conversation_id"])
+        return [] if found else [f"no {request_type} in conversation "
+                                 f"{ctx.payload['conversation_id']} went to {ctx.counterparty}"]
+    request = await ctx.referenced(request_type, ctx.payload.get(key), same_way=False)
+    if request is None:
+        return [f"{key} {ctx.payload.get(key)} names no {request_type} that went to {ctx.counterparty}"]
+    if request["conversation_id"] != ctx.payload["conversation_id"]:
+        return [f"{key} {ctx.payload.get(key)} is a {request_type} of another conversation"]
+    return []
+
+
+async def _offer_request(ctx: Context) -> Iterable[str]:
+    p = ctx.payload
+    request_id = p.get("flex_request_message_id")
+    if request_id is None:
+        return []
+    request = await ctx.referenced("FlexRequest", request_id, same_way=False)
+    if request is None:
+        return [f"flex_request_message_id {request_id} names no FlexRequest from {ctx.counterparty}"]
+    problems = []
+    if request["expiration_date_time"] < p.get("time_stamp", ctx.now):
+        problems.append(f"the FlexRequest {request_id} expired at "
+                        f"{request['expiration_date_time'].isoformat()}")
+    for key in ("period", "congestion_point"):
+        if request.get(key) != p.get(key):
+            problems.append(f"{key} {p.get(key)} is not the FlexRequest's ({request.get(key)})")
+    requested = {n for i in request["isps"] if i.get("disposition", "Requested") == "Requested"
+                 for n in range(_span(i)[0], _span(i)[1] + 1)}
+    offered = {n for o in p.get("offer_options", []) for i in o.get("isps", [])
+               for n in range(_span(i)[0], _span(i)[1] + 1)}
+    if requested and not requested & offered:
+        problems.append("the offer covers none of the ISPs the FlexRequest requests")
+    return problems
+
+
+async def _prognosis(ctx: Context) -> Iterable[str]:
+    prognosis_id = ctx.payload.get("d_prognosis_message_id")
+    if prognosis_id is None:
+        return []
+    # An AGR's FlexOffer names a D-Prognosis it sent; a DSO's FlexOrder one it received.
+    same_way = ctx.message_type == "FlexOffer"
+    if await ctx.referenced("D-Prognosis", prognosis_id, same_way) is None:
+        return [f"d_prognosis_message_id {prognosis_id} names no D-Prognosis of {ctx.counterparty}"
+                if not same_way else f"d_prognosis_message_id {prognosis_id} names no "
+                f"D-Prognosis sent to {ctx.counterparty}"]
+    return []
+
+
+async def _order_offer(ctx: Context) -> Iterable[str]:
+    p = ctx.payload
+    offer_id = p.get("flex_offer_message_id")
+    if offer_id is None:
+        return []
+    offer = await ctx.referenced("FlexOffer", offer_id, same_way=False)
+    if offer is None:
+        return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
+    problems = []
+    if offer["expiration_date_time"] < p.get("time_stamp", ctx.now):
+        problems.append(f"the FlexOffer {offer_id} expired at {offer['expiration_date_time'].isoformat()}")
+    revocations = await ctx.others("FlexOfferRevocation", same_way=False, references=offer_id)
+    if any(r["_outcome"] != "Rejected" for r in revocations):
+        problems.append(f"the FlexOffer {offer_id} was revoked")
+    return problems
+
+
+async def _order_match(ctx: Context) -> Iterable[str]:
+    p = ctx.payload
+    offer = await ctx.referenced("FlexOffer", p.get("flex_offer_message_id"), same_way=False)
+    if offer is None:
+        return []  # order.offer_exists says so
+    options = offer.get("offer_options", [])
+    if p.get("option_reference") is not None:
+        options = [o for o in options if o["option_reference"] == p["option_reference"]]
+        if len(options) != 1:
+            return [f"option_reference {p['option_reference']!r} names no single option of the offer"]
+    elif len(options) != 1:
+        return ["option_reference is needed: the offer has several options"]
+    option, problems = options[0], []
+    factor = Decimal(p.get("activation_factor", 1))
+    if factor < Decimal(option.get("min_activation_factor", 1)):
+        problems.append(f"activation_factor {factor} is below the option's min_activation_factor "
+                        f"{option.get('min_activation_factor', 1)}")
+    offered = {_span(i): i["power"] for i in option["isps"]}
+    ordered = {_span(i): i["power"] for i in p.get("isps", [])}
+    if set(offered) != set(ordered):
+        problems.append("the ISPs are not the offer option's ISPs")
+    else:
+        for span, power in ordered.items():
+            if abs(Decimal(power) - Decimal(offered[span]) * factor) > 1:
+                problems.append(f"the power of ISPs {span[0]}-{span[1]} is not the offered "
+                                f"{offered[span]} W times {factor}")
+                break
+    if abs(Decimal(p["price"]) - Decimal(option["price"]) * factor) > Decimal("0.01"):
+        problems.append(f"price {p['price']} is not the option's {option['price']} times {factor}")
+    for key in ("currency", "period", "congestion_point"):
+        if offer.get(key) != p.get(key):
+            problems.append(f"{key} {p.get(key)} is not the offer's ({offer.get(key)})")
+    return problems
+
+
+async def _revocation(ctx: Context) -> Iterable[str]:
+    offer_id = ctx.payload["flex_offer_message_id"]
+    if await ctx.referenced("FlexOffer", offer_id, same_way=True) is None:
+        return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
+    orders = await ctx.others("FlexOrder", same_way=False, references=offer_id)
+    if any(o["_outcome"] != "Rejected" for o in orders):
+        return [f"the FlexOffer {offer_id} has an order already: it cannot be revoked"]
+    return []
+
+
+async def _settled_orders(ctx: Context) -> Iterable[str]:
+    problems = []
+    for i, s in enumerate(ctx.payload.get("flex_order_settlements", [])):
+        reference = s.get("order_reference")
+        if reference and not await ctx.others("FlexOrder", same_way=True, references=reference):
+            problems.append(f"flex_order_settlements[{i}]: order_reference {reference!r} names "
+                            f"no FlexOrder sent to {ctx.counterparty}")
+    return problems
+
+
+async def _settlement_statuses(ctx: Context) -> Iterable[str]:
+    settlement = await ctx.referenced("FlexSettlement", ctx.payload.get("flex_settlement_message_id"),
+                                      same_way=False)
+    if settlement is None:
+        return []  # response.answers_our_request says so
+    known = {s.get("order_reference") for s in settlement.get("flex_order_settlements", [])}
+    return [f"flex_order_settlement_statuses[{i}]: order_reference {s.get('order_reference')!r} "
+            "is not in the settlement" for i, s in
+            enumerate(ctx.payload.get("flex_order_settlement_statuses", []))
+            if s.get("order_reference") is not None and s["order_reference"] not in known]
+
+
+async def _revision(ctx: Context) -> Iterable[str]:
+    p = ctx.payload
+    if ctx.archive is None or "period" not in p:
+        return []
+    day = p["period"].isoformat()
+    earlier = await ctx.others(ctx.message_type, same_way=True, period_from=day, period_to=day)
+    highest = max((e["revision"] for e in earlier if e.get("congestion_point") == p.get("congestion_point")
+                   and e["message_id"] != p.get("message_id")), default=None)
+    if highest is not None and p["revision"] <= highest:
+        return [f"revision {p['revision']} is not above the {highest} already sent for "
+                f"{p.get('congestion_point')} on {day}"]
+    return []
+
+
+async def _congestion_point(ctx: Context) -> Iterable[str]:
+    point = ctx.payload.get("congestion_point")
+    declared = ctx.settings.congestion_points
+    if point is None:
+        return []
+    if declared is not None:
+        known = declared(ctx.counterparty, point) if callable(declared) else point in declared
+        return [] if known else [f"congestion_point {point} is not one declared known"]
+    if ctx.archive is None:
+        return []
+    # What the portfolio messages say: a DSO's own update to the CRO, or what the CRO told
+    # an AGR in answer to its query (the latest of either).
+    found: list[Any] = await ctx.archive.query(message_type="DSOPortfolioUpdate", direction="out")
+    found += await ctx.archive.query(message_type="AGRPortfolioQueryResponse", direction="in")
+    if not found:
+        return []
+    latest = max(found, key=lambda entry: entry.time_stamp)
+    from .context import _payload
+    payload = _payload(latest.payload_xml)
+    points = {cp["entity_address"] for cp in payload.get("congestion_points", [])}
+    points |= {cp["entity_address"] for view in payload.get("dso_views", [])
+               for portfolio in view.get("dso_portfolios", [])
+               for cp in portfolio.get("congestion_points", [])}
+    return [] if point in points else [f"congestion_point {point} is not in the latest portfolio"]
+
+
+STATEFUL: tuple[Rule, ...] = (
+    Rule("response.answers_our_request", RESPONSES, "a response names a request that went to the responder, in the same conversation", _answers_our_request, stateful=True, java=("ReferencedRequestMessageIdInResponseValidator", "ReferencedFlexSettlementReferenceValidator")),
+    Rule("offer.request_exists", frozenset({"FlexOffer"}), "the FlexRequest an offer answers exists, came from the DSO, has not expired, has its period and congestion point, and the offer covers a requested ISP", _offer_request, stateful=True, java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator", "PeriodReferenceValidator")),
+    Rule("prognosis.exists", frozenset({"FlexOffer", "FlexOrder"}), "the D-Prognosis named exists (sent by the AGR)", _prognosis, stateful=True, java=("ReferencedDPrognosisMessageIdValidator",)),
+    Rule("order.offer_exists", frozenset({"FlexOrder"}), "the FlexOffer an order buys exists, came from that AGR, has not expired and is not revoked", _order_offer, stateful=True, java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator", "NotExpiredValidator")),
+    Rule("order.matches_offer", frozenset({"FlexOrder"}), "an order's option, ISPs, power, price (scaled by the activation factor, not below the option's minimum), currency, period and congestion point match the offer", _order_match, stateful=True, java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator", "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator", "FlexOrderCurrencyValidator", "MinActivationFactorValidator")),
+    Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}), "the revoked offer exists, came from the revoking AGR, and has no order", _revocation, stateful=True, java=("FlexOfferRevocationSenderDomainValidator",)),
+    Rule("settlement.orders_exist", frozenset({"FlexSettlement"}), "every order settled was ordered from that AGR", _settled_orders, stateful=True, java=("ReferencedFlexOrderMessageIdValidator",)),
+    Rule("settlement.statuses_known", frozenset({"FlexSettlementResponse"}), "every order a settlement response judges is in the settlement", _settlement_statuses, stateful=True, java=("ReferencedFlexSettlementResponseOrderReferenceValidator",)),
+    Rule("revision.increases", frozenset({"FlexRequest", "D-Prognosis"}), "revisions for a congestion point and day only increase", _revision, stateful=True),
+    Rule("congestion_point.known", frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "D-Prognosis", "FlexReservationUpdate"}), "the congestion point is declared known, or in the latest portfolio message", _congestion_point, stateful=True, java=("CongestionPointValidator",)),
+)

@@ -1,0 +1,145 @@
+"""The archive of :class:`pyuftp.store.memory.MemoryStore`: its tables and what each archive
+call does to them. Not thread-safe by itself: the store calls it holding its lock, with
+checked arguments."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import zlib
+from collections import deque
+
+from .base import ArchivedMessage
+from .checks import Query
+
+logger = logging.getLogger("pyuftp.store.memory")
+
+WARN_INTERVAL = 600.0  # seconds between two warnings that a cap dropped records early
+Key = tuple[str, str, str]  # (direction, counterparty, message_id)
+_NO_REFERENCES: dict[str, str] = {}  # shared by the messages that reference nothing; never changed
+
+
+def _key(message: ArchivedMessage) -> Key:
+    return message.direction, message.counterparty, message.message_id
+
+
+def _out(stored: ArchivedMessage) -> ArchivedMessage:
+    """A copy to hand out: the payload uncompressed, a references dict of its own."""
+    return dataclasses.replace(stored, payload_xml=zlib.decompress(stored.payload_xml),
+                               references=dict(stored.references))
+
+
+def _unlist(index: dict[str, list[Key]], name: str, key: Key) -> None:
+    keys = index.get(name)
+    if keys is not None:
+        try:
+            keys.remove(key)
+        except ValueError:
+            pass
+        if not keys:
+            del index[name]
+
+
+class MemoryArchive:
+    """Archived messages by key, in the order archived, with three indexes: conversation id,
+    message type and referenced message id -> keys (each list in the order archived). A payload is kept
+    zlib-compressed (level 1: a 4 KB FlexOffer's XML takes 1 KB, 15 µs to compress)."""
+
+    def __init__(self, max_archived: int) -> None:
+        self.max_archived = max_archived
+        self._messages: dict[Key, ArchivedMessage] = {}  # in the order archived
+        self._order: deque[Key] = deque()  # the same keys, to drop the oldest quickly
+        self._by_conversation: dict[str, list[Key]] = {}
+        self._by_reference: dict[str, list[Key]] = {}
+        self._by_type: dict[str, list[Key]] = {}
+        self._warned_at = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def clear(self) -> None:
+        for table in (self._messages, self._by_conversation, self._by_reference, self._by_type):
+            table.clear()
+        self._order.clear()
+
+    def add(self, message: ArchivedMessage) -> bool:
+        """Keep ``message`` (a checked copy of the store's own, ``archived_at`` set)."""
+        key = _key(message)
+        if key in self._messages:
+            return False
+        message.payload_xml = zlib.compress(message.payload_xml, 1)
+        if not message.references:
+            message.references = _NO_REFERENCES
+        self._messages[key] = message
+        self._order.append(key)
+        self._by_conversation.setdefault(message.conversation_id, []).append(key)
+        self._by_type.setdefault(message.message_type, []).append(key)
+        for ref in dict.fromkeys(message.references.values()):
+            self._by_reference.setdefault(ref, []).append(key)
+        if len(self._messages) > self.max_archived:
+            self._drop_oldest()
+        return True
+
+    def _remove(self, key: Key) -> None:
+        message = self._messages.pop(key)
+        _unlist(self._by_conversation, message.conversation_id, key)
+        _unlist(self._by_type, message.message_type, key)
+        for ref in dict.fromkeys(message.references.values()):
+            _unlist(self._by_reference, ref, key)
+
+    def _drop_oldest(self) -> None:
+        while len(self._messages) > self.max_archived and self._order:
+            oldest = self._order.popleft()
+            if oldest in self._messages:
+                self._remove(oldest)
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_INTERVAL and self._order:
+            self._warned_at = now
+            first = self._messages.get(self._order[0])
+            reach = time.time() - first.archived_at if first else float("nan")
+            logger.warning(
+                "memory store: the archive keeps only the last %d messages (archived in the "
+                "last %.0f s): older ones were dropped before their retention ended; raise "
+                "max_archived or use a SQLite store", len(self._messages), reach)
+
+    def set_outcome(self, key: Key, outcome: str, reasons: str | None) -> None:
+        message = self._messages.get(key)
+        if message is None:
+            direction, counterparty, message_id = key
+            raise KeyError(f"no archived message {message_id} {direction} "
+                           f"{'to' if direction == 'out' else 'from'} {counterparty}")
+        message.outcome, message.reasons = outcome, reasons
+
+    def find(self, counterparty: str, message_id: str,
+             directions: tuple[str, ...]) -> ArchivedMessage | None:
+        for direction in directions:
+            message = self._messages.get((direction, counterparty, message_id))
+            if message is not None:
+                return _out(message)
+        return None
+
+    def query(self, criteria: Query) -> list[ArchivedMessage]:
+        # the fewest candidates an index gives (each list in the order archived), then every
+        # criterion on each
+        if criteria.references is not None:
+            candidates = [self._messages[key]
+                          for key in self._by_reference.get(criteria.references, ())]
+        elif criteria.conversation_id is not None:
+            candidates = [self._messages[key]
+                          for key in self._by_conversation.get(criteria.conversation_id, ())]
+        elif criteria.message_type is not None:  # the rules ask by type: never a full scan
+            candidates = [self._messages[key]
+                          for key in self._by_type.get(criteria.message_type, ())]
+        else:
+            candidates = list(self._messages.values())
+        found = [message for message in candidates if criteria.matches(message)]
+        found.sort(key=lambda message: message.time_stamp)  # stable: the order archived
+        return [_out(message) for message in found[:criteria.limit]]
+
+    def forget(self, before: float) -> int:
+        old = [key for key, message in self._messages.items() if message.archived_at < before]
+        for key in old:
+            self._remove(key)
+        if old:
+            self._order = deque(key for key in self._order if key in self._messages)
+        return len(old)

@@ -1,0 +1,100 @@
+"""The archive's SQL for :class:`pyuftp.store.sqlite.SQLiteStore`: each function runs in the
+transaction (or read) the store opened on ``conn``, with checked arguments. The tables and
+indexes are in :mod:`pyuftp.store.sqlite_file`."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from .base import ArchivedMessage
+from .checks import Query
+
+_COLUMNS = ("direction, message_type, message_id, conversation_id, sender_domain, sender_role, "
+            "recipient_domain, recipient_role, time_stamp, payload_xml, refs, period, outcome, "
+            "reasons, archived_at")
+_KEY = "counterparty = ? AND message_id = ? AND direction = ?"
+
+
+def _message(row: tuple[Any, ...]) -> ArchivedMessage:
+    (direction, message_type, message_id, conversation_id, sender_domain, sender_role,
+     recipient_domain, recipient_role, time_stamp, payload_xml, refs, period, outcome, reasons,
+     archived_at) = row
+    return ArchivedMessage(direction, message_type, message_id, conversation_id, sender_domain,
+                           sender_role, recipient_domain, recipient_role, time_stamp,
+                           bytes(payload_xml), json.loads(refs), period, outcome, reasons,
+                           archived_at)
+
+
+def archive(conn: sqlite3.Connection, message: ArchivedMessage) -> bool:
+    """Insert ``message`` (checked, ``archived_at`` set) and its references, unless its key is
+    archived already."""
+    cursor = conn.execute(
+        f"INSERT INTO archive ({_COLUMNS}, counterparty) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (counterparty, message_id, direction) DO NOTHING",
+        (message.direction, message.message_type, message.message_id, message.conversation_id,
+         message.sender_domain, message.sender_role, message.recipient_domain,
+         message.recipient_role, message.time_stamp, message.payload_xml,
+         json.dumps(message.references), message.period, message.outcome,
+         message.reasons, message.archived_at, message.counterparty))
+    if cursor.rowcount != 1:
+        return False
+    conn.executemany("INSERT INTO archive_refs (message, key, ref_id) VALUES (?, ?, ?)",
+                     [(cursor.lastrowid, key, ref) for key, ref in message.references.items()])
+    return True
+
+
+def set_outcome(conn: sqlite3.Connection, key: tuple[str, str, str], outcome: str,
+                reasons: str | None) -> None:
+    direction, counterparty, message_id = key
+    cursor = conn.execute(f"UPDATE archive SET outcome = ?, reasons = ? WHERE {_KEY}",
+                          (outcome, reasons, counterparty, message_id, direction))
+    if cursor.rowcount == 0:
+        raise KeyError(f"no archived message {message_id} {direction} "
+                       f"{'to' if direction == 'out' else 'from'} {counterparty}")
+
+
+def find(conn: sqlite3.Connection, counterparty: str, message_id: str,
+         directions: tuple[str, ...]) -> ArchivedMessage | None:
+    for direction in directions:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM archive WHERE {_KEY}",
+                           (counterparty, message_id, direction)).fetchone()
+        if row is not None:
+            return _message(row)
+    return None
+
+
+def query(conn: sqlite3.Connection, criteria: Query) -> list[ArchivedMessage]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("conversation_id", criteria.conversation_id),
+                          ("message_type", criteria.message_type),
+                          ("counterparty", criteria.counterparty),
+                          ("direction", criteria.direction)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    for condition, bound in (("period >= ?", criteria.period_from),
+                             ("period <= ?", criteria.period_to),
+                             ("time_stamp >= ?", criteria.since),
+                             ("time_stamp <= ?", criteria.until)):
+        if bound is not None:
+            where.append(condition)
+            args.append(bound)
+    if criteria.references is not None:
+        where.append("id IN (SELECT message FROM archive_refs WHERE ref_id = ?)")
+        args.append(criteria.references)
+    sql = f"SELECT {_COLUMNS} FROM archive"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY time_stamp, id"
+    if criteria.limit is not None:
+        sql += " LIMIT ?"
+        args.append(criteria.limit)
+    return [_message(row) for row in conn.execute(sql, args)]
+
+
+def forget(conn: sqlite3.Connection, before: float) -> int:
+    """Delete the messages archived before ``before`` (their refs go by the trigger)."""
+    return conn.execute("DELETE FROM archive WHERE archived_at < ?", (before,)).rowcount
