@@ -15,10 +15,13 @@ from .exceptions import (
     MalformedXML,
     MessageError,
     PyUFTPError,
+    RuleViolation,
     UnknownMessageType,
     UnsupportedVersion,
     ValidationError,
 )
+from .enums import (Disposition, ProfileType, RedispatchBy, Result, Role,
+                    SettlementDisposition, Unit)
 from .messaging import check_payload, create_message, parse_message
 
 __version__ = "0.1.0"
@@ -37,5 +40,7 @@ __all__ = [
     "DEFAULT_VERSION", "MESSAGE_TYPES", "VERSIONS",
     "create_message", "parse_message", "check_payload", "generate_keypair",
     "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
-    "ValidationError", "InvalidKey", "InvalidSignature",
+    "ValidationError", "InvalidKey", "InvalidSignature", "RuleViolation",
+    "Disposition", "ProfileType", "RedispatchBy", "Result", "Role", "SettlementDisposition",
+    "Unit",
 ]
