@@ -157,3 +157,229 @@ def summary(message_type: str) -> str:
     text = re.sub(r":ref:`([^`]+)`", r"\1", MESSAGES[message_type])
     text = text.replace("``", "")
     return text.split(". ")[0].rstrip(".") + "."
+
+
+# --- what each field means ------------------------------------------------------------------
+# One line per XML attribute or element name, in pyuftp's own words after the message catalog
+# of the UFTP specification. FIELD_OVERRIDES holds the meanings that differ by place: keyed
+# "MessageType:Parent/Name" (most specific), "MessageType:Name" or "Parent/Name".
+# ``field_meaning`` finds the text; a test asks it for every field of every message type.
+
+FIELDS: dict[str, str] = {
+    # metadata, on every message
+    "Version": "The UFTP version the message follows, e.g. 3.1.0; filled in when left out.",
+    "SenderDomain": "Internet domain of the sending party; must equal the envelope's sender.",
+    "RecipientDomain": "Internet domain of the party the message is for; used to find its "
+                       "endpoint.",
+    "TimeStamp": "When the message was made, with UTC offset; filled in (now) when left out.",
+    "MessageID": "A new UUID for every message; filled in when left out.",
+    "ConversationID": "UUID shared by a request and its response(s); a reply copies it from "
+                      "the message it answers.",
+    "ISP-Duration": "Length of one ISP (imbalance settlement period), e.g. 15 minutes.",
+    "TimeZone": "IANA time zone (e.g. Europe/Amsterdam) that fixes the UTC offset of the "
+                "Period.",
+    # responses
+    "Result": "Accepted or Rejected: whether the message answered was processed.",
+    "RejectionReason": "Why the message was rejected, in words for a human (only with "
+                       "Rejected).",
+    # days, places, money
+    "Period": "The day (in TimeZone) that the ISPs of this message belong to.",
+    "CongestionPoint": "Entity address of the congestion point the message is about.",
+    "EntityAddress": "Entity address (ean.… or ea1.…) of the congestion point or connection.",
+    "StartPeriod": "First day (inclusive) of the registration.",
+    "EndPeriod": "Last day (inclusive) of the registration; absent while open-ended.",
+    "Currency": "ISO 4217 code of the currency of the prices in this message, e.g. EUR.",
+    "Price": "Price for the flexibility, in Currency.",
+    "ContractID": "Reference of the bilateral contract this belongs to, if any.",
+    "BaselineReference": "Names the baseline used when it is not a D-Prognosis.",
+    "D-PrognosisMessageID": "MessageID of the D-Prognosis used as baseline, where the "
+                            "parties agreed on D-prognoses as baseline.",
+    "Revision": "Sequence number, raised with each new version of this message.",
+    "ExpirationDateTime": "Until when (date-time with UTC offset) the message is valid.",
+    "Unsolicited": "True when the message does not follow a request (no FlexRequest, no "
+                   "FlexOffer).",
+    "ServiceType": "The kind of service asked for (response time, asset type), as the "
+                   "contract defines it.",
+    "OrderReference": "The DSO's number for the FlexOrder; it comes back in the settlement.",
+    "OptionReference": "Name of an offer option, unique within its FlexOffer.",
+    "Reference": "The DSO's own reference of this reservation update.",
+    # ISPs
+    "ISP": "One ISP, or a run of ISPs (Start, Duration), with its values.",
+    "Start": "Number of the first ISP this element covers; the day's first ISP is 1.",
+    "Duration": "How many ISPs this element covers; 1 when absent.",
+    "Power": "Power in watts for each ISP covered (positive: consumption, negative: "
+             "production).",
+    "MinPower": "Lower bound, in watts, of the deviation from the baseline.",
+    "MaxPower": "Upper bound, in watts, of the deviation from the baseline.",
+    "Disposition": "Requested (deviation needed) or Available (room to deviate) for these "
+                   "ISPs.",
+    # portfolios
+    "Connection": "A connection (grid connection of a prosumer).",
+    "MutexOffersSupported": "Whether the DSO takes FlexOffers with several, mutually "
+                            "exclusive options here.",
+    "DayAheadRedispatchBy": "Who does day-ahead redispatch here: AGR or DSO.",
+    "IntradayRedispatchBy": "Who does intraday redispatch here: AGR or DSO; absent: no "
+                            "intraday trading.",
+    "AGR-Domain": "Internet domain of the AGR that represents this connection, if one does.",
+    "DSO-View": "The AGR's connections as the DSOs see them.",
+    "DSO-Portfolio": "The congestion points of one DSO that hold connections of the AGR.",
+    "DSO-Domain": "Internet domain of the DSO this portfolio belongs to.",
+    # references to the message answered
+    "AGRPortfolioQueryMessageID": "MessageID of the AGRPortfolioQuery answered.",
+    "AGRPortfolioUpdateMessageID": "MessageID of the AGRPortfolioUpdate answered.",
+    "DSOPortfolioQueryMessageID": "MessageID of the DSOPortfolioQuery answered.",
+    "DSOPortfolioUpdateResponseMessageID": "MessageID of the DSOPortfolioUpdate answered "
+                                           "(the schemas' name for it).",
+    "FlexOfferMessageID": "MessageID of the FlexOffer this message is about.",
+    "FlexOfferRevocationMessageID": "MessageID of the FlexOfferRevocation answered.",
+    "FlexOrderMessageID": "MessageID of the FlexOrder this is about.",
+    "FlexRequestMessageID": "MessageID of the FlexRequest answered or followed.",
+    "FlexReservationUpdateMessageID": "MessageID of the FlexReservationUpdate answered.",
+    "FlexSettlementMessageID": "MessageID of the FlexSettlement answered.",
+    "MeteringMessageID": "MessageID of the Metering message answered.",
+    # offers and orders
+    "OfferOption": "One option of the offer: its ISPs and price. Options exclude each other.",
+    "MinActivationFactor": "Smallest share (0.01 to 1.00) of the option the DSO may order; "
+                           "1.00 when absent.",
+    "ActivationFactor": "Share (0.01 to 1.00) of the chosen option that is ordered; 1.00 "
+                        "when absent.",
+    "FlexOrderStatus": "For an earlier FlexOrder of that day: whether this prognosis "
+                       "reflects it.",
+    "IsValidated": "Whether the D-Prognosis just received includes this FlexOrder.",
+    # settlement
+    "PeriodStart": "First day of the settlement period.",
+    "PeriodEnd": "Last day of the settlement period.",
+    "FlexOrderSettlement": "The settlement of one FlexOrder.",
+    "Penalty": "Penalty for power not delivered, in Currency; zero when absent.",
+    "NetSettlement": "What is paid for the order: Price minus Penalty.",
+    "BaselinePower": "Power in watts that the baseline forecast for the ISP.",
+    "OrderedFlexPower": "Flexible power in watts that the FlexOrder ordered for the ISP.",
+    "ActualPower": "Power in watts measured or determined by the DSO and allocated to the AGR.",
+    "DeliveredFlexPower": "Flexible power in watts the DSO finds delivered in the ISP.",
+    "PowerDeficiency": "Ordered flexible power in watts not delivered; zero when absent.",
+    "ContractSettlement": "The settlement of one bilateral contract.",
+    "ReservedPower": "Power in watts reserved in advance and not released.",
+    "RequestedPower": "Reserved power in watts that a FlexRequest asked for; absent without "
+                      "request.",
+    "AvailablePower": "Power in watts that the FlexRequest showed as available.",
+    "OfferedPower": "Reserved and requested power in watts that an offer covered; absent "
+                    "without offer.",
+    "OrderedPower": "Power in watts ordered under this contract; absent without order.",
+    "FlexOrderSettlementStatus": "The AGR's verdict on one order's settlement.",
+    "DisputeReason": "Why the AGR disputes the settlement, in words (only with Disputed).",
+    # metering
+    "EAN": "EAN code of the connection (meter) the data belongs to.",
+    "Profile": "A series of metered values of one kind, one per ISP.",
+    "ProfileType": "Kind of values: Power, ImportEnergy, ExportEnergy, ImportMeterReading "
+                   "or ExportMeterReading.",
+    "Unit": "Unit of the values: kW for power, kWh for energy and meter readings.",
+    "Value": "The metered value for the ISP, in Unit.",
+}
+
+FIELD_OVERRIDES: dict[str, str] = {
+    "AGRPortfolioUpdate:Connection": "A connection on which the AGR represents a prosumer.",
+    "AGRPortfolioUpdate:Connection/StartPeriod": "First day the AGR represents the connection.",
+    "AGRPortfolioUpdate:Connection/EndPeriod": "Last day the AGR represents the connection; "
+                                               "absent while open-ended.",
+    "AGRPortfolioQuery:Period": "The day the AGR asks its portfolio for.",
+    "AGRPortfolioQueryResponse:Period": "The day the portfolio is valid for.",
+    "DSO-Portfolio/CongestionPoint": "A congestion point with at least one connection of "
+                                     "the AGR.",
+    "DSO-View/Connection": "A connection of the AGR on no registered congestion point.",
+    "DSOPortfolioUpdate:CongestionPoint": "A congestion point on which the DSO trades "
+                                          "flexibility.",
+    "DSOPortfolioUpdate:CongestionPoint/StartPeriod": "First day the DSO trades on the "
+                                                      "congestion point.",
+    "DSOPortfolioUpdate:CongestionPoint/EndPeriod": "Last day the DSO trades on it; absent "
+                                                    "while open-ended.",
+    "DSOPortfolioUpdate:Connection/StartPeriod": "First day the connection is part of the "
+                                                 "congestion point.",
+    "DSOPortfolioUpdate:Connection/EndPeriod": "Last day the connection is part of it; "
+                                               "absent while open-ended.",
+    "DSOPortfolioQuery:EntityAddress": "Entity address of the congestion point asked about.",
+    "DSOPortfolioQuery:Period": "The day the DSO asks the portfolio for.",
+    "DSOPortfolioQueryResponse:Period": "The day queried; the portfolio is valid for it.",
+    "DSOPortfolioQueryResponse:CongestionPoint": "The congestion point queried; absent when "
+                                                 "the query failed.",
+    "D-PrognosisResponse:D-PrognosisMessageID": "MessageID of the D-Prognosis answered.",
+    "D-Prognosis:ISP/Power": "Expected power in watts of the portfolio in each ISP covered.",
+    "FlexOfferResponse:FlexOfferMessageID": "MessageID of the FlexOffer answered.",
+    "FlexOfferRevocation:FlexOfferMessageID": "MessageID of the FlexOffer withdrawn.",
+    "FlexOrder:FlexOfferMessageID": "MessageID of the FlexOffer ordered (required unless "
+                                    "unsolicited).",
+    "FlexOrderResponse:FlexOrderMessageID": "MessageID of the FlexOrder answered.",
+    "FlexRequestResponse:FlexRequestMessageID": "MessageID of the FlexRequest answered.",
+    "FlexOffer:FlexRequestMessageID": "MessageID of the FlexRequest the offer answers "
+                                      "(required unless unsolicited).",
+    "OfferOption/Price": "Asking price for the whole option, in Currency.",
+    "FlexOffer:OfferOption/ISP": "The flexibility offered in one ISP or a run of ISPs.",
+    "FlexOrder:Price": "Price of the order, in Currency; usually the offer's price scaled by "
+                       "the activation factor.",
+    "FlexOrder:OptionReference": "OptionReference of the offer option chosen.",
+    "FlexOrder:ISP": "The flexibility ordered in one ISP or a run of ISPs.",
+    "FlexOffer:ExpirationDateTime": "Until when the offer may be ordered.",
+    "FlexRequest:ExpirationDateTime": "Until when the request is valid: offers must come "
+                                      "before.",
+    "FlexRequest:Period": "The day the requested ISPs belong to.",
+    "FlexReservationUpdate:ISP/Power": "Power in watts still reserved in the ISPs covered; "
+                                       "0 releases them.",
+    "FlexSettlement:Currency": "ISO 4217 code of all amounts in the settlement.",
+    "FlexSettlement:Result": "Accepted or Rejected (the schemas derive FlexSettlement from "
+                             "the response type).",
+    "FlexSettlement:RejectionReason": "Why (only with Rejected; a settlement is normally not "
+                                      "a rejection).",
+    "FlexOrderSettlement/Period": "The day of the FlexOrder settled.",
+    "FlexOrderSettlement/ContractID": "The bilateral contract of the order, if it has one.",
+    "FlexOrderSettlement/D-PrognosisMessageID": "MessageID of the D-Prognosis the order's "
+                                                "baseline is.",
+    "FlexOrderSettlement/OrderReference": "OrderReference of the FlexOrder settled.",
+    "FlexOrderSettlement/CongestionPoint": "Congestion point of the FlexOrder settled.",
+    "FlexOrderSettlement/Price": "Price agreed in the FlexOrder, in Currency.",
+    "FlexOrderSettlement/ISP": "The power figures of one ISP or a run of ISPs.",
+    "ContractSettlement/ContractID": "Reference of the bilateral contract settled.",
+    "ContractSettlement/Period": "One day of the contract with reservations.",
+    "Period/Period": "The day this part of the contract settlement covers.",
+    "Period/ISP": "The reserved, requested, offered and ordered power of one ISP or a run.",
+    "FlexSettlementResponse:FlexSettlementMessageID": "MessageID of the FlexSettlement "
+                                                      "answered.",
+    "FlexOrderSettlementStatus/OrderReference": "OrderReference of the FlexOrder this verdict "
+                                                "is about.",
+    "FlexOrderSettlementStatus/Disposition": "Accepted (the AGR will invoice so) or Disputed.",
+    "Metering:Period": "The day the metered data covers.",
+    "Metering:Revision": "Sequence number, raised with each corrected version of the data.",
+    "Metering:Currency": "No longer used (kept in the schemas).",
+    "Profile/ISP": "The value of one ISP.",
+    "Profile/ISP/Start": "Number of the ISP; the day's first ISP is 1.",
+}
+
+
+def field_meaning(message_type: str, path: tuple[str, ...], xml_name: str) -> str:
+    """What the attribute or child element ``xml_name`` means, inside the elements ``path``
+    (XML names below the root) of ``message_type``. KeyError if nothing says."""
+    parent = path[-1] if path else ""
+    candidates = [f"{message_type}:{'/'.join(path + (xml_name,))}"]
+    if parent:
+        candidates.append(f"{message_type}:{parent}/{xml_name}")
+        if len(path) > 1:
+            candidates.append(f"{path[-2]}/{parent}/{xml_name}")
+        candidates.append(f"{parent}/{xml_name}")
+    candidates.append(f"{message_type}:{xml_name}")
+    for key in candidates:
+        if key in FIELD_OVERRIDES:
+            return FIELD_OVERRIDES[key]
+    return FIELDS[xml_name]
+
+
+#: The Python type of each field type of :mod:`pyuftp.fields`, as a payload holds it.
+PYTHON_TYPES: dict[str, str] = {
+    "string": "str", "integer": "int", "nonnegative": "int", "positive": "int", "long": "int",
+    "decimal": "decimal.Decimal", "amount": "decimal.Decimal",
+    "nonnegative_amount": "decimal.Decimal", "factor": "decimal.Decimal",
+    "datetime": "datetime.datetime (with tzinfo)", "date": "datetime.date",
+    "duration": "datetime.timedelta", "boolean": "bool",
+}
+
+
+def python_type(field_type: str) -> str:
+    """``'amount'`` -> ``'decimal.Decimal'``; pattern and choice types are ``str``."""
+    return PYTHON_TYPES.get(field_type, "str")

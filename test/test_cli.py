@@ -10,6 +10,8 @@ from pathlib import Path
 import pyuftp
 from pyuftp.crypto import SigningKey, VerifyKey
 
+RULES = "all"  # every business rule on (see conftest.business_rules)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,3 +53,44 @@ def test_example_renders_and_parses():
     xml = result.stdout.split("\n\n", 1)[0]
     assert pyuftp.parse_message(xml)[0] == "FlexOrder"
     assert 'Version="3.0.0"' in xml
+
+
+def test_example_prints_the_dict_in_field_order():
+    from pyuftp.catalog import MESSAGES
+
+    result = pyuftp_cli("example", "FlexOffer")
+    assert result.returncode == 0, result.stderr
+    dict_part = result.stdout.split("'FlexOffer'\n", 1)[1]
+    keys = re.findall(r"^    '(\w+)':", dict_part, re.M)
+    assert keys[:3] == ["version", "sender_domain", "recipient_domain"]
+    order = MESSAGES["3.1.0"]["FlexOffer"].keys()
+    assert keys == [k for k in order if k in keys]
+
+
+def test_help_has_no_rst_markup_and_every_command_a_description():
+    for args in ([], ["example"], ["keygen"], ["demo"]):
+        result = pyuftp_cli(*args, "--help")
+        assert result.returncode == 0, result.stderr
+        text = result.stdout
+        assert "``" not in text and ":class:" not in text and ":ref:" not in text
+        usage, _, rest = text.partition("\n\n")
+        assert rest.strip() and not rest.lstrip().startswith(("positional", "options")), args
+        assert " a AGR" not in text and "an DSO" not in text
+
+
+def test_example_help_lists_the_types_once():
+    text = pyuftp_cli("example", "--help").stdout
+    assert text.count("FlexOfferRevocationResponse") == 1
+    assert "MESSAGE_TYPE" in text
+
+
+def test_version_prints_the_version():
+    result = pyuftp_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pyuftp {pyuftp.__version__}"
+
+
+def test_example_refuses_an_unknown_type():
+    result = pyuftp_cli("example", "FlexOfer")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
