@@ -1,15 +1,21 @@
 """Soak test: many concurrent senders against one pyuftp DSO service with a SQLite store.
 
-    cd /work/main && python3 bench/soak.py [--seconds 60] [--senders 32] [--max-messages 500000]
+    python bench/soak.py [--seconds 60] [--senders 32] [--tree PATH]
+    python bench/soak.py --compare /work/before [--pairs 1]
 
-One ``pyuftp.service.ShapeshifterDsoService`` in a process of its own on 127.0.0.1, with its
-store in a SQLite file in a temporary directory; its FlexOffer handler only counts, and it
-answers every FlexOffer with a signed FlexOfferResponse to the AGR's endpoint. In this
+One ``pyuftp.service.ShapeshifterDsoService`` in a process of its own on 127.0.0.1 (see
+bench/benchlib.py), its store a SQLite file in a temporary directory; its FlexOffer handler
+only counts and it answers every FlexOffer with a signed FlexOfferResponse to the AGR's
+endpoint, a pyuftp AGR service in another process. ``--tree PATH`` runs the service with
+that source tree's pyuftp (``PYTHONPATH=PATH``); the senders and the AGR service always run
+this repository's pyuftp, so that the load is the same whatever tree is measured. In this
 process: ``--senders`` asyncio tasks, each a ``ShapeshifterAgrDsoClient`` (own keep-alive
-session) calling ``send_flex_offer`` with a 96-ISP FlexOffer in a loop, and a small pyuftp
-AGR service that receives the FlexOfferResponses. Prints progress every 10 s, then accepted
-msg/s, latency, errors (target 0) and the service's memory at start and end (target: flat).
-The service process is driven with bench/throughput.py's helpers (see bench/README.md).
+session, ``attempts=1``) calling ``send_flex_offer`` with a 96-ISP FlexOffer in a loop.
+
+It prints a line per ``--every`` seconds (msg/s accepted and answered, p50/p99 latency of the
+sends that ended in it, the response backlog), then the totals. ``--compare PATH`` runs this
+repository's tree and PATH one after the other (``--pairs N``: N times, in the order A B,
+B A, ...) and prints both figures and their ratio. See bench/README.md.
 """
 from __future__ import annotations
 
@@ -17,150 +23,103 @@ import os
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
 
+import argparse
 import asyncio
-import importlib.util
-import json
+import statistics
+import tempfile
 import time
 from typing import Any
 
-REPORT_EVERY = 10.0  # seconds between progress lines
-WARM_UP_SENDS = 10  # per sender, before the memory at start is taken
-MAX_GROWTH = 0.10  # "flat": the service's RSS at the end at most 10 % above that at start
+from benchlib import (AGR_DOMAIN, DSO_DOMAIN, ROOT, Child, close_client, cpu, dated_for_now,
+                      memory, quantile)
 
-
-def memory(pid: int) -> dict[str, float]:
-    """MiB from /proc/<pid>/status: VmRSS, VmHWM (peak), RssAnon (heap), RssFile, RssShmem."""
-    with open(f"/proc/{pid}/status") as f:
-        return {key: int(value.split()[0]) / 1024 for key, _, value in
-                (line.partition(":") for line in f) if key.startswith(("VmRSS", "VmHWM", "Rss"))}
-
-
-def _load_http_bench():
-    """bench/throughput.py as a module (by file path: its name would shadow the stdlib's http)."""
-    path = os.path.join(_HERE, "throughput.py")
-    spec = importlib.util.spec_from_file_location("pyuftp_bench_http", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    # Its Child starts ``python <the module's __file__> --serve <kind> ...``: this script.
-    module.__file__ = os.path.abspath(__file__)
-    return module
-
-
-hb = _load_http_bench()
-
-
-# --- the service process (this file run with --serve soak) --------------------------------
-
-
-def serve(config: dict[str, Any]) -> None:
-    """bench/throughput.py's pyuftp DSO service process, with one change: a SQLite store."""
-    import pyuftp.service
-
-    class ServiceWithStore(pyuftp.service.ShapeshifterDsoService):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, store=config["store"], **kwargs)
-
-    # throughput.py's serve_pyuftp imports the class from pyuftp.service when called: give it ours
-    # (this process runs nothing else).
-    pyuftp.service.ShapeshifterDsoService = ServiceWithStore
-    hb.serve_pyuftp(config)
-
-
-# --- the benchmark process --------------------------------------------------------------
+WARM_UP_SENDS = 10  # per sender
 
 
 class Soak:
-    def __init__(self, args: Any, store: str) -> None:
+    def __init__(self, args: Any, tree: str, store: str) -> None:
         from pyuftp.crypto import generate_keypair
         from pyuftp.examples import flex_offer_96
 
-        self.args = args
-        self.store = store
+        self.args, self.tree, self.store = args, tree, store
         self.agr_private, self.agr_public = generate_keypair()
         self.dso_private, self.dso_public = generate_keypair()
-        offer = dict(flex_offer_96(), sender_domain=hb.AGR_DOMAIN, recipient_domain=hb.DSO_DOMAIN)
-        # The client fills these in afresh for every send.
+        offer = dict(dated_for_now(flex_offer_96()), sender_domain=AGR_DOMAIN,
+                     recipient_domain=DSO_DOMAIN)
+        # the client fills these in afresh for every send
         self.payload = {k: v for k, v in offer.items()
                         if k not in ("version", "message_id", "conversation_id", "time_stamp")}
-        self.attempts = 0  # sends tried, warm-up included: bounded by --max-messages
         self.accepted = 0  # HTTP 200s, warm-up included
-        self.responses = 0  # FlexOfferResponses that reached our AGR service
-        self.latencies: list[float] = []  # seconds per accepted send, in the window
+        self.events: list[tuple[float, float]] = []  # (end time, latency) per accepted send
         self.errors = 0
         self.error_texts: list[str] = []
 
+    def config(self, **extra: Any) -> dict[str, Any]:
+        return {"agr_public": self.agr_public, "agr_private": self.agr_private,
+                "dso_public": self.dso_public, "dso_private": self.dso_private, **extra}
+
     async def run(self) -> dict[str, Any]:
         from pyuftp.client import ShapeshifterAgrDsoClient
-        from pyuftp.discovery import Directory
-        from pyuftp.service import DEFAULT_PATH, ShapeshifterAgrService
 
-        directory = Directory()
-        directory.add(hb.DSO_DOMAIN, "DSO", self.dso_public)
-        agr = ShapeshifterAgrService(hb.AGR_DOMAIN, self.agr_private, directory.key,
-                                     directory.endpoint, host=hb.HOST, port=0)
-
-        async def on_response(response: dict[str, Any]) -> None:
-            self.responses += 1
-
-        agr.add_handler("FlexOfferResponse", on_response)
-        config = {"agr_domain": hb.AGR_DOMAIN, "dso_domain": hb.DSO_DOMAIN, "store": self.store,
-                  "agr_public": self.agr_public, "dso_private": self.dso_private}
-        lifetime = 4 * self.args.seconds + 300  # the service process ends by itself then
-        async with agr:
-            config["agr_endpoint"] = agr.url
-            child = await asyncio.to_thread(hb.Child, "soak", config, lifetime)
-            # attempts=1: a failed POST is an error here, not retried out of sight
-            clients = [ShapeshifterAgrDsoClient(
-                hb.AGR_DOMAIN, self.agr_private, hb.DSO_DOMAIN,
-                f"http://{hb.HOST}:{child.port}{DEFAULT_PATH}", attempts=1)
-                for _ in range(self.args.senders)]
+        lifetime = 4 * self.args.seconds + 600
+        agr = await asyncio.to_thread(Child, "agr", self.config(), lifetime)
+        try:
+            svc = await asyncio.to_thread(
+                Child, "pyuftp", self.config(agr_endpoint=agr.url, store=self.store), lifetime,
+                None if self.tree == ROOT else self.tree)
+            clients = [ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN,
+                                                svc.url, attempts=1)
+                       for _ in range(self.args.senders)]
             try:
-                return await self._run(child, clients)
+                return await self._run(svc, agr, clients)
             finally:
                 for client in clients:
-                    await client.close()
-                child.kill()
+                    await close_client(client)
+                svc.kill()
+        finally:
+            agr.kill()
 
-    async def _run(self, child, clients) -> dict[str, Any]:
-        pid = child.proc.pid
-        out: dict[str, Any] = {"pid": pid, "idle": memory(pid)}
-        await self._send(clients, time.perf_counter() + 30, WARM_UP_SENDS, record=False)
+    async def _run(self, svc: Child, agr: Child, clients: list) -> dict[str, Any]:
+        out: dict[str, Any] = {"pyuftp": svc.ready["pyuftp"], "idle": memory(svc.pid)}
+        await self._send(clients, time.perf_counter() + 30, WARM_UP_SENDS)
         out["warm_up"] = first = self.accepted
-        await self._drain(child, 30.0)
-        out["start"], out["cpu0"] = memory(pid), (await asyncio.to_thread(child.stats))["cpu"]
-        print(f"warm-up: {first} messages, {self.errors} errors; then service RSS "
-              f"{out['start']['VmRSS']:.1f} MiB (the start value)", flush=True)
-        self.errors, self.error_texts = 0, []  # the verdict is about the window
-
-        began, done, cpu = time.perf_counter(), asyncio.Event(), hb._cpu()
-        reporter = asyncio.create_task(self._report(child, began, done))
+        await self._drain(svc, agr, 60.0)
+        out["start"] = memory(svc.pid)
+        svc0, agr0 = await asyncio.to_thread(svc.stats), await asyncio.to_thread(agr.stats)
+        self.errors, self.error_texts, self.events = 0, [], []
+        began, done = time.perf_counter(), asyncio.Event()
+        cpu0 = cpu()
+        reporter = asyncio.create_task(self._report(agr, began, done, out))
         try:
-            await self._send(clients, began + self.args.seconds, None, record=True)
+            await self._send(clients, began + self.args.seconds, None)
         finally:
             out["window"] = time.perf_counter() - began
-            out["bench_cpu"] = hb._cpu() - cpu
+            out["bench_cpu"] = cpu() - cpu0
             done.set()
             await reporter
+        closed_svc, closed_agr = (await asyncio.to_thread(svc.stats),
+                                  await asyncio.to_thread(agr.stats))
         out["sent"] = self.accepted - first
-        out["closed"] = memory(pid)  # as the window closed
-        after = await asyncio.to_thread(child.stats)
-        out["backlog"] = self.accepted - min(after["handled"], self.responses)
-        out["window_cpu"] = after["cpu"] - out["cpu0"]
-        out["drained"], out["drain"] = await self._drain(child, max(60.0, 2 * self.args.seconds))
-        out["end"], out["cpu1"] = memory(pid), (await asyncio.to_thread(child.stats))["cpu"]
-        await asyncio.to_thread(child.quit)
-        child.log.seek(0)
-        out["stderr"] = child.log.read().splitlines()
+        out["delivered"] = closed_agr["handled"] - agr0["handled"]
+        out["backlog"] = self.accepted - closed_agr["handled"]
+        out["unhandled"] = self.accepted - closed_svc["handled"]  # handler not (yet) run
+        out["closed"] = memory(svc.pid)
+        out["window_cpu"] = closed_svc["cpu"] - svc0["cpu"]
+        out["drained"], out["drain"] = await self._drain(svc, agr, self.args.drain)
+        after_svc = await asyncio.to_thread(svc.stats)
+        out["end"] = memory(svc.pid)
+        out["cpu_all"] = after_svc["cpu"] - svc0["cpu"]
+        out["responses"] = (await asyncio.to_thread(agr.stats))["handled"]
+        await asyncio.to_thread(svc.quit)
+        out["stderr"] = svc.stderr().splitlines()
         return out
 
-    async def _send(self, clients, deadline: float, quota: int | None, record: bool) -> None:
+    async def _send(self, clients: list, deadline: float, quota: int | None) -> None:
         async def one(client) -> None:
             n = 0
-            while (time.perf_counter() < deadline and self.attempts < self.args.max_messages
-                   and (quota is None or n < quota)):
-                self.attempts += 1
+            while time.perf_counter() < deadline and (quota is None or n < quota):
                 n += 1
                 started = time.perf_counter()
                 try:
@@ -169,41 +128,55 @@ class Soak:
                     self.errors += 1
                     if len(self.error_texts) < 3:
                         self.error_texts.append(f"{type(exc).__name__}: {exc}"[:300])
+                    await asyncio.sleep(0.01)
                     continue
+                ended = time.perf_counter()
                 self.accepted += 1
-                if record:
-                    self.latencies.append(time.perf_counter() - started)
+                self.events.append((ended, ended - started))
 
         await asyncio.gather(*(one(c) for c in clients))
 
-    async def _report(self, child, began: float, done: asyncio.Event) -> None:
-        """A progress line every REPORT_EVERY seconds, and one when ``done`` is set."""
+    async def _report(self, agr: Child, began: float, done: asyncio.Event,
+                      out: dict[str, Any]) -> None:
+        """A line every --every seconds, and one as the window closes."""
+        windows = out["windows"] = []
         last_t, last_n, tick = began, self.accepted, 1
+        last_r = (await asyncio.to_thread(agr.stats))["handled"]
+        seen = 0
         while True:
             try:
-                next_tick = began + tick * REPORT_EVERY
-                await asyncio.wait_for(done.wait(), next_tick - time.perf_counter())
+                next_tick = began + tick * self.args.every
+                await asyncio.wait_for(done.wait(), max(0.0, next_tick - time.perf_counter()))
             except asyncio.TimeoutError:
                 pass
             now, accepted = time.perf_counter(), self.accepted
-            if now - last_t > 0.5:  # not again when the window closed just after a tick
-                stats, mib = await asyncio.to_thread(child.stats), memory(child.proc.pid)
-                print(f"{now - began:5.1f} s  accepted {len(self.latencies):>7}  "
-                      f"{(accepted - last_n) / (now - last_t):6.0f} msg/s  service RSS "
-                      f"{mib['VmRSS']:6.1f} MiB (anon {mib['RssAnon']:5.1f})  unhandled "
-                      f"{max(0, accepted - stats['handled']):>5}  unanswered "
-                      f"{accepted - self.responses:>6}  errors {self.errors}", flush=True)
+            if now - last_t > 0.5 or not windows:
+                responses = (await asyncio.to_thread(agr.stats))["handled"]
+                lat = [latency for _, latency in self.events[seen:]]
+                seen = len(self.events)
+                span = now - last_t
+                w = {"t": now - began, "accepted": (accepted - last_n) / span,
+                     "delivered": (responses - last_r) / span,
+                     "p50": quantile(lat, 0.5) * 1e3, "p99": quantile(lat, 0.99) * 1e3,
+                     "backlog": accepted - responses, "errors": self.errors}
+                rate = (accepted - out["warm_up"]) / max(1e-9, now - began)
+                w["backlog_s"] = w["backlog"] / rate if rate else float("nan")
+                windows.append(w)
+                print(f"  {w['t']:5.1f} s  accepted {w['accepted']:5.0f}/s  answered "
+                      f"{w['delivered']:5.0f}/s  p50 {w['p50']:7.1f} ms  p99 {w['p99']:7.1f} ms  "
+                      f"response backlog {w['backlog']:>6} ({w['backlog_s']:5.1f} s)  errors "
+                      f"{self.errors}", flush=True)
+                last_r = responses
             if done.is_set():
                 return
             last_t, last_n, tick = now, accepted, tick + 1
 
-    async def _drain(self, child, limit: float) -> tuple[bool, float]:
-        """Wait (at most ``limit`` s) until the service handled every accepted message and
-        its response reached us: (done, seconds waited)."""
+    async def _drain(self, svc: Child, agr: Child, limit: float) -> tuple[bool, float]:
         started = time.monotonic()
         while True:
-            stats = await asyncio.to_thread(child.stats)
-            done = stats["handled"] >= self.accepted and self.responses >= self.accepted
+            handled = (await asyncio.to_thread(svc.stats))["handled"]
+            responses = (await asyncio.to_thread(agr.stats))["handled"]
+            done = responses >= self.accepted  # every accepted message is answered
             if done or time.monotonic() - started > limit:
                 return done, time.monotonic() - started
             await asyncio.sleep(0.1)
@@ -224,77 +197,104 @@ def count_rows(path: str) -> dict[str, Any]:
     return {"received": received, "unhandled": unhandled, "outbox": outbox, "bytes": size}
 
 
-def report(soak: Soak, out: dict[str, Any], rows: dict[str, Any]) -> None:
-    latencies = soak.latencies
-    ms = [hb._quantile(latencies, q) * 1e3 for q in (0.5, 0.99)] + [max(latencies, default=0) * 1e3]
-    start, end = out["start"]["VmRSS"], out["end"]["VmRSS"]
-    growth = end - start
-    missing = soak.accepted - soak.responses
-    print()
-    print(f"accepted: {out['sent']} messages in {out['window']:.1f} s = "
-          f"{out['sent'] / out['window']:.0f} msg/s ({soak.args.senders} senders; plus "
-          f"{out['warm_up']} in the warm-up)")
-    print(f"latency per send_flex_offer: p50 {ms[0]:.2f} ms, p99 {ms[1]:.2f} ms, "
-          f"max {ms[2]:.2f} ms")
-    print(f"errors: {soak.errors}" + "".join(f"\n  {text}" for text in soak.error_texts))
-    print(f"service memory (/proc/{out['pid']}/status): RSS at start {start:.1f} MiB (after the "
-          f"warm-up; {out['idle']['VmRSS']:.1f} MiB when it began listening), at the end "
-          f"{end:.1f} MiB (after the drain; {out['closed']['VmRSS']:.1f} MiB as the window "
-          f"closed), peak (VmHWM) {out['end']['VmHWM']:.1f} MiB")
-    print(f"memory growth: {growth:+.1f} MiB ({growth / start:+.1%}, "
-          f"{growth * 2**20 / max(1, out['sent']):+.0f} B per message accepted); anonymous "
-          f"memory (RssAnon) {out['start']['RssAnon']:.1f} -> {out['end']['RssAnon']:.1f} MiB")
-    print(f"CPU in the window, share of one core: service {out['window_cpu'] / out['window']:.0%}, "
-          f"this process (senders and AGR service) {out['bench_cpu'] / out['window']:.0%}; "
-          f"service CPU per message over window + drain: "
-          f"{(out['cpu1'] - out['cpu0']) / max(1, out['sent']) * 1e6:.0f} µs")
-    print(f"backlog as the window closed: {out['backlog']} (not handled or not answered); drain: "
-          f"{'done' if out['drained'] else 'NOT done'} after {out['drain']:.1f} s")
-    print(f"FlexOfferResponses received: {soak.responses} of {soak.accepted} accepted "
-          f"(warm-up included); still missing after the drain wait: {missing}")
-    outbox = ", ".join(f"{n} {state}" for state, n in sorted(rows["outbox"].items())) or "empty"
-    print(f"SQLite store: {rows['received']} rows in 'received' ({rows['unhandled']} not handled) "
-          f"for {soak.accepted} messages accepted; outbox: {outbox}; "
-          f"{rows['bytes'] / 2**20:.1f} MiB on disk")
+def figures(soak: Soak, out: dict[str, Any]) -> dict[str, float]:
+    lat = [latency for _, latency in soak.events]
+    p99s = [w["p99"] for w in out["windows"] if w["p99"] == w["p99"]]
+    rate = out["sent"] / out["window"]
+    return {
+        "msg/s accepted (HTTP 200)": rate,
+        "msg/s answered (responses at the AGR)": out["delivered"] / out["window"],
+        "p50 latency ms": quantile(lat, 0.5) * 1e3,
+        "p99 latency ms": quantile(lat, 0.99) * 1e3,
+        "p99 first window ms": p99s[0] if p99s else float("nan"),
+        "p99 last window ms": p99s[-1] if p99s else float("nan"),
+        "p99 last / first window": p99s[-1] / p99s[0] if p99s and p99s[0] else float("nan"),
+        "response backlog at the close (msgs)": out["backlog"],
+        "response backlog at the close (s of traffic)": out["backlog"] / rate if rate else float("nan"),
+        "service CPU µs/msg (window + drain)": out["cpu_all"] / max(1, out["sent"]) * 1e6,
+        "service CPU, share of a core in the window": out["window_cpu"] / out["window"],
+        "errors": soak.errors,
+        "service RSS start MiB": out["start"]["VmRSS"],
+        "service RSS end MiB": out["end"]["VmRSS"],
+    }
+
+
+def report(soak: Soak, out: dict[str, Any], rows: dict[str, Any]) -> dict[str, float]:
+    f = figures(soak, out)
+    print(f"  accepted {out['sent']} in {out['window']:.1f} s = {f['msg/s accepted (HTTP 200)']:.0f} "
+          f"msg/s; answered in the window {out['delivered']} = "
+          f"{f['msg/s answered (responses at the AGR)']:.0f} msg/s ({soak.args.senders} senders; "
+          f"warm-up {out['warm_up']} before)")
+    print(f"  latency per send_flex_offer: p50 {f['p50 latency ms']:.1f} ms, p99 "
+          f"{f['p99 latency ms']:.1f} ms; p99 per window: "
+          + ", ".join(f"{w['p99']:.0f}" for w in out["windows"]) + " ms")
+    print(f"  response backlog at the close: {out['backlog']} messages = "
+          f"{f['response backlog at the close (s of traffic)']:.1f} s of traffic (handler not run: "
+          f"{out['unhandled']}); drain {'done' if out['drained'] else 'NOT done'} after "
+          f"{out['drain']:.1f} s; responses {out['responses']} of {soak.accepted}")
+    print(f"  CPU: service {f['service CPU, share of a core in the window']:.0%} of a core in the "
+          f"window, {f['service CPU µs/msg (window + drain)']:.0f} µs per message; this process "
+          f"(senders) {out['bench_cpu'] / out['window']:.0%}")
+    print(f"  errors: {soak.errors}" + "".join(f"\n    {t}" for t in soak.error_texts))
+    print(f"  service RSS: {out['idle']['VmRSS']:.1f} MiB listening, {out['start']['VmRSS']:.1f} "
+          f"after the warm-up, {out['closed']['VmRSS']:.1f} as the window closed, "
+          f"{out['end']['VmRSS']:.1f} after the drain; peak {out['end']['VmHWM']:.1f} MiB")
+    outbox = ", ".join(f"{n} {s}" for s, n in sorted(rows["outbox"].items())) or "empty"
+    print(f"  SQLite: {rows['received']} received rows ({rows['unhandled']} not handled) for "
+          f"{soak.accepted} accepted; outbox {outbox}; {rows['bytes'] / 2**20:.1f} MiB")
     if out["stderr"]:
-        print(f"service stderr: {len(out['stderr'])} lines; the first:")
-        for line in out["stderr"][:5]:
-            print(f"  {line[:300]}")
-    print()
-    print(f"errors: {soak.errors} (target 0): {'met' if soak.errors == 0 else 'NOT met'}")
-    print(f"memory: start {start:.1f} MiB, end {end:.1f} MiB (target: flat, growth < "
-          f"{MAX_GROWTH:.0%}): {'met' if end < start * (1 + MAX_GROWTH) else 'NOT met'}")
-    recorded = rows["received"] == soak.accepted and not rows["unhandled"]
-    print(f"recorded: {rows['received']} received rows for {soak.accepted} accepted, all handled: "
-          f"{'met' if recorded else 'NOT met'}; responses missing: {missing}")
+        print(f"  service stderr: {len(out['stderr'])} lines; the first:")
+        for line in out["stderr"][:3]:
+            print(f"    {line[:240]}")
+    return f
+
+
+def one_run(args: Any, tree: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="pyuftp-soak-") as tmp:
+        store = os.path.join(tmp, "dso.sqlite")
+        soak = Soak(args, tree, store)
+        out = asyncio.run(soak.run())
+        print(f"  (service ran pyuftp from {out['pyuftp']})")
+        return report(soak, out, count_rows(store))
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--serve"]:  # the service process: see bench/throughput.py's main()
-        options = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-        hb._deadman(float(options["--lifetime"]))
-        serve(json.loads(options["--config"]))
-        return
-
-    import argparse
-    import tempfile
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="sending time (default 60)")
     parser.add_argument("--senders", type=int, default=32, help="concurrent senders (default 32)")
-    parser.add_argument("--max-messages", type=int, default=500_000,
-                        help="cap on sends in all, warm-up included (default 500000)")
+    parser.add_argument("--every", type=float, default=10.0, help="seconds per progress window")
+    parser.add_argument("--drain", type=float, default=60.0,
+                        help="longest wait after the window for the backlog to go (default 60)")
+    parser.add_argument("--tree", default=ROOT, help="source tree of the service's pyuftp")
+    parser.add_argument("--compare", metavar="PATH",
+                        help="run this repository's tree and PATH, one after the other")
+    parser.add_argument("--pairs", type=int, default=1, help="with --compare: runs per tree")
     args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="pyuftp-soak-") as tmp:
-        store = os.path.join(tmp, "dso.sqlite")
-        soak = Soak(args, store)
-        print(f"pyuftp DSO service with a SQLite store, in its own process on {hb.HOST}; "
-              f"{args.senders} senders for {args.seconds:g} s (or {args.max_messages} sends); "
-              f"FlexOffer of {len(soak.payload['offer_options'][0]['isps'])} ISPs; "
-              f"{os.cpu_count()} CPUs", flush=True)
-        out = asyncio.run(soak.run())
-        report(soak, out, count_rows(store))
+    trees = [os.path.abspath(args.tree)]
+    if args.compare:
+        trees = [ROOT, os.path.abspath(args.compare)]
+    for tree in trees:
+        if not os.path.isfile(os.path.join(tree, "pyuftp", "__init__.py")):
+            parser.error(f"{tree} has no pyuftp/__init__.py")
+    print(f"pyuftp DSO service with a SQLite store, own process on 127.0.0.1; {args.senders} "
+          f"senders for {args.seconds:g} s per run; 96-ISP FlexOffer; {os.cpu_count()} CPUs; "
+          "senders and AGR service: this repository's pyuftp", flush=True)
+    order = []
+    for i in range(args.pairs if args.compare else 1):
+        order += trees if i % 2 == 0 else trees[::-1]
+    results: dict[str, list[dict[str, float]]] = {}
+    for tree in order:
+        print(f"\nservice tree {tree}:", flush=True)
+        results.setdefault(tree, []).append(one_run(args, tree))
+    if args.compare:
+        a, b = trees
+        print(f"\ncomparison (median of {args.pairs} run(s) each): A = {a}, B = {b}")
+        print(f"  {'':<46} {'A':>10} {'B':>10} {'A/B':>7}")
+        for key in results[a][0]:
+            x = statistics.median(r[key] for r in results[a])
+            y = statistics.median(r[key] for r in results[b])
+            ratio = f"{x / y:.2f}" if y and x == x and y == y else "-"
+            print(f"  {key:<46} {x:>10.1f} {y:>10.1f} {ratio:>7}")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,19 @@
-"""HTTP benchmark: how many signed 96-ISP FlexOffers per second one DSO service accepts.
+"""HTTP benchmark: signed 96-ISP FlexOffers through one DSO service, pyuftp against the peer.
 
-    cd /work/main && PYTHONPATH=/work/main python3 bench/throughput.py [--seconds 5] [--senders 16]
+    python bench/throughput.py [--seconds 2] [--rounds 3] [--senders 16]
+                               [--memory 100000] [--cap 20000] [--cap-messages 50000]
 
-One pyuftp DSO service, then one shapeshifter-uftp DSO service, each in a process of its own
-on 127.0.0.1; the senders run in this process:
-
-* "send": each sender is the library's own AGR->DSO client calling ``send_flex_offer``
-  (fill in metadata, render, validate, sign, POST, wait for HTTP 200). pyuftp: one asyncio
-  task and one keep-alive aiohttp session per sender. shapeshifter-uftp: one thread and one
-  client per sender (its client opens a new connection per message: ``requests.post``).
-* "pre-signed": the same service, fed FlexOffers signed beforehand (each with its own
-  MessageID, each POSTed once) over keep-alive connections by the same aiohttp poster for
-  both services (pyuftp's ``client.post``), so that the service rather than the senders is
-  the limit.
-
-pyuftp's DSO service answers every FlexOffer with a signed FlexOfferResponse POSTed to the
-AGR's endpoint: that is a small pyuftp AGR service in this process (same event loop as the
-senders), and its cost is part of what is measured. The peer's service sends nothing back
-(its ``process_flex_offer`` is ours and only counts). See bench/README.md.
+One pyuftp DSO service and one shapeshifter-uftp DSO service, each in a process of its own
+on 127.0.0.1 (bench/benchlib.py), both up for the whole run; pyuftp's FlexOfferResponses go
+to a pyuftp AGR service in a third process. The senders run in this process. Scenarios:
+"send" (the library's own client calls ``send_flex_offer``) and "pre-signed" (an aiohttp
+poster POSTs FlexOffers signed beforehand), with 1 and with ``--senders`` senders. Each
+scenario runs ``--rounds`` rounds per library, pyuftp and the peer alternating, and prints
+medians with their spread. A pyuftp message counts when its FlexOfferResponse has reached
+the AGR service; a peer message when its service has handled it (it sends no response).
+Then the floors (lxml, XSD, Ed25519, a bare aiohttp POST), measured in the same run, and the
+pyuftp service's memory after 10 %, 50 % and 100 % of ``--memory`` messages, with its
+default store and with a store capped at ``--cap``. See bench/README.md.
 """
 from __future__ import annotations
 
@@ -25,271 +21,24 @@ import os
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
 
+import argparse
 import asyncio
+import base64
 import importlib.util
-import json
 import logging
-import resource
-import socket
-import subprocess
-import tempfile
+import statistics
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-# argparse and statistics are imported where the benchmark process needs them, not here: a
-# service process imports this module too, and its memory should be the service's own.
+from benchlib import (AGR_DOMAIN, DSO_DOMAIN, Child, close_client, cpu, dated_for_now, memory,
+                      quantile, spread)
 
-HOST = "127.0.0.1"
-AGR_DOMAIN = "agr.example.com"
-DSO_DOMAIN = "dso.example.com"
-TARGET_RATIO = 8.0
-TARGET_MEDIAN_MS = 1.0
-TARGET_RSS_MIB = 50.0
-MAX_ERRORS = 20  # per scenario: stop sending after this many failed sends
-PREFIX = "@@"  # protocol lines from a service process start with this
-
-
-# =========================================================================================
-# The service processes (this file run with --serve pyuftp|peer)
-# =========================================================================================
-
-
-def _emit(kind: str, **data: Any) -> None:
-    sys.stdout.write(f"{PREFIX}{kind} {json.dumps(data)}\n")
-    sys.stdout.flush()
-
-
-def _process_stats(handled: int, **extra: Any) -> dict[str, Any]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    status = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS", "Threads"):
-                status[key] = int(value.split()[0])
-    return {"handled": handled, "cpu": usage.ru_utime + usage.ru_stime,
-            "maxrss_kib": usage.ru_maxrss, "hwm_kib": status.get("VmHWM"),
-            "rss_kib": status.get("VmRSS"), "threads": status.get("Threads"), **extra}
-
-
-def _stdin_lines(callback) -> None:
-    """Feed stdin lines to ``callback`` from a daemon thread; '' on EOF."""
-    def pump() -> None:
-        for line in sys.stdin:
-            callback(line.strip())
-        callback("")
-    threading.Thread(target=pump, daemon=True, name="control").start()
-
-
-def _deadman(seconds: float) -> None:
-    """Whatever happens, this process ends after ``seconds``."""
-    timer = threading.Timer(seconds, lambda: os._exit(3))
-    timer.daemon = True
-    timer.start()
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
-def serve_pyuftp(config: dict[str, Any]) -> None:
-    # What the libraries that pyuftp is built on take before any of pyuftp is imported (the
-    # floor under the service's memory), then pyuftp itself.
-    import aiohttp.web  # noqa: F401
-    import jinja2  # noqa: F401
-    import lxml.etree  # noqa: F401
-    import nacl.bindings  # noqa: F401
-    libraries_kib = _rss_kib()
-
-    from pyuftp.discovery import Directory
-    from pyuftp.service import ShapeshifterDsoService
-
-    directory = Directory()
-    directory.add(config["agr_domain"], "AGR", config["agr_public"], config["agr_endpoint"])
-    service = ShapeshifterDsoService(config["dso_domain"], config["dso_private"], directory.key,
-                                     directory.endpoint, host=HOST, port=0)
-    handled = 0
-
-    async def on_flex_offer(offer: dict[str, Any]) -> None:  # does nothing but count
-        nonlocal handled
-        handled += 1
-
-    service.add_handler("FlexOffer", on_flex_offer)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        commands: asyncio.Queue[str] = asyncio.Queue()
-        _stdin_lines(lambda line: loop.call_soon_threadsafe(commands.put_nowait, line))
-        async with service:
-            _emit("ready", port=service.port, libraries_kib=libraries_kib,
-                  **_process_stats(handled))
-            while True:
-                command = await commands.get()
-                if command == "stats":
-                    _emit("stats", **_process_stats(handled, pending=len(getattr(service, "_tasks", ()))))
-                elif command in ("quit", ""):
-                    break
-
-    asyncio.run(main())
-    _emit("bye", **_process_stats(handled))
-
-
-def serve_peer(config: dict[str, Any]) -> None:
-    import uvicorn
-    from shapeshifter_uftp.service import ShapeshifterDsoService
-
-    logging.getLogger("shapeshifter-uftp").setLevel(logging.WARNING)
-    lock = threading.Lock()
-    handled = 0
-
-    def process_flex_offer(self, message) -> None:  # does nothing but count
-        nonlocal handled
-        with lock:
-            handled += 1
-
-    def nothing(self, *args) -> None:
-        pass
-
-    methods = {name: nothing for name in ShapeshifterDsoService.__abstractmethods__}
-    methods["process_flex_offer"] = process_flex_offer
-    Service = type("BenchDsoService", (ShapeshifterDsoService,), methods)
-
-    with socket.socket() as probe:  # the peer takes a fixed port: find a free one
-        probe.bind((HOST, 0))
-        port = probe.getsockname()[1]
-    keys = {(config["agr_domain"], "AGR"): config["agr_public"]}
-    service = Service(config["dso_domain"], config["dso_private"],
-                      key_lookup_function=lambda domain, role: keys.get((domain, str(role))),
-                      endpoint_lookup_function=lambda domain, role: None,
-                      host=HOST, port=port)
-    # Same terms as pyuftp's service, which keeps no access log: uvicorn's default would
-    # write a line per request.
-    service.server = uvicorn.Server(uvicorn.Config(app=service.app, host=HOST, port=port,
-                                                   access_log=False, log_level="warning"))
-    service.run_in_thread()
-    _emit("ready", port=port, **_process_stats(handled))
-    done = threading.Event()
-    commands: list[str] = []
-    cond = threading.Condition()
-
-    def on_line(line: str) -> None:
-        with cond:
-            commands.append(line)
-            cond.notify()
-
-    _stdin_lines(on_line)
-    while not done.is_set():
-        with cond:
-            while not commands:
-                cond.wait()
-            command = commands.pop(0)
-        if command == "stats":
-            with lock:
-                count = handled
-            _emit("stats", **_process_stats(count))
-        elif command in ("quit", ""):
-            done.set()
-    service.stop()
-    service.inbound_executor.shutdown(wait=True)
-    service.outbound_executor.shutdown(wait=True)
-    _emit("bye", **_process_stats(handled))
-
-
-# =========================================================================================
-# The benchmark process
-# =========================================================================================
-
-
-class Child:
-    """A service process, driven over stdin/stdout; its stderr goes to a temporary file."""
-
-    def __init__(self, kind: str, config: dict[str, Any], lifetime: float) -> None:
-        self.kind = kind
-        self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--serve", kind,
-             "--config", json.dumps(config), "--lifetime", str(lifetime)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-            bufsize=1, cwd=os.path.dirname(_HERE),
-        )
-        self.lock = threading.Lock()
-        self.ready = self._read("ready", timeout=60)
-        self.port = self.ready["port"]
-
-    def _read(self, kind: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        result: dict[str, Any] = {}
-
-        def reader() -> None:
-            for line in self.proc.stdout:
-                if line.startswith(PREFIX + kind + " "):
-                    result.update(json.loads(line[len(PREFIX) + len(kind) + 1:]))
-                    return
-
-        thread = threading.Thread(target=reader, daemon=True)
-        thread.start()
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if not result:
-            self.log.seek(0)
-            tail = self.log.read()[-3000:]
-            self.kill()
-            raise RuntimeError(f"the {self.kind} service did not say {kind!r}; its stderr:\n{tail}")
-        return result
-
-    def stats(self) -> dict[str, Any]:
-        with self.lock:
-            self.proc.stdin.write("stats\n")
-            self.proc.stdin.flush()
-            return self._read("stats", timeout=30)
-
-    def quit(self) -> dict[str, Any]:
-        with self.lock:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                final = self._read("bye", timeout=30)
-                self.proc.wait(timeout=30)
-                return final
-            finally:
-                self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # only ever this benchmark's own child, by its Popen handle
-            self.proc.wait(timeout=10)
-
-
-@dataclass
-class Result:
-    label: str
-    service: str
-    senders: int
-    sent: int = 0
-    errors: int = 0
-    wall: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    service_cpu: float = 0.0  # CPU seconds of the service process, until drained
-    bench_cpu: float = 0.0  # CPU seconds of this process during the sending window
-    drained: bool = True
-    exhausted: bool = False  # the pre-signed pool ran out before the time did
-    backlog: int = 0  # accepted (HTTP 200) but not yet handled/answered when the window closed
-    drain: float = 0.0  # seconds from the end of the window until all was handled/answered
-    prior: int = 0  # messages the service had accepted before this scenario
-    first_error: str = ""
-
-    @property
-    def rate(self) -> float:
-        """Messages accepted (HTTP 200) per second of the window."""
-        return self.sent / self.wall if self.wall else 0.0
-
-    @property
-    def done_rate(self) -> float:
-        """Messages per second until all were handled (pyuftp: and answered)."""
-        return self.sent / (self.wall + self.drain) if self.wall else 0.0
+MAX_ERRORS = 20  # per round: stop sending after this many failed sends
 
 
 def _load_messages_bench():
@@ -301,16 +50,35 @@ def _load_messages_bench():
     return module
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+@dataclass
+class Round:
+    impl: str
+    label: str
+    senders: int
+    accepted: int = 0  # HTTP 200s in the window
+    delivered: int = 0  # pyuftp: responses at the AGR in the window; peer: handled in the window
+    errors: int = 0
+    first_error: str = ""
+    wall: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    service_cpu: float = 0.0  # service process, window + drain
+    sender_cpu: float = 0.0  # this process, window
+    agr_cpu: float = 0.0  # pyuftp's AGR process, window + drain
+    backlog: int = 0  # accepted, response not yet delivered (peer: not handled) at the close
+    drain: float = 0.0
+    drained: bool = True
+    exhausted: bool = False
 
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.wall if self.wall else float("nan")
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    @property
+    def accept_rate(self) -> float:
+        return self.accepted / self.wall if self.wall else float("nan")
+
+    def per_msg(self, seconds: float) -> float:
+        return seconds / self.accepted * 1e6 if self.accepted else float("nan")
 
 
 class Bench:
@@ -319,388 +87,524 @@ class Bench:
         from pyuftp.crypto import generate_keypair
 
         self.args = args
-        self.seconds = args.seconds
-        self.max_messages = args.max_messages
         self.agr_private, self.agr_public = generate_keypair()
         self.dso_private, self.dso_public = generate_keypair()
         messages = _load_messages_bench()
-        offer, _, self.source = messages.payloads()
-        offer = dict(offer, sender_domain=AGR_DOMAIN, recipient_domain=DSO_DOMAIN)
-        # Each send gets a new MessageID, ConversationID and TimeStamp from the client.
+        offer, response, self.source = messages.payloads()
+        offer = dict(dated_for_now(offer), sender_domain=AGR_DOMAIN, recipient_domain=DSO_DOMAIN)
         self.payload = {k: v for k, v in offer.items()
                         if k not in ("message_id", "conversation_id", "time_stamp")}
         self.full = pyuftp.parse_message(pyuftp.create_message("FlexOffer", self.payload))[1]
+        self.response_payload = dict(response, sender_domain=DSO_DOMAIN,
+                                     recipient_domain=AGR_DOMAIN)
         self.peer_flex_offer = messages.peer_flex_offer
-        self.results: list[Result] = []
-        self.accepted = 0  # HTTP 200s from the current service so far
-        self.responses = 0  # FlexOfferResponses received by pyuftp's AGR service
-        self.cursor = 0  # the next unused pre-signed body
-        self.memory: dict[str, dict[str, Any]] = {}
-        self.lifetime = 20 * self.seconds + 240  # a service process ends by itself after this
-
-    def config(self, agr_endpoint: str | None) -> dict[str, Any]:
-        return {"agr_domain": AGR_DOMAIN, "dso_domain": DSO_DOMAIN, "agr_public": self.agr_public,
-                "dso_private": self.dso_private, "agr_endpoint": agr_endpoint}
-
-    # --- pyuftp ----------------------------------------------------------------------------
-
-    async def run_pyuftp(self, bodies: list[bytes]) -> None:
+        self.rounds: list[Round] = []
+        self.floors: dict[str, list[float]] = {}
+        self.accepted = {"pyuftp": 0, "peer": 0}  # HTTP 200s per service process so far
+        self.agr_expected = 0  # responses the AGR should have received in all
+        self.lifetime = 3600.0
         from pyuftp.client import ShapeshifterAgrDsoClient
-        from pyuftp.discovery import Directory
-        from pyuftp.service import ShapeshifterAgrService
+        from pyuftp.envelope import wrap
+        self._signer = ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN,
+                                                "http://127.0.0.1:9/")
+        self._wrap = wrap
+        mid = str(uuid.uuid4())
+        self.template_xml = pyuftp.create_message("FlexOffer", dict(self.payload, message_id=mid))
+        self._marker = f'MessageID="{mid}"'
+        assert self.template_xml.count(self._marker) == 1
 
-        directory = Directory()
-        directory.add(DSO_DOMAIN, "DSO", self.dso_public)
-        agr = ShapeshifterAgrService(AGR_DOMAIN, self.agr_private, directory.key,
-                                     directory.endpoint, host=HOST, port=0)
-        self.responses = 0
+    def body(self) -> bytes:
+        """A FlexOffer signed now with a new MessageID (the rest as the template)."""
+        return self._wrap(self.template_xml.replace(self._marker, f'MessageID="{uuid.uuid4()}"'),
+                          self._signer.signing_key, AGR_DOMAIN, "AGR")
 
-        async def on_response(response: dict[str, Any]) -> None:
-            self.responses += 1
+    def config(self, **extra: Any) -> dict[str, Any]:
+        return {"agr_public": self.agr_public, "agr_private": self.agr_private,
+                "dso_public": self.dso_public, "dso_private": self.dso_private, **extra}
 
-        agr.add_handler("FlexOfferResponse", on_response)
-        async with agr:
-            child = await asyncio.to_thread(Child, "pyuftp", self.config(agr.url), self.lifetime)
-            try:
-                url = f"http://{HOST}:{child.port}/shapeshifter/api/v3/message"
-                self.memory["pyuftp"] = {"idle_kib": child.ready["rss_kib"],
-                                         "libraries_kib": child.ready.get("libraries_kib")}
+    # --- one round ---------------------------------------------------------------------------
 
-                def client() -> ShapeshifterAgrDsoClient:
-                    return ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN, url)
+    async def async_round(self, r: Round, svc: Child, agr: Child | None,
+                          bodies: list[bytes] | None) -> Round:
+        """``r.senders`` asyncio senders: pyuftp clients calling ``send_flex_offer`` (bodies
+        None), or POSTing pre-signed bodies with pyuftp's poster."""
+        from pyuftp.client import ShapeshifterAgrDsoClient
 
-                self.accepted = 0
-                self.cursor = 0  # next unused pre-signed body
-                await self._warm_up_pyuftp(client, child)
-                for senders in (1, self.args.senders):
-                    await self._pyuftp_scenario("send", senders, client, child, None)
-                for senders in (1, self.args.senders):
-                    await self._pyuftp_scenario("pre-signed", senders, client, child, bodies)
-                final = await asyncio.to_thread(child.quit)
-                self.memory["pyuftp"].update(final)
-            finally:
-                child.kill()
-
-    async def _warm_up_pyuftp(self, client, child: Child) -> None:
-        c = client()
-        try:
-            for _ in range(30):
-                await c.send_flex_offer(self.payload)
-                self.accepted += 1
-        finally:
-            await c.close()
-        await self._drain(child, True)
-
-    async def _pyuftp_scenario(self, label: str, senders: int, client, child: Child,
-                               bodies: list[bytes] | None) -> None:
-        """``senders`` pyuftp clients at once: ``send_flex_offer`` each (bodies None), or POST
-        the next unused pre-signed body each."""
-        await self._async_scenario(Result(label, "pyuftp", senders), client, child, bodies,
-                                   responses=True)
-
-    async def _async_scenario(self, result: Result, client, child: Child,
-                              bodies: list[bytes] | None, responses: bool) -> None:
-        quota = max(1, self.max_messages // result.senders)
-        clients = [client() for _ in range(result.senders)]
-        result.prior = self.accepted
-        before = await asyncio.to_thread(child.stats)
+        clients = [ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN, svc.url,
+                                            attempts=1) for _ in range(r.senders)]
+        cursor = [0]
+        before = await asyncio.to_thread(svc.stats)
+        agr_before = await asyncio.to_thread(agr.stats) if agr else None
 
         async def one(c) -> None:
-            n = 0
-            while n < quota and time.perf_counter() < deadline and result.errors < MAX_ERRORS:
-                if bodies is not None and self.cursor >= len(bodies):
-                    result.exhausted = True
-                    break
+            while time.perf_counter() < deadline and r.errors < MAX_ERRORS:
+                if bodies is not None:
+                    if cursor[0] >= len(bodies):
+                        r.exhausted = True
+                        return
+                    cursor[0] += 1
                 started = time.perf_counter()
                 try:
                     if bodies is None:
                         await c.send_flex_offer(self.payload)
                     else:
-                        self.cursor += 1  # every body is POSTed once: the ids stay unique
-                        await c.post(bodies[self.cursor - 1])
+                        await c.post(bodies[cursor[0] - 1])
                 except Exception as exc:  # counted and shown, never fatal
-                    result.errors += 1
-                    result.first_error = result.first_error or f"{type(exc).__name__}: {exc}"
+                    r.errors += 1
+                    r.first_error = r.first_error or f"{type(exc).__name__}: {exc}"[:200]
                     continue
-                result.latencies.append(time.perf_counter() - started)
-                n += 1
-            result.sent += n
+                r.latencies.append(time.perf_counter() - started)
+                r.accepted += 1
 
         try:
-            cpu0, start = _cpu(), time.perf_counter()
-            deadline = start + self.seconds
+            cpu0, start = cpu(), time.perf_counter()
+            deadline = start + self.args.seconds
             await asyncio.gather(*(one(c) for c in clients))
-            result.wall = time.perf_counter() - start
-            result.bench_cpu = _cpu() - cpu0
+            r.wall = time.perf_counter() - start
+            r.sender_cpu = cpu() - cpu0
         finally:
             for c in clients:
-                await c.close()
-        self.accepted += result.sent
-        result.drained, first, after, result.drain = await self._drain(child, responses)
-        result.backlog = self.accepted - first["handled"]
-        if responses:
-            result.backlog = max(result.backlog, self.accepted - first["responses"])
-        result.service_cpu = after["cpu"] - before["cpu"]
-        self._record(result)
+                await close_client(c)
+        await self._settle(r, svc, agr, before, agr_before)
+        return r
 
-    async def _drain(self, child: Child, responses: bool) -> tuple[bool, dict, dict, float]:
-        """Wait (bounded) until the service handled, and answered, all accepted messages:
-        (done, the service's stats right away, its stats at the end, seconds waited)."""
+    async def _settle(self, r: Round, svc: Child, agr: Child | None, before: dict,
+                      agr_before: dict | None) -> None:
+        """Counts at the close of the window, then a bounded wait until everything accepted
+        is handled (and answered), and the CPU over window + drain."""
+        impl = r.impl
+        self.accepted[impl] += r.accepted
+        if agr:
+            self.agr_expected += r.accepted
+        closed = await asyncio.to_thread(svc.stats)
+        if agr:
+            agr_closed = await asyncio.to_thread(agr.stats)
+            r.delivered = agr_closed["handled"] - agr_before["handled"]
+            r.backlog = self.agr_expected - agr_closed["handled"]
+        else:
+            r.delivered = closed["handled"] - before["handled"]
+            r.backlog = self.accepted[impl] - closed["handled"]
+        r.drained, r.drain, after, agr_after = await self.drain(svc, agr, impl)
+        r.service_cpu = after["cpu"] - before["cpu"]
+        if agr:
+            r.agr_cpu = agr_after["cpu"] - agr_before["cpu"]
+
+    async def drain(self, svc: Child, agr: Child | None, impl: str,
+                    limit: float = 30.0) -> tuple[bool, float, dict, dict | None]:
         started = time.monotonic()
-        deadline = started + max(15.0, 3 * self.seconds)
-        first = None
         while True:
-            answered = self.responses
-            stats = await asyncio.to_thread(child.stats)
-            if first is None:
-                first = dict(stats, responses=answered)
-            done = stats["handled"] >= self.accepted and (
-                not responses or self.responses >= self.accepted)
-            if done or time.monotonic() > deadline:
-                return done, first, stats, time.monotonic() - started
+            stats = await asyncio.to_thread(svc.stats)
+            agr_stats = await asyncio.to_thread(agr.stats) if agr else None
+            # pyuftp: every accepted message is answered (accepted or rejected): done when the
+            # AGR has every answer; the peer: when its service has handled every message
+            done = (agr_stats["handled"] >= self.agr_expected if agr_stats is not None
+                    else stats["handled"] >= self.accepted[impl])
+            if done or time.monotonic() - started > limit:
+                return done, time.monotonic() - started, stats, agr_stats
             await asyncio.sleep(0.02)
 
-    # --- shapeshifter-uftp -------------------------------------------------------------------
-
-    def run_peer(self, bodies: list[bytes]) -> None:
-        child = Child("peer", self.config(None), self.lifetime)
-        try:
-            url = f"http://{HOST}:{child.port}/shapeshifter/api/v3/message"
-            self.memory["peer"] = {"idle_kib": child.ready["rss_kib"]}
-            self.accepted = 0
-            self._peer_threads("warm-up", 1, url, child, quota=10, record=False)
-            for senders in (1, self.args.senders):
-                self._peer_threads("send", senders, url, child)
-            asyncio.run(self._peer_presigned(url, child, bodies))
-            self.memory["peer"].update(child.quit())
-        finally:
-            child.kill()
-
-    def _peer_threads(self, label: str, senders: int, url: str, child: Child,
-                      quota: int | None = None, record: bool = True) -> None:
+    def peer_round(self, r: Round, svc: Child) -> Round:
+        """``r.senders`` threads, each with the peer's own client (requests, a new connection
+        per message) calling ``send_flex_offer``."""
         from shapeshifter_uftp.client import ShapeshifterAgrDsoClient as PeerClient
 
         logging.getLogger("shapeshifter-uftp").setLevel(logging.WARNING)
-        result = Result(label, "shapeshifter-uftp", senders)
-        quota = quota or max(1, self.max_messages // senders)
         go = threading.Event()
-        counts = [0] * senders
         lock = threading.Lock()
         deadline = [0.0]
 
-        def one(index: int) -> None:
+        def one() -> None:
             client = PeerClient(sender_domain=AGR_DOMAIN, signing_key=self.agr_private,
-                                recipient_domain=DSO_DOMAIN, recipient_endpoint=url,
+                                recipient_domain=DSO_DOMAIN, recipient_endpoint=svc.url,
                                 recipient_signing_key=self.dso_public)
             offer = self.peer_flex_offer(self.full)
-            latencies = []
+            latencies, n = [], 0
             go.wait(30)
-            n = 0
-            while n < quota and time.perf_counter() < deadline[0] and result.errors < MAX_ERRORS:
-                # Fresh MessageID, ConversationID and TimeStamp, filled in by the client.
+            while time.perf_counter() < deadline[0] and r.errors < MAX_ERRORS:
                 offer.message_id = offer.conversation_id = offer.time_stamp = None
                 started = time.perf_counter()
                 try:
                     client.send_flex_offer(offer)
                 except Exception as exc:  # counted and shown, never fatal
                     with lock:
-                        result.errors += 1
-                        result.first_error = result.first_error or f"{type(exc).__name__}: {exc}"
+                        r.errors += 1
+                        r.first_error = r.first_error or f"{type(exc).__name__}: {exc}"[:200]
                     continue
                 latencies.append(time.perf_counter() - started)
                 n += 1
             with lock:
-                counts[index] = n
-                result.latencies.extend(latencies)
+                r.accepted += n
+                r.latencies.extend(latencies)
 
-        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(senders)]
+        threads = [threading.Thread(target=one, daemon=True) for _ in range(r.senders)]
         for thread in threads:
             thread.start()
-        result.prior = self.accepted
-        before = child.stats()
-        time.sleep(0.2)  # let every thread build its client and message
-        cpu0, start = _cpu(), time.perf_counter()
-        deadline[0] = start + self.seconds
+        before = svc.stats()
+        time.sleep(0.2)  # every thread builds its client and message
+        cpu0, start = cpu(), time.perf_counter()
+        deadline[0] = start + self.args.seconds
         go.set()
         for thread in threads:
-            thread.join(self.seconds + 60)
-        result.wall = time.perf_counter() - start
-        result.bench_cpu = _cpu() - cpu0
-        result.sent = sum(counts)
-        self.accepted += result.sent
-        drain_start = time.monotonic()
-        drain_until = drain_start + max(15.0, 3 * self.seconds)
-        first = None
-        while True:
-            after = child.stats()
-            first = first or after
-            if after["handled"] >= self.accepted or time.monotonic() > drain_until:
-                break
-            time.sleep(0.02)
-        result.drain = time.monotonic() - drain_start
-        result.backlog = self.accepted - first["handled"]
-        result.drained = after["handled"] >= self.accepted
-        result.service_cpu = after["cpu"] - before["cpu"]
-        if record:
-            self._record(result)
+            thread.join(self.args.seconds + 60)
+        r.wall = time.perf_counter() - start
+        r.sender_cpu = cpu() - cpu0
+        asyncio.run(self._settle(r, svc, None, before, None))
+        return r
 
-    async def _peer_presigned(self, url: str, child: Child, bodies: list[bytes]) -> None:
-        from pyuftp.client import ShapeshifterAgrDsoClient
+    # --- floors --------------------------------------------------------------------------------
 
-        def client() -> ShapeshifterAgrDsoClient:
-            return ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN, url)
+    def cpu_floors(self, seconds: float = 0.15) -> None:
+        """lxml, XSD, Ed25519 (PyNaCl bindings) and the response's build, on this process."""
+        import nacl.bindings as nb
+        from lxml import etree
 
-        self.cursor = 0  # a new service process: the pool can be used again
-        for senders in (1, self.args.senders):
-            await self._async_scenario(Result("pre-signed", "shapeshifter-uftp", senders),
-                                       client, child, bodies, responses=False)
+        import pyuftp
+        import pyuftp.messaging
 
-    # --- reporting ---------------------------------------------------------------------------
+        pk, sk = nb.crypto_sign_keypair()
+        envelope = self.body()
+        root = etree.fromstring(envelope)
+        sealed = base64.b64decode(root.get("Body"))
+        payload_xml = sealed[64:]
+        sealed = nb.crypto_sign(payload_xml, sk)
+        payload_root = etree.fromstring(payload_xml)
+        xsd = pyuftp.messaging.schema("3.1.0")
+        assert xsd.validate(payload_root)
+        response_full = dict(self.response_payload, flex_offer_message_id=str(uuid.uuid4()))
+        response_xml = pyuftp.create_message("FlexOfferResponse", response_full).encode()
+        signed_response = nb.crypto_sign(response_xml, sk)
+        body = root.get("Body")
+        payload_str = payload_xml.decode()
+        parts: dict[str, Callable[[], Any]] = {
+            "request: etree.fromstring(SignedMessage)": lambda: etree.fromstring(envelope),
+            "request: base64 decode of the body": lambda: base64.b64decode(body),
+            "request: crypto_sign_open": lambda: nb.crypto_sign_open(sealed, pk),
+            "request: etree.fromstring(FlexOffer)": lambda: etree.fromstring(payload_xml),
+            "request: XMLSchema.validate(FlexOffer)": lambda: xsd.validate(payload_root),
+            "response: pyuftp.create_message(FlexOfferResponse)":
+                lambda: pyuftp.create_message("FlexOfferResponse", response_full),
+            "response: crypto_sign": lambda: nb.crypto_sign(response_xml, sk),
+            "response: base64 encode": lambda: base64.b64encode(signed_response),
+            "sender: crypto_sign(FlexOffer)": lambda: nb.crypto_sign(payload_xml, sk),
+            "sender: pyuftp.create_message(FlexOffer)":
+                lambda: pyuftp.create_message("FlexOffer", self.full),
+            "-: str.encode of the FlexOffer": lambda: payload_str.encode(),
+        }
+        for name, fn in parts.items():
+            for _ in range(3):
+                fn()
+            n, t0 = 0, time.perf_counter()
+            while True:
+                for _ in range(20):
+                    fn()
+                n += 20
+                taken = time.perf_counter() - t0
+                if taken >= seconds:
+                    break
+            self.floors.setdefault(name, []).append(taken / n * 1e6)
+        self.floor_sizes = (len(envelope), len(self._wrap(response_xml, self._signer.signing_key,
+                                                         DSO_DOMAIN, "DSO")))
 
-    def _record(self, r: Result) -> None:
-        import statistics
+    async def bare_floor(self, bare: Child, seconds: float = 0.5) -> None:
+        """A bare aiohttp POST of the request's size and of the response's size to a bare
+        aiohttp server: round-trip time, and CPU per POST of the client (this process) and
+        of the server (its process)."""
+        import aiohttp
 
-        self.results.append(r)
-        median = statistics.median(r.latencies) * 1e3 if r.latencies else float("nan")
-        p99 = _quantile(r.latencies, 0.99) * 1e3
-        per_msg = r.service_cpu / r.sent * 1e6 if r.sent else float("nan")
-        flags = []
-        if r.errors:
-            flags.append(f"{r.errors} errors, first: {r.first_error[:120]}")
-        if not r.drained:
-            flags.append("service had NOT caught up when the drain wait ran out")
-        if r.exhausted:
-            flags.append("pre-signed pool used up before the time (use --pool)")
-        print(f"{r.service:<18} {r.label:<11} {r.senders:>3} {r.prior:>6} {r.sent:>6} "
-              f"{r.rate:>6.0f} {r.done_rate:>6.0f} {median:>7.2f} {p99:>7.2f} {r.backlog:>7} "
-              f"{r.drain:>6.2f} "
-              f"{per_msg:>7.0f} {r.service_cpu / (r.wall + r.drain):>5.0%} "
-              f"{r.bench_cpu / r.wall:>6.0%}"
-              + ("   " + "; ".join(flags) if flags else ""), flush=True)
+        for what, size in (("request", self.floor_sizes[0]), ("response", self.floor_sizes[1])):
+            data = b"x" * size
+            async with aiohttp.ClientSession() as session:
+                async def post() -> None:
+                    async with session.post(bare.url, data=data,
+                                            headers={"Content-Type": "text/xml"}) as resp:
+                        await resp.read()
+                        assert resp.status == 200
 
-    def find(self, service: str, label: str, senders: int) -> Result:
-        return next(r for r in self.results
-                    if r.service == service and r.label == label and r.senders == senders)
+                for _ in range(20):
+                    await post()
+                before = await asyncio.to_thread(bare.stats)
+                times, cpu0, t0 = [], cpu(), time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    started = time.perf_counter()
+                    await post()
+                    times.append(time.perf_counter() - started)
+                client_cpu = cpu() - cpu0
+                after = await asyncio.to_thread(bare.stats)
+            n = after["handled"] - before["handled"]
+            self.floors.setdefault(f"bare POST {what}: round trip (wall)", []).append(
+                statistics.median(times) * 1e6)
+            self.floors.setdefault(f"bare POST {what}: client CPU", []).append(
+                client_cpu / len(times) * 1e6)
+            self.floors.setdefault(f"bare POST {what}: server CPU", []).append(
+                (after["cpu"] - before["cpu"]) / n * 1e6)
+
+    # --- memory --------------------------------------------------------------------------------
+
+    async def feed(self, svc: Child, agr: Child, impl: str, target: int,
+                   senders: int = 16, limit: float = 900.0) -> int:
+        """POST freshly signed FlexOffers until ``svc`` has accepted ``target`` in all (or
+        ``limit`` seconds have passed). A refusal (503 while the service's backlog of
+        answers is full) is waited out and the message is sent again: it still counts once."""
+        import aiohttp
+
+        refusals = 0
+        give_up = time.monotonic() + limit
+        async with aiohttp.ClientSession() as session:
+            async def one() -> None:
+                nonlocal refusals
+                data = None
+                while self.accepted[impl] < target and time.monotonic() < give_up:
+                    data = data or self.body()
+                    async with session.post(svc.url, data=data, headers={
+                            "Content-Type": "text/xml; charset=utf-8"}) as resp:
+                        await resp.read()
+                        if resp.status == 200:
+                            self.accepted[impl] += 1
+                            self.agr_expected += 1
+                            data = None
+                        else:
+                            refusals += 1
+                            await asyncio.sleep(0.2)
+
+            await asyncio.gather(*(one() for _ in range(senders)))
+        self.refusals = getattr(self, "refusals", 0) + refusals
+        return refusals
 
 
 def presign(bench: Bench, count: int) -> list[bytes]:
-    """``count`` FlexOffers with distinct MessageIDs, each signed, for the pre-signed runs
-    (services may refuse a MessageID they have seen). One FlexOffer is rendered and
-    validated by pyuftp's AGR client; the copies differ in their MessageID only and are
-    sealed and wrapped with pyuftp.envelope.wrap."""
-    import uuid
+    return [bench.body() for _ in range(count)]
 
-    import pyuftp
-    from pyuftp.client import ShapeshifterAgrDsoClient
-    from pyuftp.envelope import wrap
 
-    client = ShapeshifterAgrDsoClient(AGR_DOMAIN, bench.agr_private, DSO_DOMAIN, "http://unused/")
-    first, sent = client.prepare("FlexOffer", bench.payload)
-    xml = pyuftp.create_message("FlexOffer", sent)
-    marker = f'MessageID="{sent["message_id"]}"'
-    assert xml.count(marker) == 1
-    return [first] + [wrap(xml.replace(marker, f'MessageID="{uuid.uuid4()}"'),
-                           client.signing_key, AGR_DOMAIN, "AGR") for _ in range(count - 1)]
+def row(name: str, ours: list[float], peer: list[float], fmt: str = ".0f") -> str:
+    ratio = ""
+    if ours and peer:
+        a, b = statistics.median(ours), statistics.median(peer)
+        if a and b == b and a == a:
+            ratio = f"{b / a:.2f}"
+    return f"  {name:<34} {spread(ours, fmt):>26} {spread(peer, fmt):>26} {ratio:>9}"
+
+
+async def run(args: Any) -> None:
+    began = time.perf_counter()
+    bench = Bench(args)
+    lifetime = bench.lifetime
+    agr = await asyncio.to_thread(Child, "agr", bench.config(), lifetime)
+    ours = await asyncio.to_thread(Child, "pyuftp", bench.config(agr_endpoint=agr.url), lifetime)
+    peer = await asyncio.to_thread(Child, "peer", bench.config(), lifetime)
+    bare = await asyncio.to_thread(Child, "bare", {}, lifetime)
+    children = [agr, ours, peer, bare]
+    try:
+        print(f"services in their own processes on 127.0.0.1 (pyuftp {ours.ready['pyuftp']}, "
+              f"store {ours.ready['store']}); senders in this process; {os.cpu_count()} CPUs")
+        print(f"FlexOffer: 1 option x {len(bench.payload['offer_options'][0]['isps'])} ISPs "
+              f"({bench.source}), signed envelope {len(bench.body())} B")
+        print(f"{args.rounds} rounds of {args.seconds:g} s per scenario and library, pyuftp and "
+              "shapeshifter-uftp alternating; figures: median [min–max] n=rounds")
+        print("msg/s: pyuftp counts a message when its FlexOfferResponse has reached the AGR "
+              "service (in the window); the peer when its service has handled it (it sends no "
+              "response)")
+        print(flush=True)
+
+        # warm-up
+        from pyuftp.client import ShapeshifterAgrDsoClient
+        c = ShapeshifterAgrDsoClient(AGR_DOMAIN, bench.agr_private, DSO_DOMAIN, ours.url)
+        for _ in range(50):
+            await c.send_flex_offer(bench.payload)
+        await close_client(c)
+        bench.accepted["pyuftp"] += 50
+        bench.agr_expected += 50
+        await bench.drain(ours, agr, "pyuftp")
+        warm = Round("peer", "warm-up", 1)
+        saved, args.seconds = args.seconds, 0.5
+        await asyncio.to_thread(bench.peer_round, warm, peer)
+        args.seconds = saved
+        bench.cpu_floors(0.05)  # a warm-up of the floors too, not kept
+        bench.floors.clear()
+
+        scenarios = [("send", 1), ("send", args.senders), ("pre-signed", 1),
+                     ("pre-signed", args.senders)]
+        pool = int(args.pool_rate * args.seconds)
+        for label, senders in scenarios:
+            for i in range(args.rounds):
+                for impl in (("pyuftp", "peer") if i % 2 == 0 else ("peer", "pyuftp")):
+                    r = Round(impl, label, senders)
+                    bodies = presign(bench, pool) if label == "pre-signed" else None
+                    if impl == "pyuftp":
+                        await bench.async_round(r, ours, agr, bodies)
+                    elif label == "send":
+                        await asyncio.to_thread(bench.peer_round, r, peer)
+                    else:
+                        await bench.async_round(r, peer, None, bodies)
+                    bench.rounds.append(r)
+                    flags = []
+                    if r.errors:
+                        flags.append(f"{r.errors} errors, first: {r.first_error}")
+                    if not r.drained:
+                        flags.append("NOT drained in 30 s")
+                    if r.exhausted:
+                        flags.append("pre-signed pool used up (--pool-rate)")
+                    print(f"  round {i + 1} {impl:<6} {label:<10} {senders:>2} snd: "
+                          f"{r.delivered:>5} msgs {r.rate:6.0f} msg/s (accepted {r.accept_rate:5.0f}/s)"
+                          f"  svc {r.per_msg(r.service_cpu):5.0f} µs  sender "
+                          f"{r.per_msg(r.sender_cpu):5.0f} µs"
+                          + (f"  agr {r.per_msg(r.agr_cpu):4.0f} µs" if impl == "pyuftp" else "")
+                          + f"  backlog {r.backlog:>4}  drain {r.drain:4.2f} s"
+                          + ("  " + "; ".join(flags) if flags else ""), flush=True)
+                if label == "send" and senders == 1:  # floors, between rounds
+                    bench.cpu_floors()
+                    await bench.bare_floor(bare)
+        if args.rounds:
+            report(bench, args)
+
+        # memory with the default store, then with a capped one
+        mem: list[tuple[str, int, dict]] = []
+        if args.memory:
+            for target in (args.memory // 10, args.memory // 2, args.memory):
+                if target > bench.accepted["pyuftp"]:
+                    await bench.feed(ours, agr, "pyuftp", target)
+                    await bench.drain(ours, agr, "pyuftp", 120)
+                mem.append(("default", bench.accepted["pyuftp"], memory(ours.pid)))
+                print(f"  memory, default store: {bench.accepted['pyuftp']} messages, VmRSS "
+                      f"{mem[-1][2]['VmRSS']:.1f} MiB", flush=True)
+        final_ours = await asyncio.to_thread(ours.quit)
+        final_peer = await asyncio.to_thread(peer.quit)
+        if args.cap_messages:
+            capped = await asyncio.to_thread(
+                Child, "pyuftp", bench.config(agr_endpoint=agr.url,
+                                              store={"memory": args.cap}), lifetime)
+            children.append(capped)
+            bench.accepted["capped"] = 0
+            step = args.cap_messages // 5
+            for target in range(step, args.cap_messages + 1, step):
+                await bench.feed(capped, agr, "capped", target)
+                await bench.drain(capped, agr, "capped", 120)
+                mem.append((f"capped {args.cap}", bench.accepted["capped"], memory(capped.pid)))
+                print(f"  memory, store capped at {args.cap}: {bench.accepted['capped']} "
+                      f"messages, VmRSS {mem[-1][2]['VmRSS']:.1f} MiB", flush=True)
+            await asyncio.to_thread(capped.quit)
+        report_memory(bench, ours, final_ours, final_peer, mem, args)
+        print(f"(whole run {time.perf_counter() - began:.0f} s)")
+    finally:
+        for child in children:
+            child.kill()
+
+
+def report(bench: Bench, args: Any) -> None:
+    def pick(impl: str, label: str, senders: int) -> list[Round]:
+        return [r for r in bench.rounds if r.impl == impl and r.label == label
+                and r.senders == senders]
+
+    print()
+    print(f"  {'':<34} {'pyuftp':>26} {'shapeshifter-uftp':>26} {'peer/ours':>9}")
+    summary = {}
+    for label, senders in (("send", 1), ("send", args.senders), ("pre-signed", 1),
+                           ("pre-signed", args.senders)):
+        a, b = pick("pyuftp", label, senders), pick("peer", label, senders)
+        print(f"{label}, {senders} sender{'s' if senders > 1 else ''}:")
+        # for msg/s the ratio printed is ours/peer's: a bigger number is better for pyuftp
+        ra = [r.rate for r in a]
+        rb = [r.rate for r in b]
+        ratio = statistics.median(ra) / statistics.median(rb)
+        print(f"  {'msg/s (delivered / handled)':<34} {spread(ra):>26} {spread(rb):>26} "
+              f"{'ours/peer ' + format(ratio, '.2f'):>9}")
+        print(row("msg/s accepted (HTTP 200)", [r.accept_rate for r in a],
+                  [r.accept_rate for r in b]))
+        svc_a, svc_b = [r.per_msg(r.service_cpu) for r in a], [r.per_msg(r.service_cpu) for r in b]
+        snd_a, snd_b = [r.per_msg(r.sender_cpu) for r in a], [r.per_msg(r.sender_cpu) for r in b]
+        both_a = [r.per_msg(r.service_cpu + r.sender_cpu) for r in a]
+        both_b = [r.per_msg(r.service_cpu + r.sender_cpu) for r in b]
+        print(row("service CPU µs/msg", svc_a, svc_b))
+        print(row("sender CPU µs/msg", snd_a, snd_b))
+        print(row("service + sender CPU µs/msg", both_a, both_b))
+        print(row("AGR (response receiver) CPU µs/msg", [r.per_msg(r.agr_cpu) for r in a], []))
+        print(row("p50 latency ms", [statistics.median(r.latencies) * 1e3 for r in a if r.latencies],
+                  [statistics.median(r.latencies) * 1e3 for r in b if r.latencies], ".2f"))
+        print(row("p99 latency ms", [quantile(r.latencies, 0.99) * 1e3 for r in a],
+                  [quantile(r.latencies, 0.99) * 1e3 for r in b], ".2f"))
+        print(row("backlog at the close (msgs)", [r.backlog for r in a], [r.backlog for r in b]))
+        summary[(label, senders)] = (svc_a, snd_a)
+
+    f = bench.floors
+    med = {k: statistics.median(v) for k, v in f.items()}
+    print()
+    print(f"floors, measured in this run between the 1-sender rounds (µs; median [min–max] "
+          f"n={len(next(iter(f.values())))}; CPU parts on this process, bare POSTs against a "
+          "bare aiohttp server process):")
+    for name, values in f.items():
+        print(f"  {name:<52} {spread(values, '.1f')}")
+    request = ["request: etree.fromstring(SignedMessage)", "request: base64 decode of the body",
+               "request: crypto_sign_open", "request: etree.fromstring(FlexOffer)",
+               "request: XMLSchema.validate(FlexOffer)"]
+    response = ["response: pyuftp.create_message(FlexOfferResponse)", "response: crypto_sign",
+                "response: base64 encode"]
+    trips = ["bare POST request: server CPU", "bare POST response: client CPU"]
+    floor = sum(med[k] for k in request + response + trips)
+    svc_one = statistics.median(summary[("send", 1)][0])
+    print(f"  floor sum for the service, one message (request parse + validate + verify "
+          f"{sum(med[k] for k in request):.0f}, response build + sign {sum(med[k] for k in response):.0f}, "
+          f"two aiohttp round trips' service side {sum(med[k] for k in trips):.0f}): {floor:.0f} µs")
+    for label in ("send", "pre-signed"):
+        svc = statistics.median(summary[(label, 1)][0])
+        print(f"  service CPU per message, {label}, 1 sender: {svc:.0f} µs = "
+              f"{svc / floor:.2f} × the floor sum")
+    sender_floor = (med["sender: crypto_sign(FlexOffer)"] + med["sender: pyuftp.create_message(FlexOffer)"]
+                    + med["bare POST request: client CPU"])
+    snd_one = statistics.median(summary[("send", 1)][1])
+    print(f"  sender CPU per message, send, 1 sender: {snd_one:.0f} µs = {snd_one / sender_floor:.2f} × "
+          f"(create_message + crypto_sign + bare POST client side = {sender_floor:.0f} µs)")
+    print(f"  bare POST round trip (wall): request {med['bare POST request: round trip (wall)']:.0f} µs, "
+          f"response {med['bare POST response: round trip (wall)']:.0f} µs; pyuftp's p50 per "
+          f"send_flex_offer, 1 sender: {statistics.median([statistics.median(r.latencies) * 1e3 for r in pick('pyuftp', 'send', 1)]):.2f} ms")
+    del svc_one
+    print(flush=True)
+
+
+def report_memory(bench: Bench, ours: Child, final_ours: dict, final_peer: dict,
+                  mem: list, args: Any) -> None:
+    print()
+    print(f"pyuftp service: peak RSS (VmHWM) {final_ours['hwm_kib'] / 1024:.1f} MiB over the whole "
+          f"run ({bench.accepted['pyuftp']} messages); RSS when it began listening "
+          f"{ours.ready['rss_kib'] / 1024:.1f} MiB, of which the libraries imported before pyuftp "
+          f"{ours.ready['libraries_kib'] / 1024:.1f} MiB")
+    print(f"shapeshifter-uftp service: peak RSS (VmHWM) {final_peer['hwm_kib'] / 1024:.1f} MiB "
+          f"({bench.accepted['peer']} messages)")
+    if mem:
+        print("pyuftp service memory after N messages (all handled and answered; VmRSS, "
+              "RssAnon, MiB):")
+        previous: dict[str, tuple[int, float]] = {}
+        for store, n, m in mem:
+            line = f"  {store:<14} {n:>7} messages: VmRSS {m['VmRSS']:6.1f}  RssAnon {m['RssAnon']:6.1f}"
+            if store in previous:
+                n0, r0 = previous[store]
+                line += (f"   {(m['VmRSS'] - r0) * 2**20 / max(1, n - n0):+6.0f} B per message since "
+                         f"{n0}")
+            previous[store] = (n, m["VmRSS"])
+            print(line)
+    print(f"  (memory feed: {getattr(bench, 'refusals', 0)} POSTs refused with 503 and sent "
+          "again, the service's backlog of answers being full)")
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--serve"]:  # a service process: no argparse, see the imports
-        options = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-        _deadman(float(options.get("--lifetime", 600)))
-        config = json.loads(options["--config"])
-        (serve_pyuftp if options["--serve"] == "pyuftp" else serve_peer)(config)
-        return
-
-    import argparse
-    import statistics
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0,
-                        help="sending time per scenario (default 5; 8 scenarios)")
-    parser.add_argument("--senders", type=int, default=16, help="concurrent senders (default 16)")
-    parser.add_argument("--max-messages", type=int, default=200_000,
-                        help="cap on messages per scenario, whichever of time and count comes first")
-    parser.add_argument("--pool", type=int, default=0,
-                        help="pre-signed messages per service (default 3000 per second of "
-                             "--seconds); both pre-signed runs of a service draw from it")
+    parser.add_argument("--seconds", type=float, default=2.0, help="window per round (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario and library")
+    parser.add_argument("--senders", type=int, default=16, help="senders in the many-senders runs")
+    parser.add_argument("--pool-rate", type=int, default=2500,
+                        help="pre-signed messages per second of --seconds, made before each round")
+    parser.add_argument("--memory", type=int, default=100_000,
+                        help="messages into the default-store service; RSS at 10, 50 and 100 %% "
+                             "(0: skip)")
+    parser.add_argument("--cap", type=int, default=20_000,
+                        help="max_received = max_kept of the capped MemoryStore variant")
+    parser.add_argument("--cap-messages", type=int, default=50_000,
+                        help="messages into the capped variant, RSS at every fifth (0: skip)")
     args = parser.parse_args()
-
-    began = time.perf_counter()
     try:
         import shapeshifter_uftp  # noqa: F401
     except ImportError as exc:
         sys.exit(f"the peer is not installed ({exc}); run: pip install '.[peer]'")
     logging.getLogger("shapeshifter-uftp").setLevel(logging.WARNING)
-    bench = Bench(args)
-    bodies = presign(bench, args.pool or int(3000 * args.seconds))
-    print(f"one DSO service per library, each in its own process on {HOST}; senders in this "
-          f"process; {args.seconds:g} s (or {args.max_messages} messages) per scenario; "
-          f"{os.cpu_count()} CPUs")
-    print(f"FlexOffer: 1 option x {len(bench.payload['offer_options'][0]['isps'])} ISPs "
-          f"({bench.source}); pre-signed: {len(bodies)} distinct messages "
-          f"of {len(bodies[0])} B per service, each POSTed once")
-    print()
-    print(f"{'service':<18} {'scenario':<11} {'snd':>3} {'prior':>6} {'msgs':>6} {'msg/s':>6} "
-          f"{'done/s':>6} {'med ms':>7} {'p99 ms':>7} {'backlog':>7} {'drain':>6} {'svc µs':>7} {'svc%':>5} "
-          f"{'bench%':>6}")
-    print("-" * 113)
-    asyncio.run(bench.run_pyuftp(bodies))
-    bench.run_peer(bodies)
-    print()
-    print("prior: messages the service had accepted before the scenario; msgs, msg/s: HTTP 200s "
-          "received in the window; done/s: msgs / (window + drain); med/p99 ms: per send "
-          "(pre-signed: per POST) as the sender sees it;")
-    print("backlog: accepted but not yet handled (pyuftp: or its response not yet at the AGR) "
-          "when the window closed; drain: seconds until it was; svc µs: service process CPU "
-          "per message, window + drain;")
-    print("svc%: service process CPU over window + drain, as a share of one core; bench%: CPU "
-          "of this process (senders, and pyuftp's AGR service) in the window, share of one core")
-    print()
-
-    n = args.senders
-    for label in ("send", "pre-signed"):
-        for senders in (1, n):
-            ours = bench.find("pyuftp", label, senders)
-            peer = bench.find("shapeshifter-uftp", label, senders)
-            ratio = ours.rate / peer.rate if peer.rate else float("inf")
-            done = ours.done_rate / peer.done_rate if peer.done_rate else float("inf")
-            line = (f"{label}, {senders:>2} sender(s): pyuftp {ours.rate:.0f} msg/s, "
-                    f"shapeshifter-uftp {peer.rate:.0f} msg/s, ratio {ratio:.1f}×")
-            if label == "send" and senders == n:
-                line += f" (target ≥ {TARGET_RATIO:.0f}×: {'met' if ratio >= TARGET_RATIO else 'NOT met'})"
-            line += f"; until all handled: {ours.done_rate:.0f} vs {peer.done_rate:.0f}/s, {done:.1f}×"
-            print(line)
-            if label == "send" and senders == n and ours.sent:
-                # The service is one process on one core: the target rate sets its CPU budget.
-                needed = TARGET_RATIO * peer.rate
-                service_us = ours.service_cpu / ours.sent * 1e6
-                senders_us = ours.bench_cpu / ours.sent * 1e6
-                cpus = os.cpu_count() or 1
-                print(f"  the target needs {needed:.0f} msg/s: at most {1e6 / needed:.0f} µs of "
-                      f"service CPU per message, which takes {service_us:.0f} µs; with the "
-                      f"senders' process ({senders_us:.0f} µs per message) {cpus} CPUs allow at "
-                      f"most {cpus * 1e6 / (service_us + senders_us):.0f} msg/s")
-    one = bench.find("pyuftp", "send", 1)
-    peer_one = bench.find("shapeshifter-uftp", "send", 1)
-    median = statistics.median(one.latencies) * 1e3
-    print(f"one sender, per send_flex_offer: pyuftp median {median:.2f} ms, p99 "
-          f"{_quantile(one.latencies, 0.99) * 1e3:.2f} ms (target median < {TARGET_MEDIAN_MS:g} ms: "
-          f"{'met' if median < TARGET_MEDIAN_MS else 'NOT met'}); shapeshifter-uftp median "
-          f"{statistics.median(peer_one.latencies) * 1e3:.2f} ms, p99 "
-          f"{_quantile(peer_one.latencies, 0.99) * 1e3:.2f} ms")
-    for name, target in (("pyuftp", TARGET_RSS_MIB), ("peer", None)):
-        m = bench.memory[name]
-        peak = (m.get("hwm_kib") or m.get("maxrss_kib")) / 1024
-        line = (f"{'pyuftp' if name == 'pyuftp' else 'shapeshifter-uftp'} service process: "
-                f"peak RSS {peak:.1f} MiB (idle after start {m['idle_kib'] / 1024:.1f} MiB), "
-                f"{m.get('threads')} threads at the end")
-        if target:
-            line += f" (target < {target:g} MiB: {'met' if peak < target else 'NOT met'})"
-        print(line)
-        if m.get("libraries_kib"):
-            print(f"  of which the libraries pyuftp is built on (Python, asyncio, aiohttp, lxml, "
-                  f"PyNaCl, Jinja2), imported before pyuftp: {m['libraries_kib'] / 1024:.1f} MiB")
-    print(f"(whole run {time.perf_counter() - began:.0f} s)")
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":
