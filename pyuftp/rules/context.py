@@ -65,6 +65,16 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     archive: Archive | None = None
     _found: dict[tuple[str, str, bool], Any] = field(default_factory=dict, repr=False)
+    _spans: list[tuple[str, list[tuple[int, int]]]] | None = field(default=None, repr=False)
+
+    def spans(self) -> list[tuple[str, list[tuple[int, int]]]]:
+        """(path, [(first ISP, last ISP), ...]) per ISP list of the message, computed once
+        for all the rules that need them (a 96-ISP list is read by several)."""
+        if self._spans is None:
+            self._spans = [(path, [(i["start"], i["start"] + i.get("duration", 1) - 1)
+                                   for i in isps])
+                           for path, isps in _isp_lists(self.message_type, self.payload)]
+        return self._spans
 
     async def referenced(self, message_type: str, message_id: Any,
                          same_way: bool) -> dict[str, Any] | None:

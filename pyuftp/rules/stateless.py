@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .context import (FLEX, Context, Declared, Rule, _isp_lists, _span, _zone, isp_count,
+from .context import (FLEX, Context, Declared, Rule, _zone, isp_count,
                       isp_end)
 from .currencies import MINOR_UNITS
 
@@ -39,23 +39,23 @@ def _within_period(ctx: Context) -> Iterable[str]:
     if not {"period", "isp_duration", "time_zone"} <= set(p) or _zone(p["time_zone"]) is None:
         return
     count = isp_count(p["period"], p["isp_duration"], p["time_zone"])
-    for path, isps in _isp_lists(ctx.message_type, p):
-        for index, isp in enumerate(isps):
-            first, last = _span(isp)
+    for path, spans in ctx.spans():
+        if spans and (min(spans)[0] >= 1 and max(last for _, last in spans) <= count):
+            continue  # the common case, in C: every ISP inside the day
+        for index, (first, last) in enumerate(spans):
             if first < 1 or last > count:
                 yield (f"{path}[{index}]: ISPs {first}-{last} lie outside {p['period']}, which "
                        f"has ISPs 1-{count} in {p['time_zone']}")
 
 
 def _no_overlap(ctx: Context) -> Iterable[str]:
-    for path, isps in _isp_lists(ctx.message_type, ctx.payload):
-        used: set[int] = set()
-        for index, isp in enumerate(isps):
-            first, last = _span(isp)
-            twice = used.intersection(range(first, last + 1))
-            if twice:
-                yield f"{path}[{index}]: ISP {min(twice)} is addressed twice"
-            used.update(range(first, last + 1))
+    for path, spans in ctx.spans():
+        ordered = sorted((first, last, index) for index, (first, last) in enumerate(spans))
+        reach = None  # the last ISP covered by the spans before
+        for first, last, index in ordered:
+            if reach is not None and first <= reach:
+                yield f"{path}[{index}]: ISP {first} is addressed twice"
+            reach = last if reach is None else max(reach, last)
 
 
 def _expiration_future(ctx: Context) -> Iterable[str]:
@@ -69,8 +69,7 @@ def _expiration_before_end(ctx: Context) -> Iterable[str]:
     expires = p.get("expiration_date_time")
     if expires is None or not {"period", "isp_duration", "time_zone"} <= set(p):
         return
-    last = max((_span(isp)[1] for _, isps in _isp_lists(ctx.message_type, p) for isp in isps),
-               default=None)
+    last = max((last for _, spans in ctx.spans() for _, last in spans), default=None)
     if last is not None:
         end = isp_end(p["period"], p["isp_duration"], p["time_zone"], last)
         if expires > end:

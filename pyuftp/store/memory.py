@@ -54,14 +54,15 @@ class MemoryStore(Store):
     400-450 bytes, so the default 100,000 is about 45 MB. A pending item takes that plus its
     body; an unhandled record that plus its data. An archived 96-ISP FlexOffer (4,052 B of
     XML, zlib-compressed to 984 B; UUID ids, two references; 5,000 to 100,000 of them) takes
-    2,170-2,250 bytes, so the default ``max_archived`` of 100,000 is about 225 MB (about
-    5.2 KB each, 525 MB, were payloads kept as they came).
+    2,170-2,250 bytes, so the default ``max_archived`` of 20,000 is about 45 MB (about 5.2 KB
+    each were payloads kept as they came). A memory store is for tests and for parties that
+    can lose their records on exit: the archive's 62 days need a SQLite (or server) store.
     """
 
     blocking = False
 
     def __init__(self, max_received: int = 1_000_000, max_kept: int = 100_000,
-                 max_archived: int = 100_000) -> None:
+                 max_archived: int = 20_000) -> None:
         self.max_received = checks.count(max_received, "max_received", 1)
         self.max_kept = checks.count(max_kept, "max_kept", 0)
         self._archive = MemoryArchive(checks.count(max_archived, "max_archived", 1))
