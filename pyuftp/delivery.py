@@ -179,7 +179,8 @@ class Courier:
 
     async def send(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
                    recipient_role: str, *, answers: tuple[str, str] | None = None,
-                   check_route: bool = True, rules: bool = True) -> dict[str, Any]:
+                   check_route: bool = True, rules: bool = True,
+                   outcome: tuple[str, str | None] | None = None) -> dict[str, Any]:
         """Seal a message and deliver it: POSTed now without a store, else checked against
         the archive (stateful rules), committed (with the received message it ``answers``
         marked handled in the same transaction), archived and delivered in the background.
@@ -193,7 +194,7 @@ class Courier:
                         recipient_domain, recipient_role)
             return sent
         await self.queue(message_type, data, sent, recipient_role, answers=answers, xml=xml,
-                         rules=rules)
+                         rules=rules, outcome=outcome)
         return sent
 
     async def check_stateful(self, message_type: str, sent: Mapping[str, Any]) -> None:
@@ -207,9 +208,11 @@ class Courier:
 
     async def queue(self, message_type: str, data: bytes, sent: Mapping[str, Any],
                     recipient_role: str, *, answers: tuple[str, str] | None = None,
-                    xml: bytes | None = None, rules: bool = True) -> int:
-        """Commit a sealed message to the outbox (and its payload ``xml`` to the archive);
-        return its item id once committed."""
+                    xml: bytes | None = None, rules: bool = True,
+                    outcome: tuple[str, str | None] | None = None) -> int:
+        """Commit a sealed message to the outbox, with its payload ``xml`` to the archive and
+        the ``outcome`` of the message it ``answers``, in one transaction; return its item id
+        once committed."""
         if self.outbox is None:
             raise RuntimeError("queue() needs a courier with a store")
         if rules:
@@ -221,10 +224,9 @@ class Courier:
             sender_domain=self.sender_domain, recipient_domain=sent["recipient_domain"],
             recipient_role=recipient_role, body=data, created_at=now,
             expires_at=self.outbox.expires_at(now))
-        item_id = await self.outbox.submit(item, answers=answers)
-        if self.archive is not None and xml is not None:
-            await self.archive.put(entry("out", message_type, sent, xml, self.sender_role,
-                                         recipient_role))
+        kept = None if self.archive is None or xml is None else entry(
+            "out", message_type, sent, xml, self.sender_role, recipient_role)
+        item_id = await self.outbox.submit(item, answers=answers, archive=kept, outcome=outcome)
         logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
                     item.recipient_domain, recipient_role)
         return item_id

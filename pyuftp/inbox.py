@@ -11,6 +11,7 @@ their response (``request()``). asyncio, but no HTTP server: any transport can f
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -184,9 +185,12 @@ class Inbox:
         problems, record = verdict.problems, verdict.record
         if record:
             await self._prune()
-            result = await self.store.call(
+            # Recorded and archived in one transaction, before the 200.
+            kept = entry("in", received.message_type, received.payload, received.payload_xml,
+                         received.sender_role, self.exchange.role)
+            result = await self.store.call(functools.partial(
                 self.store.record_received, received.sender_domain, received.message_id,
-                received.digest, received.signed_xml or b"", time.time())
+                received.digest, received.signed_xml or b"", time.time(), archive=kept))
             decision = self.exchange.after_record(result)
             if decision == "drop":
                 self._admission.leave()
@@ -241,24 +245,18 @@ class Inbox:
     async def _handle(self, received: Received, problems: tuple[str, ...], record: bool) -> None:
         answered = False
         try:
-            if record:
-                await self.archive.put(entry("in", received.message_type, received.payload,
-                                             received.payload_xml, received.sender_role,
-                                             self.exchange.role))
             fields = await self._outcome(received, problems)
             reply = None if fields is None else self.exchange.response(received, fields)
             if reply is not None:
-                # One transaction queues the answer and marks the request handled: a crash
-                # cannot leave a request answered twice, or handled and unanswered.
+                # One transaction queues the answer, marks the request handled (a crash cannot
+                # leave a request answered twice, or handled and unanswered), archives the
+                # answer and notes the request's outcome.
                 await self.courier.send(
                     reply[0], reply[1], received.sender_domain, received.sender_role,
                     answers=(received.sender_domain, received.message_id) if record else None,
-                    check_route=False, rules=False)
+                    check_route=False, rules=False,
+                    outcome=(reply[1].get("result", "Accepted"), reply[1].get("rejection_reason")))
                 answered = True
-                if record:
-                    await self.archive.outcome("in", received.sender_domain, received.message_id,
-                                               reply[1].get("result", "Accepted"),
-                                               reply[1].get("rejection_reason"))
         except Exception:
             logger.exception("handling %s %s from %s failed", received.message_type,
                              received.message_id, received.sender_domain)

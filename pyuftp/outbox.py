@@ -173,17 +173,21 @@ class Outbox:
         self._in_flight.clear()
         self._busy.clear()
 
-    async def submit(self, item: OutboxItem, *, answers: tuple[str, str] | None = None) -> int:
+    async def submit(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
+                     archive: Any = None, outcome: tuple[str, str | None] | None = None) -> int:
         """Commit ``item`` to the store, then deliver it (now, if its peer has a free slot);
         return its id once committed.
 
         ``answers=(sender_domain, message_id)``: the item answers that received message,
         which the same transaction marks handled (one answer per request, even across a
-        crash). An item submitted before :meth:`start` waits in the store.
+        crash); ``archive`` (an :class:`~pyuftp.store.ArchivedMessage`) and ``outcome``
+        (result, reasons of the answered message) go into the archive in that transaction
+        too. An item submitted before :meth:`start` waits in the store.
         """
         check_item(item)  # whatever the Store implementation checks itself
-        add = self.store.add_outgoing if answers is None else functools.partial(
-            self.store.add_outgoing, answers=answers)
+        extra: dict[str, Any] = {key: value for key, value in (
+            ("answers", answers), ("archive", archive), ("outcome", outcome)) if value is not None}
+        add = functools.partial(self.store.add_outgoing, **extra) if extra else self.store.add_outgoing
         item.id = await self.store.call(add, item)
         peer = (item.recipient_domain, item.recipient_role)
         self.outcomes.backlog[peer] += 1

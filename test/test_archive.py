@@ -533,3 +533,37 @@ def test_memory_per_archived_flex_offer(capsys):
         print(f"\nMemoryStore: {per_message:.0f} B per archived 96-ISP FlexOffer "
               f"({len(xml)} B of XML)")
     assert per_message < 2500
+
+
+# --- one commit per step: the journal and the outbox archive in their own transactions --------
+
+
+def test_record_received_archives_a_new_message_in_the_same_transaction(store: Store):
+    offer = message("m1", direction="in")
+    assert store.record_received(AGR, "m1", "d1", b"<x/>", 10.0, archive=offer) == "new"
+    assert store.find(AGR, "m1", "in") is not None
+    # a resend is not archived again (and the first stays as it was)
+    assert store.record_received(AGR, "m1", "d1", b"<x/>", 11.0,
+                                 archive=message("m1", conversation_id="c9")) == "duplicate"
+    assert store.find(AGR, "m1", "in").conversation_id == "c1"
+
+
+def test_an_answer_is_queued_archived_and_noted_in_one_transaction(store: Store):
+    from pyuftp.store import OutboxItem
+    store.record_received(AGR, "m1", "d1", b"<x/>", 10.0, archive=message("m1"))
+    answer = message("r1", direction="out", message_type="FlexOfferResponse",
+                     references={"flex_offer_message_id": "m1"})
+    item = OutboxItem("r1", "FlexOfferResponse", DSO, AGR, "AGR", b"<SignedMessage/>", 1.0, 2.0)
+    store.add_outgoing(item, answers=(AGR, "m1"), archive=answer,
+                       outcome=("Rejected", "too late"))
+    assert store.unhandled() == []
+    assert store.find(AGR, "r1", "out").message_type == "FlexOfferResponse"
+    noted = store.find(AGR, "m1", "in")
+    assert (noted.outcome, noted.reasons) == ("Rejected", "too late")
+    # an unknown answered message: nothing at all is stored
+    other = OutboxItem("r2", "FlexOfferResponse", DSO, AGR, "AGR", b"<SignedMessage/>", 1.0, 2.0)
+    with pytest.raises(KeyError):
+        store.add_outgoing(other, answers=(AGR, "nope"),
+                           archive=message("r2", direction="out"))
+    assert store.find(AGR, "r2", "out") is None
+    assert [i.message_id for i in store.outgoing()] == ["r1"]

@@ -71,7 +71,9 @@ class OutboxStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None) -> int:
+    def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
+                     archive: ArchivedMessage | None = None,
+                     outcome: tuple[str, str | None] | None = None) -> int:
         """Store a checked copy of a new ``item`` (its ``id`` must be None), unclaimed, in
         one transaction; return its id, which is also set on ``item.id``.
 
@@ -80,7 +82,12 @@ class OutboxStore(abc.ABC):
         to it. Then a crash cannot leave the request unhandled with its response queued (it
         would be answered twice after the restart) nor handled without its response: both
         changes are committed, or neither. KeyError, and nothing stored, if that received
-        message is unknown."""
+        message is unknown.
+
+        ``archive``: the message as the archive keeps it (:meth:`Archive.archive`), and
+        ``outcome=(result, reasons)``: the outcome of the answered message, set in the archive
+        if it is there (:meth:`Archive.set_outcome`) — both in the same transaction, so that
+        answering a message costs one commit."""
 
     @abc.abstractmethod
     def claim_due(self, now: float, limit: int = 100, lease: float = 300.0,
@@ -149,11 +156,13 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
-                        received_at: float) -> str:
+                        received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         """Atomically, one of :data:`RECEIVED_RESULTS`: ``"new"`` (recorded now, with
         ``data``, not yet handled), ``"duplicate"`` (this id with this digest is recorded
         already) or ``"conflict"`` (this id with another digest; the stored record is left
-        alone). Two concurrent calls with one key never both return ``"new"``."""
+        alone). Two concurrent calls with one key never both return ``"new"``. A new message
+        is also archived (``archive``, as :meth:`Archive.archive` does) in the same
+        transaction."""
 
     @abc.abstractmethod
     def mark_handled(self, sender_domain: str, message_id: str) -> None:

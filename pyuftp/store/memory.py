@@ -105,8 +105,12 @@ class MemoryStore(Store):
 
     # --- outbox ------------------------------------------------------------------------------
 
-    def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None) -> int:
+    def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
+                     archive: ArchivedMessage | None = None,
+                     outcome: tuple[str, str | None] | None = None) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
+        kept = _archived(archive)
+        result = None if outcome is None or answered is None else checks.outcome(*outcome)
         with self._use():
             if answered is not None:
                 self._known(*answered)  # KeyError before anything changes
@@ -120,6 +124,13 @@ class MemoryStore(Store):
                 self._decide(item_id)
             if answered is not None:
                 self._handle(*answered)
+            if kept is not None:
+                self._archive.add(kept)
+            if result is not None and answered is not None:
+                try:
+                    self._archive.set_outcome(("in", *answered), *result)
+                except KeyError:
+                    pass  # the answered message is not archived: nothing to note
         item.id = item_id
         return item_id
 
@@ -232,9 +243,10 @@ class MemoryStore(Store):
         return key
 
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
-                        received_at: float) -> str:
+                        received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         sender_domain, message_id, digest, data, received_at = checks.received_args(
             sender_domain, message_id, digest, data, received_at)
+        kept = _archived(archive)
         fingerprint = _fingerprint(digest)
         key = self._key(sender_domain, message_id)
         with self._use():
@@ -242,6 +254,8 @@ class MemoryStore(Store):
             if seen is None:
                 self._seen[key] = _RECORD.pack(fingerprint, received_at)
                 self._unhandled[key] = (key, data)
+                if kept is not None:
+                    self._archive.add(kept)
                 return "new"
         return "duplicate" if seen[:16] == fingerprint else "conflict"
 
@@ -333,3 +347,12 @@ class MemoryStore(Store):
         before = checks.when(before, "before")
         with self._use():
             return self._archive.forget(before)
+
+
+def _archived(message: ArchivedMessage | None) -> ArchivedMessage | None:
+    """A checked copy to archive (``archived_at`` now), or None."""
+    if message is None:
+        return None
+    checked = checks.check_archived(message)
+    checked.archived_at = time.time()
+    return checked

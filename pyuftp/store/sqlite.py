@@ -151,8 +151,12 @@ class SQLiteStore(Store):
 
     # --- outbox ------------------------------------------------------------------------------
 
-    def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None) -> int:
+    def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
+                     archive: ArchivedMessage | None = None,
+                     outcome: tuple[str, str | None] | None = None) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
+        kept = _archived(archive)
+        result = None if outcome is None or answered is None else checks.outcome(*outcome)
         with self._session("add_outgoing") as conn:
             if answered is not None and conn.execute(
                     _MARK_HANDLED, (time.time(), *answered)).rowcount == 0:
@@ -167,6 +171,13 @@ class SQLiteStore(Store):
                  checked.next_attempt_at, checked.state, checked.last_error,
                  checked.last_status, time.time()))
             item_id = cursor.lastrowid
+            if kept is not None:
+                sqlite_archive.archive(conn, kept)
+            if result is not None and answered is not None:
+                try:
+                    sqlite_archive.set_outcome(conn, ("in", *answered), *result)
+                except KeyError:
+                    pass  # the answered message is not archived: nothing to note
         assert item_id is not None
         item.id = item_id
         return item_id
@@ -251,8 +262,9 @@ class SQLiteStore(Store):
     # --- received ----------------------------------------------------------------------------
 
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
-                        received_at: float) -> str:
+                        received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         args = checks.received_args(sender_domain, message_id, digest, data, received_at)
+        kept = _archived(archive)
         with self._session("record_received") as conn:
             # insert-or-keep and the digest comparison in one transaction: two requests with
             # one id (retries crossing) cannot both be "new"
@@ -260,6 +272,8 @@ class SQLiteStore(Store):
                 "INSERT INTO received (sender_domain, message_id, digest, data, received_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_domain, message_id) DO NOTHING", args)
             if cursor.rowcount == 1:
+                if kept is not None:
+                    sqlite_archive.archive(conn, kept)
                 return "new"
             stored = conn.execute(
                 "SELECT digest FROM received WHERE sender_domain = ? AND message_id = ?",
@@ -323,3 +337,12 @@ class SQLiteStore(Store):
         before = checks.when(before, "before")
         with self._session("forget_archived") as conn:
             return sqlite_archive.forget(conn, before)
+
+
+def _archived(message: ArchivedMessage | None) -> ArchivedMessage | None:
+    """A checked copy to archive (``archived_at`` now), or None."""
+    if message is None:
+        return None
+    checked = checks.check_archived(message)
+    checked.archived_at = time.time()
+    return checked
