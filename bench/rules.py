@@ -1,0 +1,117 @@
+"""What the business rules cost on receipt: a 96-ISP FlexOffer at a DSO, and a matching
+FlexOrder at the AGR, against the rest of taking a message in (open, verify, parse).
+
+    python bench/rules.py [--runs 15]
+
+Each party's archive holds what the message names (the DSO's FlexRequest, the AGR's
+D-Prognosis and offer, a portfolio update) in a memory store and in a SQLite store. Figures
+are medians over ``--runs`` runs (min-max), in µs of one process's CPU per message.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyuftp
+from pyuftp.archiving import StoreArchive, entry
+from pyuftp.envelope import open_envelope, seal_message
+from pyuftp.examples import example, flex_offer_96
+from pyuftp.exchange import Exchange
+from pyuftp.store import MemoryStore, SQLiteStore, Store
+
+NOW = dt.datetime.now(dt.timezone.utc)
+KEYS = {"AGR": pyuftp.generate_keypair(), "DSO": pyuftp.generate_keypair()}
+
+
+def fresh(message_type: str, **fields: Any) -> dict[str, Any]:
+    payload = example(message_type, now=NOW)
+    payload.update(fields)
+    return payload
+
+
+def archived(store: Store, direction: str, message_type: str, payload: dict[str, Any],
+             roles: tuple[str, str]) -> None:
+    xml = pyuftp.create_message(message_type, payload, rules=False).encode()
+    store.archive(entry(direction, message_type, payload, xml, *roles))
+
+
+def scene(store: Store) -> tuple[bytes, bytes]:
+    """Fill ``store`` as both parties' archive; return the signed offer and order."""
+    request = fresh("FlexRequest")
+    prognosis = fresh("D-Prognosis")
+    portfolio = fresh("DSOPortfolioUpdate")
+    offer = flex_offer_96()
+    offer.update({k: v for k, v in fresh("FlexOffer").items()
+                  if k in ("time_stamp", "period", "expiration_date_time", "message_id")})
+    offer["expiration_date_time"] = NOW + dt.timedelta(hours=2)
+    offer["flex_request_message_id"] = request["message_id"]
+    offer["d_prognosis_message_id"] = prognosis["message_id"]
+    option = offer["offer_options"][0]
+    # the whole option, at its full price (no activation factor)
+    order = fresh("FlexOrder", flex_offer_message_id=offer["message_id"],
+                  d_prognosis_message_id=prognosis["message_id"], option_reference="A",
+                  isps=[dict(i) for i in option["isps"]], price=option["price"])
+    order.pop("activation_factor")
+    archived(store, "out", "FlexRequest", request, ("DSO", "AGR"))       # the DSO's
+    archived(store, "in", "D-Prognosis", prognosis, ("AGR", "DSO"))      # the DSO's
+    archived(store, "out", "DSOPortfolioUpdate", portfolio, ("DSO", "CRO"))
+    # the AGR's view: it sent the offer and the prognosis (one store holds both parties'
+    # entries; their keys differ by direction)
+    archived(store, "out", "FlexOffer", offer, ("AGR", "DSO"))
+    archived(store, "out", "D-Prognosis", prognosis, ("AGR", "DSO"))
+    offer_data = seal_message("FlexOffer", offer, KEYS["AGR"][0], "AGR")[0]
+    order_data = seal_message("FlexOrder", order, KEYS["DSO"][0], "DSO")[0]
+    return offer_data, order_data
+
+
+def cpu(action: Any, seconds: float = 0.05) -> float:
+    count, started = 0, time.process_time()
+    while time.process_time() - started < seconds:
+        action()
+        count += 1
+    return (time.process_time() - started) / count * 1e6
+
+
+def run(store: Store, label: str, runs: int) -> None:
+    offer_data, order_data = scene(store)
+    archive = StoreArchive(store)
+    loop = asyncio.new_event_loop()
+    parties = {"FlexOffer": (Exchange("dso.example.com", "DSO"), offer_data, "AGR"),
+               "FlexOrder": (Exchange("agr.example.com", "AGR"), order_data, "DSO")}
+    for message_type, (exchange, data, sender) in parties.items():
+        received = exchange.judge(open_envelope(data), KEYS[sender][1], data).received
+        assert received is not None
+        problems = loop.run_until_complete(exchange.rule_problems(received, archive))
+        take, rules = [], []
+        for _ in range(runs):
+            take.append(cpu(lambda: exchange.judge(open_envelope(data), KEYS[sender][1], data)))
+            rules.append(cpu(lambda: loop.run_until_complete(
+                exchange.rule_problems(received, archive))))
+        t, r = statistics.median(take), statistics.median(rules)
+        print(f"{label:7s} {message_type:10s} open+verify+parse {t:7.1f} µs ({min(take):.0f}-"
+              f"{max(take):.0f})   all rules {r:7.1f} µs ({min(rules):.0f}-{max(rules):.0f})"
+              f"   rules / taking it in {r / t:5.1%}   problems: {problems or 'none'}")
+    loop.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    run(MemoryStore(), "memory", args.runs)
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteStore(Path(folder) / "rules.sqlite")
+        try:
+            run(store, "sqlite", args.runs)
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()
