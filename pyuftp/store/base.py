@@ -84,9 +84,9 @@ class OutboxStore(abc.ABC):
         changes are committed, or neither. KeyError, and nothing stored, if that received
         message is unknown.
 
-        ``archive``: the message as the archive keeps it (:meth:`Archive.archive`), and
+        ``archive``: the message as the archive keeps it (``Archive.archive``), and
         ``outcome=(result, reasons)``: the outcome of the answered message, set in the archive
-        if it is there (:meth:`Archive.set_outcome`) — both in the same transaction, so that
+        if it is there (``Archive.set_outcome``) — both in the same transaction, so that
         answering a message costs one commit."""
 
     @abc.abstractmethod
@@ -161,7 +161,7 @@ class Journal(abc.ABC):
         ``data``, not yet handled), ``"duplicate"`` (this id with this digest is recorded
         already) or ``"conflict"`` (this id with another digest; the stored record is left
         alone). Two concurrent calls with one key never both return ``"new"``. A new message
-        is also archived (``archive``, as :meth:`Archive.archive` does) in the same
+        is also archived (``archive``, as ``Archive.archive`` does) in the same
         transaction."""
 
     @abc.abstractmethod
