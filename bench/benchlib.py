@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from typing import Any
 
 HOST = "127.0.0.1"

@@ -174,7 +174,6 @@ class Soak:
     async def _drain(self, svc: Child, agr: Child, limit: float) -> tuple[bool, float]:
         started = time.monotonic()
         while True:
-            handled = (await asyncio.to_thread(svc.stats))["handled"]
             responses = (await asyncio.to_thread(agr.stats))["handled"]
             done = responses >= self.accepted  # every accepted message is answered
             if done or time.monotonic() - started > limit:

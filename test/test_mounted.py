@@ -2,7 +2,6 @@
 its outbox, its recovery and its answers run from the application's own hooks."""
 from __future__ import annotations
 
-import asyncio
 
 from aiohttp import web
 

@@ -206,8 +206,8 @@ class SQLiteStore(Store):
 
     def next_due_time(self) -> float | None:
         with self._session("next_due_time", write=False) as conn:
-            row = conn.execute(f"SELECT MIN(max(next_attempt_at, claimed_until)) FROM outbox "
-                               f"WHERE state = 'pending'").fetchone()
+            row = conn.execute("SELECT MIN(max(next_attempt_at, claimed_until)) FROM outbox "
+                               "WHERE state = 'pending'").fetchone()
         return None if row[0] is None else float(row[0])
 
     def _change(self, action: str, item_id: int, sql: str, args: tuple[Any, ...]) -> None:
