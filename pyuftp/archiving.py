@@ -11,6 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from .messaging import parse_message
 from .store import ArchivedMessage, Store
 
 #: How long archived messages are kept by default: long enough for monthly settlement.
@@ -39,6 +40,11 @@ def entry(direction: str, message_type: str, payload: Mapping[str, Any], payload
         period=period.isoformat() if isinstance(period, dt.date) else None)
 
 
+@functools.lru_cache(maxsize=256)  # the rules read the same FlexRequest for each offer
+def _parsed(xml: bytes) -> dict[str, Any]:
+    return parse_message(xml)[1]
+
+
 class StoreArchive:
     """A store's archive as the rules read it: ``await find(...)``, ``await query(...)``."""
 
@@ -51,6 +57,10 @@ class StoreArchive:
 
     async def query(self, **criteria: Any) -> list[ArchivedMessage]:
         return await self.store.call(functools.partial(self.store.query, **criteria))
+
+    def payload(self, message: ArchivedMessage) -> dict[str, Any]:
+        """The payload dict of an archived message (parsed once per distinct XML)."""
+        return _parsed(message.payload_xml)
 
     async def put(self, message: ArchivedMessage) -> bool:
         return await self.store.call(self.store.archive, message)

@@ -36,7 +36,7 @@ def layer(module: str) -> int:
 
 def imports(module: str, path: Path) -> set[str]:
     """The pyuftp modules that ``module`` imports (function-level imports count too)."""
-    package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
+    package = module.split(".")[:-1]  # "rules.context" and "rules.__init__": in "rules"
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):

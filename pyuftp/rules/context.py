@@ -44,9 +44,14 @@ class Rule:
 
 
 class Archive(Protocol):
+    """What the stateful rules read (:class:`pyuftp.archiving.StoreArchive` over a store):
+    archived messages, and the payload dict of one (parsing is the archive's business: the
+    rules sit below the message layer)."""
+
     async def find(self, counterparty: str, message_id: str,
                    direction: str | None = None) -> Any: ...
     async def query(self, **criteria: Any) -> list[Any]: ...
+    def payload(self, message: Any) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -88,7 +93,7 @@ class Context:
             entry = await self.archive.find(self.counterparty, message_id, way)
             payload = None
             if entry is not None and entry.message_type == message_type:
-                payload = _payload(entry.payload_xml)
+                payload = self.archive.payload(entry)
             self._found[key] = (entry, payload)
         return self._found[key][1]  # type: ignore[no-any-return]
 
@@ -103,13 +108,7 @@ class Context:
         way = self.direction if same_way else ("out" if self.direction == "in" else "in")
         found = await self.archive.query(message_type=message_type, counterparty=self.counterparty,
                                          direction=way, **criteria)
-        return [_payload(entry.payload_xml) | {"_outcome": entry.outcome} for entry in found]
-
-
-@lru_cache(maxsize=256)
-def _payload(xml: bytes) -> dict[str, Any]:
-    from ..messaging import parse_message
-    return parse_message(xml)[1]
+        return [self.archive.payload(entry) | {"_outcome": entry.outcome} for entry in found]
 
 
 def _now(payload: Mapping[str, Any]) -> dt.datetime:

@@ -189,8 +189,7 @@ async def _congestion_point(ctx: Context) -> Iterable[str]:
     if not found:
         return []
     latest = max(found, key=lambda entry: entry.time_stamp)
-    from .context import _payload
-    payload = _payload(latest.payload_xml)
+    payload = ctx.archive.payload(latest)
     points = {cp["entity_address"] for cp in payload.get("congestion_points", [])}
     points |= {cp["entity_address"] for view in payload.get("dso_views", [])
                for portfolio in view.get("dso_portfolios", [])
