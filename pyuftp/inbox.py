@@ -23,7 +23,7 @@ from .envelope import Received, reopen
 from .exceptions import MessageError, excerpt
 from .exchange import Exchange, Verdict, Waiting
 from .handlers import NO_HANDLER, Handlers
-from .outbox import PRUNE_INTERVAL
+from .outbox import PRUNE_INTERVAL, positive_int
 from .store import Store
 from .transport import maybe_await
 
@@ -50,9 +50,7 @@ class Admission:
     out, each at most ``timeout`` seconds (then :meth:`enter` returns False: answer 503)."""
 
     def __init__(self, size: int, timeout: float) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"max_pending must be an int of 1 or more, not {size!r}")
-        self.size, self.timeout, self.inside = size, timeout, 0
+        self.size, self.timeout, self.inside = positive_int(size, "max_pending"), timeout, 0
         self._queue: list[asyncio.Future[None]] = []
 
     async def enter(self) -> bool:

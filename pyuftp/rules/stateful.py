@@ -37,6 +37,12 @@ async def _answers_our_request(ctx: Context) -> Iterable[str]:
     return []
 
 
+def _expired(message_type: str, message_id: str, found: dict[str, Any], at: Any) -> list[str]:
+    """The problem, if the referenced message had expired when this one was sent."""
+    expires = found["expiration_date_time"]
+    return [f"the {message_type} {message_id} expired at {expires.isoformat()}"] if expires < at else []
+
+
 async def _offer_request(ctx: Context) -> Iterable[str]:
     p = ctx.payload
     request_id = p.get("flex_request_message_id")
@@ -45,10 +51,7 @@ async def _offer_request(ctx: Context) -> Iterable[str]:
     request = await ctx.referenced("FlexRequest", request_id, same_way=False)
     if request is None:
         return [f"flex_request_message_id {request_id} names no FlexRequest from {ctx.counterparty}"]
-    problems = []
-    if request["expiration_date_time"] < p.get("time_stamp", ctx.now):
-        problems.append(f"the FlexRequest {request_id} expired at "
-                        f"{request['expiration_date_time'].isoformat()}")
+    problems = _expired("FlexRequest", request_id, request, p.get("time_stamp", ctx.now))
     for key in ("period", "congestion_point"):
         if request.get(key) != p.get(key):
             problems.append(f"{key} {p.get(key)} is not the FlexRequest's ({request.get(key)})")
@@ -82,9 +85,7 @@ async def _order_offer(ctx: Context) -> Iterable[str]:
     offer = await ctx.referenced("FlexOffer", offer_id, same_way=False)
     if offer is None:
         return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
-    problems = []
-    if offer["expiration_date_time"] < p.get("time_stamp", ctx.now):
-        problems.append(f"the FlexOffer {offer_id} expired at {offer['expiration_date_time'].isoformat()}")
+    problems = _expired("FlexOffer", offer_id, offer, p.get("time_stamp", ctx.now))
     revocations = await ctx.others("FlexOfferRevocation", same_way=False, references=offer_id)
     if any(r["_outcome"] != "Rejected" for r in revocations):
         problems.append(f"the FlexOffer {offer_id} was revoked")

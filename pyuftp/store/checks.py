@@ -9,6 +9,7 @@ import dataclasses
 import datetime
 import math
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -208,6 +209,25 @@ def archive_key(direction_: Any, counterparty: Any, message_id: Any) -> tuple[st
     """An archived message's key, ``(direction, counterparty, message_id)``."""
     return (direction(direction_), text(counterparty, "counterparty"),
             text(message_id, "message_id"))
+
+
+def find_args(counterparty: Any, message_id: Any,
+              direction_: Any) -> tuple[str, str, tuple[str, ...]]:
+    """The checked arguments of :meth:`Archive.find`: the directions to look in, in order."""
+    directions = DIRECTIONS if direction_ is None else (direction(direction_),)
+    return text(counterparty, "counterparty"), text(message_id, "message_id"), directions
+
+
+def stamped(message: ArchivedMessage) -> ArchivedMessage:
+    """A checked copy of a message to archive now (``archived_at`` set)."""
+    checked = check_archived(message)
+    checked.archived_at = time.time()
+    return checked
+
+
+def to_archive(message: ArchivedMessage | None) -> ArchivedMessage | None:
+    """:func:`stamped` for an optional message (None stays None)."""
+    return None if message is None else stamped(message)
 
 
 def check_archived(message: ArchivedMessage) -> ArchivedMessage:

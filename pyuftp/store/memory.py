@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from collections.abc import Collection, Iterable, Iterator
 
 from . import checks
-from .base import DIRECTIONS, ArchivedMessage, OutboxItem, Store
+from .base import ArchivedMessage, OutboxItem, Store
 from .memory_archive import WARN_INTERVAL, MemoryArchive
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class MemoryStore(Store):
                      archive: ArchivedMessage | None = None,
                      outcome: tuple[str, str | None] | None = None) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
-        kept = _archived(archive)
+        kept = checks.to_archive(archive)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
         with self._use():
             if answered is not None:
@@ -246,7 +246,7 @@ class MemoryStore(Store):
                         received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         sender_domain, message_id, digest, data, received_at = checks.received_args(
             sender_domain, message_id, digest, data, received_at)
-        kept = _archived(archive)
+        kept = checks.to_archive(archive)
         fingerprint = _fingerprint(digest)
         key = self._key(sender_domain, message_id)
         with self._use():
@@ -313,8 +313,7 @@ class MemoryStore(Store):
     # --- archive -----------------------------------------------------------------------------
 
     def archive(self, message: ArchivedMessage) -> bool:
-        checked = checks.check_archived(message)
-        checked.archived_at = time.time()
+        checked = checks.stamped(message)
         with self._use():
             return self._archive.add(checked)
 
@@ -327,9 +326,8 @@ class MemoryStore(Store):
 
     def find(self, counterparty: str, message_id: str,
              direction: str | None = None) -> ArchivedMessage | None:
-        counterparty = checks.text(counterparty, "counterparty")
-        message_id = checks.text(message_id, "message_id")
-        directions = DIRECTIONS if direction is None else (checks.direction(direction),)
+        counterparty, message_id, directions = checks.find_args(counterparty, message_id,
+                                                                direction)
         with self._use():
             return self._archive.find(counterparty, message_id, directions)
 
@@ -347,12 +345,3 @@ class MemoryStore(Store):
         before = checks.when(before, "before")
         with self._use():
             return self._archive.forget(before)
-
-
-def _archived(message: ArchivedMessage | None) -> ArchivedMessage | None:
-    """A checked copy to archive (``archived_at`` now), or None."""
-    if message is None:
-        return None
-    checked = checks.check_archived(message)
-    checked.archived_at = time.time()
-    return checked

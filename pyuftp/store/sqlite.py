@@ -12,7 +12,7 @@ from typing import Any
 
 from ..exceptions import StoreError
 from . import checks, sqlite_archive
-from .base import DIRECTIONS, ArchivedMessage, OutboxItem, Store
+from .base import ArchivedMessage, OutboxItem, Store
 from .sqlite_file import SYNCHRONOUS_MODES, describe, lock_file, open_file
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class SQLiteStore(Store):
                      archive: ArchivedMessage | None = None,
                      outcome: tuple[str, str | None] | None = None) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
-        kept = _archived(archive)
+        kept = checks.to_archive(archive)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
         with self._session("add_outgoing") as conn:
             if answered is not None and conn.execute(
@@ -264,7 +264,7 @@ class SQLiteStore(Store):
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
                         received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         args = checks.received_args(sender_domain, message_id, digest, data, received_at)
-        kept = _archived(archive)
+        kept = checks.to_archive(archive)
         with self._session("record_received") as conn:
             # insert-or-keep and the digest comparison in one transaction: two requests with
             # one id (retries crossing) cannot both be "new"
@@ -303,8 +303,7 @@ class SQLiteStore(Store):
     # --- archive -----------------------------------------------------------------------------
 
     def archive(self, message: ArchivedMessage) -> bool:
-        checked = checks.check_archived(message)
-        checked.archived_at = time.time()
+        checked = checks.stamped(message)
         with self._session("archive") as conn:
             return sqlite_archive.archive(conn, checked)
 
@@ -317,9 +316,8 @@ class SQLiteStore(Store):
 
     def find(self, counterparty: str, message_id: str,
              direction: str | None = None) -> ArchivedMessage | None:
-        counterparty = checks.text(counterparty, "counterparty")
-        message_id = checks.text(message_id, "message_id")
-        directions = DIRECTIONS if direction is None else (checks.direction(direction),)
+        counterparty, message_id, directions = checks.find_args(counterparty, message_id,
+                                                                direction)
         with self._session("find", write=False) as conn:
             return sqlite_archive.find(conn, counterparty, message_id, directions)
 
@@ -337,12 +335,3 @@ class SQLiteStore(Store):
         before = checks.when(before, "before")
         with self._session("forget_archived") as conn:
             return sqlite_archive.forget(conn, before)
-
-
-def _archived(message: ArchivedMessage | None) -> ArchivedMessage | None:
-    """A checked copy to archive (``archived_at`` now), or None."""
-    if message is None:
-        return None
-    checked = checks.check_archived(message)
-    checked.archived_at = time.time()
-    return checked
