@@ -27,7 +27,7 @@ from typing import Any
 
 from .attempts import Backoff, Outcomes, Peer
 from .exceptions import TemporaryDeliveryError
-from .store import OutboxItem, Store, check_item
+from .store import OutboxItem, Store
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,6 @@ class Outbox:
         (result, reasons of the answered message) go into the archive in that transaction
         too. An item submitted before :meth:`start` waits in the store.
         """
-        check_item(item)  # whatever the Store implementation checks itself
         extra: dict[str, Any] = {key: value for key, value in (
             ("answers", answers), ("archive", archive), ("outcome", outcome)) if value is not None}
         add = functools.partial(self.store.add_outgoing, **extra) if extra else self.store.add_outgoing
