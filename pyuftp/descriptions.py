@@ -66,7 +66,9 @@ MESSAGES: dict[str, str] = {
     ),
     "FlexOffer": (
         "Sent by an AGR to a DSO to offer flexibility on a congestion point: for each ISP "
-        "the change in power it can deliver, at a price. An offer answers a "
+        "the change in power against its prognosis that it can deliver (``power``: positive "
+        "means more consumption, negative less consumption or more production), at a price. "
+        "An offer answers a "
         ":ref:`FlexRequest` (``flex_request_message_id``) or comes unsolicited; it may hold "
         "several mutually exclusive options, each with a minimum activation factor when "
         "partial activation is possible, and it is valid until ``expiration_date_time`` "
@@ -302,6 +304,13 @@ FIELD_OVERRIDES: dict[str, str] = {
     "DSOPortfolioQueryResponse:CongestionPoint": "The congestion point queried; absent when "
                                                  "the query failed.",
     "D-PrognosisResponse:D-PrognosisMessageID": "MessageID of the D-Prognosis answered.",
+    "FlexOffer:OfferOption/ISP/Power": "Change in power in watts that the option delivers in "
+                                       "each ISP covered, against the prognosis (positive: more "
+                                       "consumption; negative: less consumption or more "
+                                       "production).",
+    "FlexOrder:ISP/Power": "Change in power in watts ordered for each ISP covered, against the "
+                           "prognosis (positive: more consumption; negative: less consumption "
+                           "or more production).",
     "D-Prognosis:ISP/Power": "Expected power in watts of the portfolio in each ISP covered.",
     "FlexOfferResponse:FlexOfferMessageID": "MessageID of the FlexOffer answered.",
     "FlexOfferRevocation:FlexOfferMessageID": "MessageID of the FlexOffer withdrawn.",
