@@ -231,7 +231,11 @@ def test_every_field_has_a_meaning(message_type, version):
 def test_field_table_lists_every_key_with_type_and_requirement():
     table = make_docs.field_table("FlexOrder")
     for key in ("period", "price", "currency", "order_reference", "isps", "isps[].power"):
-        assert f"``{key}``" in table
+        assert make_docs._breakable(key) in table
+    assert "     - required" in table  # the column has a header
+    # a key may break after _ . - ] only, never inside a word
+    assert "isps[]<wbr>.<wbr>power" in make_docs._breakable("isps[].power")
+    assert not re.search(r"\w<wbr>\w", make_docs._breakable("order_reference").replace("_<wbr>", ""))
     assert "``decimal.Decimal``" in table and "``datetime.date``" in table
     assert "``'Accepted'``" in make_docs.field_table("FlexOrderResponse")
     minimum = re.split(r"and\s+inside", make_docs.minimum("FlexOrder"))[0]
