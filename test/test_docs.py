@@ -68,7 +68,7 @@ def test_every_section_shows_xml_and_dict():
         section = make_docs.section(message_type)
         assert section.count(".. code-block:: xml") == len(VERSIONS)
         assert section.count(".. code-block:: python3") == len(VERSIONS)
-        assert section.count(".. grid:: 1 1 2 2") == len(VERSIONS)  # side by side, stacked
+        assert section.count(".. grid:: 1 1 1 2") == len(VERSIONS)  # side by side, stacked
         assert section.count(".. tab-item:: UFTP ") == len(VERSIONS)
         assert f"'message_id': '{example(message_type)['message_id']}'" in section
         assert f".. rubric:: Fields of {message_type}" in section

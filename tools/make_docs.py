@@ -170,7 +170,7 @@ def side_by_side(message_type: str, version: str) -> str:
     """A two-column grid (stacked on a narrow screen): the XML left, the dict right."""
     xml, payload = forms(message_type, version)
     return "\n".join([
-        ".. grid:: 1 1 2 2",
+        ".. grid:: 1 1 1 2",  # side by side from 1200 px on: 80 columns each
         "   :gutter: 2",
         "   :class-container: uftp-forms",
         "",
