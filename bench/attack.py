@@ -1257,7 +1257,7 @@ async def attack_per_address(ctx: Ctx) -> None:
     out(f"  {slots} slow connections from {HOSTILE_ADDRESS} for {seconds:.0f} s, reopened "
         f"0.1 s after each close; most held at once: {peak[0]} (open, silent for > 2 s); most "
         f"sockets the service had open: {peak[1]} (listener, lingering 503s, clients included)")
-    out(f"  how the service ended them: " + ", ".join(f"{n}x {k}" for k, n in
+    out("  how the service ended them: " + ", ".join(f"{n}x {k}" for k, n in
                                                       Counter(refused).most_common()))
     out(f"  probes from {PROBE_ADDRESS}: {len(probes)} sent, {len(good)} answered 200, median "
         f"{fmt_time(statistics.median(good) if good else None)}"

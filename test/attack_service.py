@@ -27,11 +27,11 @@ async def main(options: dict, dso_key: str, agr_public: str) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (options["nofile"], options["nofile"]))
     directory = Directory()
     directory.add("agr.example.com", "AGR", agr_public, None)  # responses stay queued
-    key_lookup = directory.key
-    if options.get("log_lookups"):
-        def key_lookup(domain: str, role: str) -> str | None:
-            logging.getLogger("attack_service").info("key lookup %s %s", domain, role)
-            return directory.key(domain, role)
+    def logged_lookup(domain: str, role: str) -> str | None:
+        logging.getLogger("attack_service").info("key lookup %s %s", domain, role)
+        return directory.key(domain, role)
+
+    key_lookup = logged_lookup if options.get("log_lookups") else directory.key
     dso = ShapeshifterDsoService("dso.example.com", dso_key, key_lookup, directory.endpoint,
                                  port=0, limits=Limits(**options.get("limits", {})),
                                  rules=DEFAULT_RULES.stateless(), **options.get("service", {}))

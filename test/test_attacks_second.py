@@ -41,7 +41,8 @@ def attacked(tmp_path: Path, **options):
     log = tmp_path / "service.log"
     env = dict(os.environ, PYTHONPATH=str(TREE))
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "attack_service.py"), json.dumps(options), DSO_KEY, AGR_PUBLIC],
+        [sys.executable, str(HERE / "attack_service.py"), json.dumps(options), DSO_KEY,
+         AGR_PUBLIC],
         env=env, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     try:
         line = process.stdout.readline()
