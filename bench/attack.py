@@ -36,6 +36,14 @@ error-body     pyuftp's AGR->DSO client (in a child) against servers answering 5
                client's peak RSS, the exception it raises, how long the send takes.
 log-size       a 100,000-byte garbage request line and an envelope with a 3 MB invalid
                SenderDomain: the longest line the service logs for each.
+per-address    600 slow connections from 127.0.0.2 (a head at 1 byte/s, each reopened 0.1 s
+               after it ends) for 30 s; probes from 127.0.0.3 every 0.25 s: probes answered,
+               the most connections open and silent at once, 503s, resets, closes.
+utf16          envelopes and signed payloads in UTF-16, UTF-32, Latin-1, sent as utf-8:
+               the status of each (and of a UTF-8 control).
+malformed-http 300 requests aiohttp cannot parse: pyuftp.http log lines, by level.
+unknown-sender 50 signed messages from a sender without a key (a child whose key look-up
+               logs each call): the look-ups made.
 
 Every child is killed at the end, whatever happens; a failing attack prints its error and
 the next one runs. The output is figures only, with a summary table at the end.
@@ -73,7 +81,12 @@ DSO = "dso.example.com"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 ROOT = os.path.dirname(_HERE)
 ATTACKS = ("attributes", "slow-headers", "idle", "fd-exhaustion", "big-bodies", "exceptions",
-           "error-body", "log-size")
+           "error-body", "log-size",
+           "per-address",
+           "utf16",
+           "malformed-http",
+           "unknown-sender",
+           )
 CHILD_DEADLINE = 1200  # seconds: a child ends by itself after this, whatever happens
 
 
@@ -1068,6 +1081,265 @@ async def attack_log_size(ctx: Ctx) -> None:
     out(f"  probe afterwards: {after.describe()} in {fmt_time(after.elapsed)}")
 
 
+# =========================================================================================
+# Issue #16 (items 6 and 8, malformed HTTP, unknown senders): per-address, utf16,
+# malformed-http, unknown-sender
+# =========================================================================================
+
+HOSTILE_ADDRESS = "127.0.0.2"  # every 127.x address is loopback on Linux
+PROBE_ADDRESS = "127.0.0.3"
+
+# A service child whose key look-up logs each call ("key lookup DOMAIN ROLE"), to count them.
+CHILD_COUNTING_SERVICE = _CHILD_COMMON + r"""
+import asyncio, logging
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+import pyuftp
+from pyuftp.discovery import Directory
+from pyuftp.service import ShapeshifterDsoService
+
+
+async def main():
+    directory = Directory()
+    directory.add("agr.example.com", "AGR", os.environ["ATTACK_AGR_PUB"],
+                  os.environ.get("ATTACK_AGR_URL") or None)
+
+    def key_lookup(domain, role):
+        logging.getLogger("bench").info("key lookup %s %s", domain, role)
+        return directory.key(domain, role)
+
+    service = ShapeshifterDsoService("dso.example.com", os.environ["ATTACK_DSO_KEY"],
+                                     key_lookup, directory.endpoint, port=0)
+    await service.start()
+    sys.stdout.write("PORT %d %s\n" % (service.port, pyuftp.__file__))
+    sys.stdout.flush()
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+
+class _CountingChild(Child):
+    """A service child running CHILD_COUNTING_SERVICE instead of CHILD_SERVICE."""
+
+    def start(self, timeout: float = 30.0) -> "Child":
+        global CHILD_SERVICE
+        saved = CHILD_SERVICE
+        CHILD_SERVICE = CHILD_COUNTING_SERVICE  # Child.start reads the module's program
+        try:
+            return super().start(timeout)
+        finally:
+            CHILD_SERVICE = saved
+
+
+async def _exchange_from(port: int, raw: bytes, source: str, timeout: float) -> Reply:
+    """:func:`http_exchange` from the local address ``source``."""
+    reply = Reply()
+    writer = None
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=(source, 0))
+            writer.write(raw)
+            answer = await reader.read(65536)
+            while len(answer) < 65536:
+                more = await reader.read(65536)
+                if not more:
+                    break
+                answer += more
+            if not answer.startswith(b"HTTP/"):
+                raise ConnectionError("closed without a response")
+            reply.status = int(answer.split(None, 2)[1])
+            head, _, reply.body = answer.partition(b"\r\n\r\n")
+            for line in head.split(b"\r\n")[1:]:
+                key, _, value = line.decode("latin-1").partition(":")
+                reply.headers[key.strip().lower()] = value.strip()
+    except TimeoutError:
+        reply.error = "timeout"
+    except Exception as exc:  # noqa: BLE001 - every failure is a figure here
+        reply.error = f"{type(exc).__name__}: {exc}"[:120]
+    finally:
+        reply.elapsed = time.perf_counter() - start
+        if writer is not None:
+            writer.transport.abort()
+    return reply
+
+
+def _socket_fds(pid: int) -> int:
+    """Socket descriptors a process has open now (0 once it is gone)."""
+    count = 0
+    with suppress(OSError):
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            with suppress(OSError):
+                count += os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:")
+    return count
+
+
+async def attack_per_address(ctx: Ctx) -> None:
+    """600 slow connections from one address (a request head at one byte a second), each
+    reopened 0.1 s after the service closes or refuses it; probes from another address."""
+    seconds = 15.0 if ctx.quick else 30.0
+    slots = 600
+    child = await ctx.service()
+    port = child.port
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+            f"Content-Length: 100\r\nConnection: keep-alive\r\n\r\n").encode("ascii")
+    deadline = time.perf_counter() + seconds
+    outcomes: Counter = Counter()
+    # slot -> when its connection opened, while open with nothing received; one silent for
+    # over 2 s is held by the service (a refusal comes at once; this busy process may take a
+    # moment to read it)
+    silent: dict[int, float] = {}
+    peak = [0, 0]  # held (seen by the client), socket descriptors of the service
+
+    async def slot(number: int) -> None:
+        while time.perf_counter() < deadline:
+            try:
+                async with asyncio.timeout(3.0):
+                    reader, writer = await asyncio.open_connection(
+                        HOST, port, local_addr=(HOSTILE_ADDRESS, 0))
+            except Exception as exc:  # noqa: BLE001
+                outcomes[f"not opened: {type(exc).__name__}"] += 1
+                await asyncio.sleep(0.1)
+                continue
+            silent[number] = time.perf_counter()
+            reading = asyncio.ensure_future(reader.read(512))
+            sent = 0
+            try:
+                while time.perf_counter() < deadline and not reading.done():
+                    await asyncio.wait([reading], timeout=1.0)
+                    if not reading.done() and sent < len(head):
+                        writer.write(head[sent:sent + 1])
+                        sent += 1
+                silent.pop(number, None)
+                if reading.done():
+                    error = reading.exception()
+                    data = b"" if error is not None else reading.result()
+                    if isinstance(error, ConnectionError):
+                        outcomes["reset"] += 1
+                    elif error is not None:
+                        outcomes[type(error).__name__] += 1
+                    elif data.startswith(b"HTTP/"):
+                        status = data.split(None, 2)[1].decode("ascii", "replace")
+                        retry = b"retry-after" in data.lower()
+                        outcomes[f"HTTP {status}" + (" + Retry-After" if retry else "")] += 1
+                    else:
+                        outcomes["closed, no answer"] += 1
+            finally:
+                silent.pop(number, None)
+                reading.cancel()
+                with suppress(BaseException):
+                    await reading
+                writer.transport.abort()
+            await asyncio.sleep(0.1)
+
+    async def sample() -> None:
+        while time.perf_counter() < deadline:
+            now = time.perf_counter()
+            peak[0] = max(peak[0], sum(1 for t in list(silent.values()) if now - t > 2.0))
+            peak[1] = max(peak[1], _socket_fds(child.pid))
+            await asyncio.sleep(0.25)
+
+    tasks = [asyncio.ensure_future(slot(n)) for n in range(slots)]
+    sampler = asyncio.ensure_future(sample())
+    await asyncio.sleep(min(3.0, seconds / 4))  # the attack is in place before the probes
+    probes: list[Reply] = []
+    while time.perf_counter() < deadline - 1.0:
+        began = time.perf_counter()
+        probes.append(await _exchange_from(port, post_request(port, ctx.probe_body()),
+                                           PROBE_ADDRESS, 10.0))
+        await asyncio.sleep(max(0.0, 0.25 - (time.perf_counter() - began)))
+    await asyncio.gather(*tasks, sampler, return_exceptions=True)
+    good = [r.elapsed for r in probes if r.status == 200]
+    problems = Counter(r.describe() for r in probes if r.status != 200)
+    refused = {k: v for k, v in outcomes.items()}
+    out(f"  {slots} slow connections from {HOSTILE_ADDRESS} for {seconds:.0f} s, reopened "
+        f"0.1 s after each close; most held at once: {peak[0]} (open, silent for > 2 s); most "
+        f"sockets the service had open: {peak[1]} (listener, lingering 503s, clients included)")
+    out("  how the service ended them: " + ", ".join(f"{n}x {k}" for k, n in
+                                                      Counter(refused).most_common()))
+    out(f"  probes from {PROBE_ADDRESS}: {len(probes)} sent, {len(good)} answered 200, median "
+        f"{fmt_time(statistics.median(good) if good else None)}"
+        + ("; " + ", ".join(f"{n}x {w}" for w, n in problems.most_common(3)) if problems else ""))
+    ctx.row("per-address", "probes answered", f"{len(good)} of {len(probes)}")
+    ctx.row("per-address", "most held at once", str(peak[0]))
+    ctx.row("per-address", "most service sockets", str(peak[1]))
+    ctx.row("per-address", "503 answers", str(sum(n for k, n in outcomes.items()
+                                                    if k.startswith("HTTP 503"))))
+    ctx.row("per-address", "resets", str(outcomes.get("reset", 0)))
+    ctx.row("per-address", "closed, no answer", str(outcomes.get("closed, no answer", 0)))
+
+
+async def attack_utf16(ctx: Ctx) -> None:
+    """Envelopes and signed payloads in UTF-16, UTF-32 and Latin-1, all sent as utf-8."""
+    child = await ctx.service()
+    payload = {"sender_domain": AGR, "recipient_domain": DSO}
+    from pyuftp.messaging import build_message
+    xml, _ = build_message("TestMessage", payload)
+    xml = re.sub(r"^<\?xml[^>]*\?>", "", xml if isinstance(xml, str) else xml.decode())
+    envelope = re.sub(r"^<\?xml[^>]*\?>", "", ctx.probe_body().decode("utf-8"))
+    cases = [
+        ("UTF-16 envelope (BOM)", envelope.encode("utf-16")),
+        ("UTF-16 envelope (declared)",
+         ('<?xml version="1.0" encoding="UTF-16"?>' + envelope).encode("utf-16-le")),
+        ("UTF-16 payload", ctx.seal_xml(xml.encode("utf-16"))),
+        ("UTF-32 payload", ctx.seal_xml(xml.encode("utf-32"))),
+        ("Latin-1 payload (declared)",
+         ctx.seal_xml(b'<?xml version="1.0" encoding="ISO-8859-1"?>' + xml.encode("ascii"))),
+        ("UTF-8 payload (control)", ctx.seal_xml(xml.encode("utf-8"))),
+    ]
+    for name, body in cases:
+        reply = await http_exchange(child.port, post_request(child.port, body), 10.0)
+        text = reply.body.decode("utf-8", "replace")[:90]
+        out(f"  {name}: {reply.describe()} {text!r}")
+        ctx.row("utf16", name, reply.describe())
+
+
+async def attack_malformed_http(ctx: Ctx) -> None:
+    """300 requests aiohttp cannot parse: the log lines of pyuftp.http, by level."""
+    child = await ctx.service()
+    malformed = [
+        b"POST / HTTP/1.1\r\nHost: x\r\nA header without a colon\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+    ]
+    offset = child.stderr_size()
+    statuses: Counter = Counter()
+    for n in range(300):
+        statuses[(await http_exchange(child.port, malformed[n % 3], 5.0)).describe()] += 1
+    await asyncio.sleep(0.5)
+    lines = [line for line in child.stderr_since(offset).splitlines() if b"pyuftp.http" in line]
+    levels = Counter(line.split(b":", 1)[0].decode("ascii", "replace") for line in lines)
+    out(f"  answers: {dict(statuses)}; pyuftp.http lines: {len(lines)} "
+        f"({dict(levels)}), {sum(len(x) for x in lines):,} bytes")
+    ctx.row("malformed-http", "pyuftp.http lines for 300", str(len(lines)))
+    ctx.row("malformed-http", "of them ERROR", str(levels.get("ERROR", 0)))
+
+
+async def attack_unknown_sender(ctx: Ctx) -> None:
+    """50 signed messages from a sender the service has no key for: key look-ups made."""
+    child = _CountingChild(ctx, "counting").start()
+    try:
+        stranger, _public = ctx.pyuftp.crypto.generate_keypair()
+        statuses: Counter = Counter()
+        began = time.perf_counter()
+        for _ in range(50):
+            data, _ = ctx.envelope.seal_message(
+                "TestMessage", {"sender_domain": "stranger.example.com", "recipient_domain": DSO},
+                stranger, "AGR")
+            statuses[(await http_exchange(child.port, post_request(child.port, data),
+                                          10.0)).describe()] += 1
+        elapsed = time.perf_counter() - began
+        await asyncio.sleep(0.3)
+        lookups = child.stderr_since(0).count(b"key lookup stranger.example.com AGR")
+        out(f"  50 messages from stranger.example.com in {fmt_time(elapsed)}: {dict(statuses)}; "
+            f"key look-ups: {lookups}")
+        ctx.row("unknown-sender", "key look-ups for 50", str(lookups))
+    finally:
+        child.kill()
+
+
 ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "attributes": attack_attributes,
     "slow-headers": attack_slow_headers,
@@ -1077,6 +1349,10 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "exceptions": attack_exceptions,
     "error-body": attack_error_body,
     "log-size": attack_log_size,
+    "per-address": attack_per_address,
+    "utf16": attack_utf16,
+    "malformed-http": attack_malformed_http,
+    "unknown-sender": attack_unknown_sender,
 }
 assert tuple(ATTACK_FUNCTIONS) == ATTACKS
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
@@ -23,7 +24,14 @@ from .exceptions import MalformedXML, SenderMismatch, ValidationError, excerpt, 
 from .messaging import build_message, parse_xml, read_element, render, validate_element
 
 __all__ = ["Envelope", "Received", "SenderMismatch", "seal_message", "wrap", "open_envelope",
-           "open_message", "reopen"]
+           "open_message", "reopen", "require_utf8"]
+
+#: Byte order marks of the encodings UFTP's "UTF-8" excludes (UTF-32 first: its LE mark
+#: begins with UTF-16's).
+_BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
+         (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
+_DECLARED = re.compile(rb"""\A(?:\xef\xbb\xbf)?<\?xml\s[^>]{0,200}?\bencoding\s*=\s*["']"""
+                       rb"""([^"'>]{0,40})["']""")
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,36 @@ def seal_message(message_type: str, payload: Mapping[str, Any], signing_key: Sig
     return wrap(xml, signing_key, sent["sender_domain"], sender_role), sent
 
 
+def require_utf8(data: bytes, what: str) -> None:
+    """Raise MalformedXML unless ``data`` is UTF-8 XML, as UTF-8 requires: no UTF-16 or
+    UTF-32 byte order mark, no NUL byte, no declaration of another encoding, no byte
+    sequence that is not UTF-8. (lxml would read the others, honouring the mark or the
+    declaration; the spec says the messages are UTF-8.) Time linear in the size."""
+    for mark, encoding in _BOMS:
+        if data.startswith(mark):
+            raise MalformedXML(f"the {what} must be UTF-8, not {encoding} (it starts with a "
+                               f"{encoding} byte order mark)")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise MalformedXML(f"the {what} must be UTF-8: it holds a NUL byte (UTF-16 or "
+                           f"UTF-32 text?) at offset {nul}")
+    declared = _DECLARED.match(data)
+    if declared and declared.group(1).strip().lower() not in (b"utf-8", b"utf8"):
+        name = declared.group(1).decode("ascii", "replace")
+        raise MalformedXML(f"the {what} must be UTF-8, but its XML declaration names the "
+                           f"encoding {quote(name)}")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedXML(f"the {what} must be UTF-8: bytes that are not UTF-8 at offset "
+                           f"{exc.start}") from None
+
+
 def open_envelope(data: bytes | str) -> Envelope:
-    """Read and validate a SignedMessage; raises MalformedXML or ValidationError."""
+    """Read and validate a SignedMessage (UTF-8 bytes, or text); raises MalformedXML or
+    ValidationError."""
+    if not isinstance(data, str):
+        require_utf8(bytes(data), "SignedMessage")
     root = parse_xml(data)
     if root.tag != "SignedMessage":
         raise MalformedXML(f"expected a <SignedMessage> envelope, got <{excerpt(root.tag, 40)}>")
@@ -98,6 +134,7 @@ def open_message(envelope: Envelope, public_key: VerifyKey | str,
     UnsupportedVersion or SenderMismatch.
     """
     payload_xml = verify_key(public_key).unseal(envelope.sealed)
+    require_utf8(payload_xml, "signed message")
     message_type, payload = read_element(parse_xml(payload_xml))
     received = Received(message_type, payload, envelope.sender_domain, envelope.sender_role,
                         payload_xml, signed_xml)

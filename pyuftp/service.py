@@ -30,6 +30,7 @@ from aiohttp import web
 
 from .catalog import ROLES
 from .crypto import SigningKey
+from .discovery.cache import NEGATIVE_TTL, NegativeCache
 from .delivery import Courier, EndpointLookup
 from .exceptions import Rejected
 from .exchange import MAX_BODY, Exchange
@@ -37,7 +38,8 @@ from .handlers import Handler
 from .archiving import RETENTION
 from .inbox import Inbox, KeyLookup, Reply
 from .rules import Rules
-from .limits import AcceptErrorFilter, BodyBudget, Limits, fd_headroom, guarded, http_logger
+from .limits import (AcceptErrorFilter, BodyBudget, Gate, Limits, fd_headroom, guarded,
+                     http_logger)
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,10 @@ class ShapeshifterService:
     :param signing_key: your private key, to sign the responses.
     :param key_lookup: ``(domain, role) -> public key`` (base64 or ``cs1.``; sync or async);
         None when unknown (the sender gets HTTP 419).
+    :param unknown_key_ttl: seconds a look-up that found no key is remembered, so that a
+        flood from unknown senders costs one look-up per (domain, role) (see
+        :mod:`pyuftp.discovery.cache`; at most 10,000 pairs); 0 looks up every time.
+        :attr:`key_cache` is that memory (``service.key_cache.forget(domain, role)``).
     :param endpoint_lookup: ``(domain, role) -> url`` of other parties' services.
     :param host, port, path: where to listen: 127.0.0.1, 8080 and
         ``/shapeshifter/api/v3/message`` unless you say otherwise (port 0 picks a free port;
@@ -97,7 +103,8 @@ class ShapeshifterService:
                  max_clock_skew: float = 300.0, max_pending: int = 100, max_backlog: int = 1000,
                  limits: Limits | None = None, ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.time, rules: Rules | bool | None = None,
-                 retention: float = RETENTION) -> None:
+                 retention: float = RETENTION,
+                 unknown_key_ttl: float = NEGATIVE_TTL) -> None:
         self.sender_domain = sender_domain
         self.host, self.port, self.path, self.ssl_context = host, port, path, ssl_context
         self.read_timeout = read_timeout
@@ -111,13 +118,18 @@ class ShapeshifterService:
                                outbox_options={"retry_for": retry_for,
                                                "on_delivery_failed": on_delivery_failed},
                                rules=rules, **dict(client_options or {}))
-        self.inbox = Inbox(self.exchange, self.courier, key_lookup, max_pending=max_pending,
+        #: the memory of failed key look-ups (None when ``unknown_key_ttl`` is 0)
+        self.key_cache = NegativeCache(key_lookup, unknown_key_ttl) if unknown_key_ttl else None
+        lookup = key_lookup if self.key_cache is None else self.key_cache
+        self.inbox = Inbox(self.exchange, self.courier, lookup, max_pending=max_pending,
                            admission_timeout=self.limits.admission_timeout,
                            max_backlog=max_backlog, retention=retention)
         self._budget = BodyBudget(self.limits.body_memory)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._accept_filter: AcceptErrorFilter | None = None
+        #: the connections held, counted exactly (set when the service starts)
+        self.gate: Gate | None = None
         self.app = web.Application(client_max_size=max_body)
         self.app.router.add_post(path, self._receive)
         # A service whose app is mounted elsewhere starts and stops with that application.
@@ -183,8 +195,9 @@ class ShapeshifterService:
         server = self._runner.server
         assert server is not None
         cap = fd_headroom(self.limits.max_connections)
+        self.gate = Gate(cap, self.limits.address_share(cap))
         self._server = await loop.create_server(
-            guarded(server, lambda: len(server.connections), cap), self.host, self.port,
+            guarded(server, self.gate), self.host, self.port,
             ssl=self.ssl_context, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]  # the real port when port=0
         self._accept_filter = AcceptErrorFilter(loop)

@@ -3,8 +3,10 @@ are measured per process, so the attacked service must not share one with the at
 
     python attack_service.py OPTIONS_JSON DSO_PRIVATE_KEY AGR_PUBLIC_KEY
 
-OPTIONS_JSON: ``{"limits": {...}, "service": {...}, "nofile": 128}`` (all optional). Prints
-the port once listening, then serves until killed; logs go to stderr at INFO.
+OPTIONS_JSON: ``{"limits": {...}, "service": {...}, "nofile": 128, "log_lookups": true}``
+(all optional; ``log_lookups`` logs ``key lookup DOMAIN ROLE`` for each call of the key
+look-up the service is given, so that a test can count them). Prints the port once
+listening, then serves until killed; logs go to stderr at INFO.
 """
 from __future__ import annotations
 
@@ -25,7 +27,12 @@ async def main(options: dict, dso_key: str, agr_public: str) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (options["nofile"], options["nofile"]))
     directory = Directory()
     directory.add("agr.example.com", "AGR", agr_public, None)  # responses stay queued
-    dso = ShapeshifterDsoService("dso.example.com", dso_key, directory.key, directory.endpoint,
+    def logged_lookup(domain: str, role: str) -> str | None:
+        logging.getLogger("attack_service").info("key lookup %s %s", domain, role)
+        return directory.key(domain, role)
+
+    key_lookup = logged_lookup if options.get("log_lookups") else directory.key
+    dso = ShapeshifterDsoService("dso.example.com", dso_key, key_lookup, directory.endpoint,
                                  port=0, limits=Limits(**options.get("limits", {})),
                                  rules=DEFAULT_RULES.stateless(), **options.get("service", {}))
     dso.add_handler("TestMessage", lambda payload: None)
