@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -246,7 +247,9 @@ class Exchange:
         answer_spec = spec(received.payload.get("version", self.spec.version))
         node = answer_spec.messages[answer]
         try:
-            payload = self._response(received, answer, node, dict(fields))
+            # None is "absent" in a payload dict: the request's value fills it in.
+            payload = self._response(received, answer, node,
+                                     {k: v for k, v in fields.items() if v is not None})
             complete_payload(answer, payload)  # as the courier will complete and check it
             return answer, payload
         except Exception as exc:  # noqa: BLE001 - a handler's value: any failure is possible
@@ -275,6 +278,8 @@ class Exchange:
             if key is not None:
                 payload.setdefault(key, request["message_id"])
             reason = payload.get("rejection_reason")
+            if payload.get("result") == "Rejected" and not reason:
+                reason = payload["rejection_reason"] = f"rejected by {self.domain}"
             if reason is not None:
                 payload["rejection_reason"] = _reason(reason if isinstance(reason, str)
                                                       else quote(reason, MAX_REASON))
@@ -373,5 +378,11 @@ def _problem(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+# What XML 1.0 cannot carry (controls but tab and line breaks, lone surrogates, U+FFFE/F).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _reason(text: str) -> str:
+    """A RejectionReason: at most MAX_REASON characters, what XML cannot carry escaped."""
+    text = _NOT_XML.sub(lambda m: repr(m.group())[1:-1], text[: MAX_REASON * 2])
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
