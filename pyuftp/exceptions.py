@@ -119,10 +119,16 @@ class RuleViolation(ValidationError):
     each ending in the id of its rule, e.g. ``offer_options[0].isps[2]: ISPs 97-97 lie outside
     2026-11-24, which has ISPs 1-96 in Europe/Amsterdam [isp.within_period]``."""
 
+    #: The most problems its text lists (``problems`` keeps them all): 50,000 findings must
+    #: not make a message of megabytes wherever it is printed or logged.
+    SHOWN = 20
+
     def __init__(self, message_type: str, problems: list[str]) -> None:
         self.problems = list(problems)
-        super().__init__(message_type, "breaks " + ("a rule: " if len(problems) == 1 else
-                                                    f"{len(problems)} rules: ") + "; ".join(problems))
+        count, shown = len(self.problems), self.problems[: self.SHOWN]
+        more = f"; and {count - len(shown)} more" if count > len(shown) else ""
+        super().__init__(message_type, "breaks " + ("a rule: " if count == 1 else
+                                                    f"{count} rules: ") + "; ".join(shown) + more)
 
 
 class SenderMismatch(MessageError):

@@ -123,7 +123,8 @@ class Inbox:
             try:
                 received = reopen(data)
             except MessageError as exc:
-                logger.error("cannot recover %s from %s: %s", message_id, sender_domain, exc)
+                logger.error("cannot recover %s from %s: %s", excerpt(message_id),
+                             excerpt(sender_domain), excerpt(exc, 200))
                 await self.store.call(self.store.mark_handled, sender_domain, message_id)
                 continue
             logger.warning("handling %s %s from %s, received before a restart",
