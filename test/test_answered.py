@@ -80,6 +80,7 @@ class World:
         self.responses: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         self.errors: list[str] = []
         self.services: dict[str, Any] = {}
+        self.conversations: dict[str, str] = {}  # request message id -> conversation
 
     def rules(self) -> Rules:
         rules = Rules([])
@@ -127,14 +128,11 @@ class World:
             self.errors.append(f"{type(exc).__name__}: {exc}")
         return web.Response(text="OK")
 
-    conversations: dict[str, str] = {}
-
 
 async def send_all(world: World, session: aiohttp.ClientSession) -> dict[str, tuple[str, ...]]:
     """Every route x case, POSTed; request id -> (version, type, case)."""
     sent = {}
     now = dt.datetime.now(dt.timezone.utc)
-    world.conversations = {}
     for version, message_type, sender, receiver in routes():
         for case in CASES:
             payload = {k: v for k, v in example(message_type, version, now=now).items()
@@ -152,7 +150,7 @@ async def send_all(world: World, session: aiohttp.ClientSession) -> dict[str, tu
     return sent
 
 
-async def scenario(caplog: Any) -> tuple[World, dict[str, tuple[str, ...]]]:
+async def scenario() -> tuple[World, dict[str, tuple[str, ...]]]:
     world = World()
     app = web.Application()
     app.router.add_post(PATH, world.sink)
@@ -190,7 +188,7 @@ async def scenario(caplog: Any) -> tuple[World, dict[str, tuple[str, ...]]]:
 
 def test_every_request_type_gets_exactly_one_valid_response(caplog):
     caplog.set_level(logging.WARNING, logger="pyuftp")
-    world, sent = run(scenario(caplog), timeout=180)
+    world, sent = run(scenario(), timeout=180)
     assert not world.errors, world.errors[:3]
     wrong = []
     for message_id, (version, message_type, case) in sent.items():
