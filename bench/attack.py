@@ -36,6 +36,15 @@ error-body     pyuftp's AGR->DSO client (in a child) against servers answering 5
                client's peak RSS, the exception it raises, how long the send takes.
 log-size       a 100,000-byte garbage request line and an envelope with a 3 MB invalid
                SenderDomain: the longest line the service logs for each.
+never-answered requests whose rule raises, whose handler raises, returns None for a
+               FlexSettlement or an invalid Result, FlexOffers of Period 9999-12-31 and
+               0001-01-01 (an AGR service child, and the DSO one): responses the sink gets.
+store-full     a DSO child whose SQLite journal writes fail (30 requests), then work again
+               (5): the statuses and latencies of each phase.
+log-lines      a FlexOffer with 50,000 out-of-period ISPs, one with U+2028 and NEL in its
+               congestion point: the longest log line, raw separators, forged lines.
+replay-unrecorded  50 replays of a sender-mismatch message and of a conflicting-id one:
+               the response POSTs the sink gets for each.
 per-address    600 slow connections from 127.0.0.2 (a head at 1 byte/s, each reopened 0.1 s
                after it ends) for 30 s; probes from 127.0.0.3 every 0.25 s: probes answered,
                the most connections open and silent at once, 503s, resets, closes.
@@ -81,12 +90,20 @@ DSO = "dso.example.com"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 ROOT = os.path.dirname(_HERE)
 ATTACKS = ("attributes", "slow-headers", "idle", "fd-exhaustion", "big-bodies", "exceptions",
-           "error-body", "log-size",
-           "per-address",
-           "utf16",
-           "malformed-http",
-           "unknown-sender",
-           )
+           "error-body", "log-size")
+# The second hardening round (#16): one line per case, one block per part.
+ATTACKS += (
+    "per-address",
+    "utf16",
+    "malformed-http",
+    "unknown-sender",
+)
+ATTACKS += (
+    "never-answered",
+    "store-full",
+    "log-lines",
+    "replay-unrecorded",
+)
 CHILD_DEADLINE = 1200  # seconds: a child ends by itself after this, whatever happens
 
 
@@ -314,13 +331,17 @@ class Child:
         self.port = 0
         self.pyuftp_file = ""
 
+    #: the program the child runs, and environment variables it gets besides the common ones
+    program = CHILD_SERVICE
+    extra_env: dict[str, str] = {}
+
     def start(self, timeout: float = 30.0) -> "Child":
         env = dict(os.environ, PYTHONPATH=self.ctx.tree, PYTHONUNBUFFERED="1",
                    ATTACK_DEADLINE=str(CHILD_DEADLINE), ATTACK_DSO_KEY=self.ctx.dso_priv,
                    ATTACK_AGR_PUB=self.ctx.agr_pub, ATTACK_AGR_URL=self.ctx.sink.url,
-                   ATTACK_NOFILE=str(self.nofile))
+                   ATTACK_NOFILE=str(self.nofile), **self.extra_env)
         with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-c", CHILD_SERVICE], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen([sys.executable, "-c", self.program], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=err, env=env,
                                          cwd=self.ctx.tmp)
         self.ctx.procs.append(self.proc)
@@ -1340,6 +1361,235 @@ async def attack_unknown_sender(ctx: Ctx) -> None:
         child.kill()
 
 
+# =========================================================================================
+# #16 (helper A): never-answered requests, store failures, log lines, replays
+# =========================================================================================
+
+CHILD_HARDENING = _CHILD_COMMON + r"""
+import asyncio, logging
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+import pyuftp
+from pyuftp.discovery import Directory
+from pyuftp.exceptions import StoreError
+from pyuftp.rules import DEFAULT_RULES
+from pyuftp.service import ShapeshifterAgrService, ShapeshifterDsoService
+from pyuftp.store.sqlite import SQLiteStore
+
+MODE = os.environ["ATTACK_A_MODE"]
+FLAG = os.environ.get("ATTACK_A_FLAG", "")
+
+
+class FullDisk(SQLiteStore):
+    # A real SQLite store whose journal writes fail while the flag file exists.
+    def record_received(self, *args, **kwargs):
+        if FLAG and os.path.exists(FLAG):
+            raise StoreError("database or disk is full")
+        return super().record_received(*args, **kwargs)
+
+
+async def main():
+    directory = Directory()
+    if MODE == "answers":  # an AGR service; the bench signs as the DSO
+        directory.add("dso.example.com", "DSO", os.environ["ATTACK_DSO_PUB"],
+                      os.environ["ATTACK_AGR_URL"])
+        rules = DEFAULT_RULES.stateless()
+
+        @rules.rule("bench.raises", ["FlexRequest"], "a rule that raises")
+        def raises(ctx):
+            raise OverflowError("date value out of range")
+
+        service = ShapeshifterAgrService("agr.example.com", os.environ["ATTACK_AGR_KEY"],
+                                         directory.key, directory.endpoint, port=0,
+                                         rules=rules)
+
+        def broken(payload):
+            raise RuntimeError("the handler broke")
+
+        service.add_handler("FlexOrder", broken)
+        service.add_handler("FlexSettlement", lambda payload: None)
+        service.add_handler("FlexReservationUpdate", lambda payload: {"result": "Perhaps"})
+        service.add_handler("FlexRequest", lambda payload: None)
+    else:  # "store": a DSO service whose store fails while told to
+        directory.add("agr.example.com", "AGR", os.environ["ATTACK_AGR_PUB"],
+                      os.environ["ATTACK_AGR_URL"])
+        service = ShapeshifterDsoService("dso.example.com", os.environ["ATTACK_DSO_KEY"],
+                                         directory.key, directory.endpoint, port=0,
+                                         store=FullDisk(os.environ["ATTACK_A_DB"]),
+                                         max_pending=20)
+        service.add_handler("TestMessage", lambda payload: None)
+    await service.start()
+    sys.stdout.write("PORT %d %s\n" % (service.port, pyuftp.__file__))
+    sys.stdout.flush()
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+
+class HardeningChild(Child):
+    program = CHILD_HARDENING
+
+    def __init__(self, ctx: Ctx, mode: str, **env: str) -> None:
+        super().__init__(ctx, f"hardening-{mode}")
+        self.extra_env = dict(env, ATTACK_A_MODE=mode, ATTACK_AGR_KEY=ctx.agr_priv,
+                              ATTACK_DSO_PUB=ctx.dso_pub)
+
+
+def _fresh(ctx: Ctx, message_type: str, sender: str, recipient: str,
+           **fields: Any) -> dict[str, Any]:
+    """The example payload moved to now, new ids, with ``fields`` changed."""
+    payload = ctx.examples.example(message_type, now=datetime.now(timezone.utc))
+    for key in ("message_id", "conversation_id", "time_stamp"):
+        payload.pop(key, None)
+    payload.update(sender_domain=sender, recipient_domain=recipient, **fields)
+    return payload
+
+
+def _sealed(ctx: Ctx, message_type: str, payload: dict[str, Any], role: str) -> bytes:
+    """Signed as ``role`` (AGR or DSO), without the sender-side business rules: the
+    bench sends what a careless or hostile peer would."""
+    xml = ctx.pyuftp.create_message(message_type, payload, rules=False)
+    key = ctx.agr_priv if role == "AGR" else ctx.dso_priv
+    return ctx.envelope.wrap(xml.encode("utf-8"), key, payload["sender_domain"], role)
+
+
+async def _responses_after(ctx: Ctx, before: int, expected: int, wait: float = 8.0) -> int:
+    """The sink's POSTs since ``before``: wait for ``expected``, then a little for extras."""
+    deadline = time.perf_counter() + wait
+    while ctx.sink.count - before < expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    return ctx.sink.count - before
+
+
+async def attack_never_answered(ctx: Ctx) -> None:
+    """Requests whose rule or handler fails: how many of them get a response."""
+    each = 5
+    child = HardeningChild(ctx, "answers").start()
+    dso = await ctx.service()
+    try:
+        cases: list[tuple[str, Child, Callable[[], bytes]]] = []
+
+        def as_dso(message_type: str, **fields: Any) -> Callable[[], bytes]:
+            return lambda: _sealed(ctx, message_type,
+                                   _fresh(ctx, message_type, DSO, AGR, **fields), "DSO")
+
+        def as_agr(message_type: str, **fields: Any) -> Callable[[], bytes]:
+            return lambda: _sealed(ctx, message_type,
+                                   _fresh(ctx, message_type, AGR, DSO, **fields), "AGR")
+
+        from datetime import date
+        cases = [
+            ("FlexRequest, a rule raises", child, as_dso("FlexRequest")),
+            ("FlexOrder, the handler raises", child, as_dso("FlexOrder")),
+            ("FlexSettlement, the handler returns None", child, as_dso("FlexSettlement")),
+            ("FlexReservationUpdate, handler returns an invalid Result", child,
+             as_dso("FlexReservationUpdate")),
+            ("FlexOffer, Period 9999-12-31", dso, as_agr("FlexOffer", period=date(9999, 12, 31))),
+            ("FlexOffer, Period 0001-01-01", dso, as_agr("FlexOffer", period=date(1, 1, 1))),
+        ]
+        await _responses_after(ctx, ctx.sink.count, 0)  # let stray answers (probes) arrive
+        for name, target, build in cases:
+            before = ctx.sink.count
+            statuses: Counter = Counter()
+            for _ in range(each):
+                reply = await http_exchange(target.port, post_request(target.port, build()), 30.0)
+                statuses[reply.describe()] += 1
+            accepted = statuses.get("HTTP 200", 0)
+            got = await _responses_after(ctx, before, accepted)
+            out(f"  {name}: {each} sent ({', '.join(f'{n}x {s}' for s, n in statuses.items())}),"
+                f" {got} responses received")
+            ctx.row("never-answered", name, f"{got} responses to {accepted} accepted")
+    finally:
+        child.kill()
+
+
+async def attack_store_full(ctx: Ctx) -> None:
+    """A store whose writes fail (30 requests), then works again (5): statuses, latency."""
+    flag = os.path.join(ctx.tmp, "store-full.flag")
+    child = HardeningChild(ctx, "store", ATTACK_A_FLAG=flag,
+                           ATTACK_A_DB=os.path.join(ctx.tmp, "full.sqlite")).start()
+    try:
+        for phase, count, full in (("while failing", 30, True), ("after recovery", 5, False)):
+            if full:
+                open(flag, "w").close()
+            elif os.path.exists(flag):
+                os.remove(flag)
+            replies = [await http_exchange(child.port, post_request(child.port, ctx.probe_body()),
+                                           15.0) for _ in range(count)]
+            statuses = Counter(r.describe() for r in replies)
+            times = [r.elapsed for r in replies]
+            text = (f"{', '.join(f'{n}x {s}' for s, n in statuses.most_common())}; median "
+                    f"{fmt_time(statistics.median(times))}, worst {fmt_time(max(times))}")
+            out(f"  {phase} ({count} requests): {text}")
+            ctx.row("store-full", phase, text)
+    finally:
+        child.kill()
+
+
+async def attack_log_lines(ctx: Ctx) -> None:
+    """The longest log line for 50,000 out-of-period ISPs; raw separators from a hostile
+    congestion point (U+2028, NEL)."""
+    dso = await ctx.service()
+    offer = _fresh(ctx, "FlexOffer", AGR, DSO)
+    isp = offer["offer_options"][0]["isps"][0]
+    offer["offer_options"] = [dict(offer["offer_options"][0],
+                                   isps=[dict(isp, start=97 + i) for i in range(50_000)])]
+    hostile = _fresh(ctx, "FlexOffer", AGR, DSO, congestion_point=(
+        "ea1.2026-11.grid:7\u2028INFO pyuftp.inbox: forged record\x85WARNING forged too"))
+    for name, payload in (("50,000 out-of-period ISPs", offer),
+                          ("U+2028 and NEL in the congestion point", hostile)):
+        body = _sealed(ctx, "FlexOffer", payload, "AGR")
+        offset = dso.stderr_size()
+        reply = await http_exchange(dso.port, post_request(dso.port, body), 60.0)
+        await asyncio.sleep(2.0)
+        log = dso.stderr_since(offset)
+        raw = log.count("\u2028".encode()) + log.count("\x85".encode())
+        forged = sum(1 for line in log.decode("utf-8", "replace").splitlines()
+                     if line.startswith(("INFO pyuftp.inbox: forged", "WARNING forged")))
+        out(f"  {name} ({len(body):,} bytes): {reply.describe()}; logged {len(log):,} bytes, "
+            f"longest line {longest_line(log):,} bytes, raw U+2028/NEL {raw}, forged lines "
+            f"{forged}")
+        ctx.row("log-lines", name, f"longest {longest_line(log):,} B, {raw} raw separators, "
+                                   f"{forged} forged lines")
+
+
+async def attack_replay_unrecorded(ctx: Ctx) -> None:
+    """50 replays of a sender-mismatch message and of a conflicting-id one: responses sent."""
+    dso = await ctx.service()
+    replays = 50
+    import uuid
+    inner = _fresh(ctx, "TestMessage", "other.example.com", DSO)
+    mismatch = ctx.seal_xml(ctx.pyuftp.create_message("TestMessage", inner, rules=False))
+    same_id = str(uuid.uuid4())
+    original = _sealed(ctx, "TestMessage", _fresh(ctx, "TestMessage", AGR, DSO,
+                                                  message_id=same_id), "AGR")
+    conflict = _sealed(ctx, "TestMessage", _fresh(ctx, "TestMessage", AGR, DSO,
+                                                  message_id=same_id), "AGR")
+    await http_exchange(dso.port, post_request(dso.port, original), 10.0)
+    await _responses_after(ctx, ctx.sink.count, 1, wait=3.0)
+    for name, body in (("sender mismatch", mismatch), ("conflicting message id", conflict)):
+        before = ctx.sink.count
+        statuses: Counter = Counter()
+        for _ in range(replays):
+            reply = await http_exchange(dso.port, post_request(dso.port, body), 10.0)
+            statuses[reply.describe()] += 1
+        got = await _responses_after(ctx, before, replays, wait=5.0)
+        out(f"  {name}, {replays} replays ({', '.join(f'{n}x {s}' for s, n in statuses.items())}):"
+            f" {got} response POSTs")
+        ctx.row("replay-unrecorded", name, f"{got} response POSTs per {replays} replays")
+
+
+HARDENING_A = {
+    "never-answered": attack_never_answered,
+    "store-full": attack_store_full,
+    "log-lines": attack_log_lines,
+    "replay-unrecorded": attack_replay_unrecorded,
+}
+
+
 ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "attributes": attack_attributes,
     "slow-headers": attack_slow_headers,
@@ -1353,6 +1603,7 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "utf16": attack_utf16,
     "malformed-http": attack_malformed_http,
     "unknown-sender": attack_unknown_sender,
+    **HARDENING_A,
 }
 assert tuple(ATTACK_FUNCTIONS) == ATTACKS
 

@@ -17,28 +17,61 @@ from typing import Any
 EXCERPT = 80
 
 
+#: Every character :meth:`str.splitlines` breaks a line at: none may reach a log line raw.
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _escape_breaks(text: str) -> str:
+    """``text`` with every line break and other unprintable character escaped as in a repr
+    (``\\n``, ``\\x85``, ``\\u2028``): one line, whatever it came from."""
+    if text.isprintable():  # the common case, in C; line breaks are never printable
+        return text
+    return "".join(c if c.isprintable() and c not in LINE_BREAKS else repr(c)[1:-1]
+                   for c in text)
+
+
 def quote(value: Any, limit: int = EXCERPT) -> str:
     """``repr(value)``, cut to at most ``limit`` characters: safe to log and to send back.
 
-    The repr escapes control characters and lone surrogates, so a quoted value can neither
+    The repr escapes control characters and lone surrogates; what a user's ``__repr__``
+    leaves raw (a line break of any kind) is escaped here, so a quoted value can neither
     forge a log line nor break an encoding; the cut keeps a hostile megabyte out of logs.
     """
+    if isinstance(value, str) and len(value) > limit * 2:
+        value = value[: limit * 2]  # repr of a megabyte costs a megabyte: cut it first
     try:
         text = repr(value)
     except Exception:  # noqa: BLE001 - a user's object with a broken __repr__
         text = f"<{type(value).__name__}>"
+    text = _escape_breaks(text[: limit * 4])
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
 
 
 def excerpt(text: Any, limit: int = EXCERPT) -> str:
-    """Text from elsewhere (a parser's message, a peer's answer) cut and escaped for a log
-    line: printable ASCII kept as it is, everything else escaped."""
-    text = str(text)
+    """Text from elsewhere (a parser's message, a peer's answer, a rule's finding) cut and
+    escaped for a log line: printable ASCII kept as it is, everything else escaped, so no
+    line separator :meth:`str.splitlines` knows (``\\n \\r \\v \\f \\x1c-\\x1e \\x85
+    \\u2028 \\u2029``) is ever written raw. At most ``limit`` characters."""
+    try:
+        text = str(text)
+    except Exception:  # noqa: BLE001 - a user's object with a broken __str__
+        text = f"<{type(text).__name__}>"
+    text = text[: limit * 2]  # time and memory bounded by the limit, not by the text
     escaped = text.encode("ascii", "backslashreplace").decode("ascii")
     escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped[: limit * 2])
     return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def summary(problems: Any, shown: int = 3, limit: int = EXCERPT) -> str:
+    """Many findings as one bounded log text: their count, then the first ``shown`` of
+    them, each an :func:`excerpt` of ``limit`` characters."""
+    items = list(problems[:shown]) if isinstance(problems, (list, tuple)) else []
+    count = len(problems) if isinstance(problems, (list, tuple)) else 0
+    text = f"{count} problem{'' if count == 1 else 's'}: " + "; ".join(
+        excerpt(p, limit) for p in items)
+    return text + ("; ..." if count > shown else "")
 
 
 class PyUFTPError(Exception):
@@ -86,10 +119,16 @@ class RuleViolation(ValidationError):
     each ending in the id of its rule, e.g. ``offer_options[0].isps[2]: ISPs 97-97 lie outside
     2026-11-24, which has ISPs 1-96 in Europe/Amsterdam [isp.within_period]``."""
 
+    #: The most problems its text lists (``problems`` keeps them all): 50,000 findings must
+    #: not make a message of megabytes wherever it is printed or logged.
+    SHOWN = 20
+
     def __init__(self, message_type: str, problems: list[str]) -> None:
         self.problems = list(problems)
-        super().__init__(message_type, "breaks " + ("a rule: " if len(problems) == 1 else
-                                                    f"{len(problems)} rules: ") + "; ".join(problems))
+        count, shown = len(self.problems), self.problems[: self.SHOWN]
+        more = f"; and {count - len(shown)} more" if count > len(shown) else ""
+        super().__init__(message_type, "breaks " + ("a rule: " if count == 1 else
+                                                    f"{count} rules: ") + "; ".join(shown) + more)
 
 
 class SenderMismatch(MessageError):

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Spec, spec
+from .catalog import Node, Spec, spec
+from .messaging import complete_payload
 from .crypto import VerifyKey
 from .envelope import Envelope, Received, open_envelope, open_message
 from .exceptions import (
@@ -200,18 +202,23 @@ class Exchange:
                 handled: bool = True) -> dict[str, Any] | None:
         """The response fields for a handler's outcome: what it returned (a dict of extra
         fields, or None: Accepted), a :class:`Rejected` it raised, another exception it
-        raised, or ``handled=False`` for no handler. None when nothing is to be answered."""
+        raised, or ``handled=False`` for no handler. None when nothing is to be answered.
+        Anything else a handler returns is a rejection that says what it was."""
         message_type = received.message_type
         if self.spec.response_type(message_type) is None:
             return None
         if isinstance(result, Rejected):
-            return {**result.fields, "result": "Rejected", "rejection_reason": result.reason}
+            fields = result.fields if isinstance(result.fields, Mapping) else {}
+            return {**fields, "result": "Rejected", "rejection_reason": str(result.reason)}
         if isinstance(result, BaseException):
             return {"result": "Rejected",
                     "rejection_reason": f"processing failed: {type(result).__name__}"}
         if not handled and message_type != "TestMessage":
             return {"result": "Rejected",
                     "rejection_reason": f"{self.domain} does not handle {message_type}"}
+        if result is not None and not isinstance(result, Mapping):
+            return {"result": "Rejected", "rejection_reason": "processing failed: the handler "
+                    f"returned a {type(result).__name__}, not a dict of response fields"}
         fields = dict(result) if isinstance(result, Mapping) else {}
         fields.setdefault("result", "Accepted")
         return fields
@@ -226,13 +233,43 @@ class Exchange:
         version and id, the fields both messages share (a query's period), and a MessageID
         derived from the request, so that answering the same request twice (a handler run
         again after a crash) gives the same message, which the receiver drops as a repeat.
+
+        A rejection gets the parts its type requires (e.g. a FlexSettlementResponse's
+        FlexOrderSettlementStatus, one Disputed per FlexOrderSettlement of the request).
+        What is returned always passes pyuftp's check: fields that do not (a handler's
+        wrong key or value) give a rejection that names the problem instead; None only for
+        a request without a response, or a type whose schema leaves no valid rejection
+        (logged as an ERROR).
         """
         answer = self.spec.response_type(received.message_type)
         if answer is None:
             return None
+        answer_spec = spec(received.payload.get("version", self.spec.version))
+        node = answer_spec.messages[answer]
+        try:
+            # None is "absent" in a payload dict: the request's value fills it in.
+            payload = self._response(received, answer, node,
+                                     {k: v for k, v in fields.items() if v is not None})
+            complete_payload(answer, payload)  # as the courier will complete and check it
+            return answer, payload
+        except Exception as exc:  # noqa: BLE001 - a handler's value: any failure is possible
+            problem = f"the response could not be made: {_problem(exc)}"
+        logger.warning("answering %s %s from %s Rejected: %s", received.message_type,
+                       received.message_id, received.sender_domain, excerpt(problem, 200))
+        payload = self._response(received, answer, node, self.rejection((problem,)))
+        try:
+            complete_payload(answer, payload)
+        except Exception as exc:  # noqa: BLE001
+            logger.error("no valid Rejected %s can answer %s %s from %s: %s", answer,
+                         received.message_type, received.message_id, received.sender_domain,
+                         excerpt(exc, 200))
+            return None
+        return answer, payload
+
+    def _response(self, received: Received, answer: str, node: Node,
+                  payload: dict[str, Any]) -> dict[str, Any]:
         request = received.payload
         answer_spec = spec(request.get("version", self.spec.version))
-        payload = dict(fields)
         if answer == "TestMessageResponse":  # it only echoes: no result
             payload.pop("result", None)
             payload.pop("rejection_reason", None)
@@ -240,18 +277,26 @@ class Exchange:
             key = answer_spec.reference_key(received.message_type)
             if key is not None:
                 payload.setdefault(key, request["message_id"])
-            if payload.get("rejection_reason"):
-                payload["rejection_reason"] = _reason(payload["rejection_reason"])
+            reason = payload.get("rejection_reason")
+            if payload.get("result") == "Rejected" and not reason:
+                reason = payload["rejection_reason"] = f"rejected by {self.domain}"
+            if reason is not None:
+                payload["rejection_reason"] = _reason(reason if isinstance(reason, str)
+                                                      else quote(reason, MAX_REASON))
         payload.setdefault("conversation_id", request["conversation_id"])
         payload.setdefault("version", request.get("version", self.spec.version))
-        for key in answer_spec.messages[answer].keys():
+        for key in node.keys():
             if key not in payload and key in request and key not in _OWN_FIELDS:
                 payload[key] = request[key]
         payload.setdefault("sender_domain", self.domain)
         payload.setdefault("recipient_domain", received.sender_domain)
         payload.setdefault("message_id", str(uuid.uuid5(
             _RESPONSE_IDS, f"{received.sender_domain}\n{request['message_id']}\n{received.digest}")))
-        return answer, payload
+        if payload.get("result") == "Rejected":
+            request_node = answer_spec.received.get(received.message_type)
+            payload.update(rejection_parts(node, payload, request_node, request,
+                                           str(payload.get("rejection_reason") or "")))
+        return payload
 
     # --- a response arrives ----------------------------------------------------------------
 
@@ -290,5 +335,54 @@ def _refused(error: PyUFTPError, prefix: str = "") -> Verdict:
     return Verdict(error.http_status, f"{prefix}{error}")
 
 
+# The value of an enumeration that says "no" (a rejected request's part says so, too).
+_REFUSING = {"result": "Rejected", "settlement_disposition": "Disputed"}
+
+
+def rejection_parts(node: Node, value: Mapping[str, Any], request_node: Node | None,
+                    request: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    """The required children ``value`` (a rejection of ``node``'s type) lacks, built from
+    the field table: one item per item of the request's list whose node shares an
+    attribute with the child's (a FlexOrderSettlementStatus per FlexOrderSettlement, its
+    OrderReference copied), else as few as the table requires; each item "no" in its
+    enumerations and its ``..._reason`` text the rejection's. A part that cannot be made
+    without inventing data (a domain, an address) stays missing: the check says so."""
+    found: dict[str, Any] = {}
+    for child in node.children:
+        if child.min == 0 or value.get(child.key):
+            continue
+        keys = {a.key for a in child.node.attrs}
+        sources: list[Any] = [{}] * child.min
+        for twin in request_node.children if request_node is not None else ():
+            items = request.get(twin.key)
+            if keys & {a.key for a in twin.node.attrs} and isinstance(items, list) and items:
+                sources = items if twin.many else items[:1]
+                break
+        made = []
+        for source in sources:
+            item = {a.key: source[a.key] for a in child.node.attrs
+                    if isinstance(source, Mapping) and source.get(a.key) is not None}
+            for a in child.node.attrs:
+                if a.key not in item and (a.required or a.key.endswith("_reason")):
+                    item[a.key] = _REFUSING.get(a.type, reason if a.type == "string" else None)
+            item = {k: v for k, v in item.items() if v is not None}
+            made.append({**item, **rejection_parts(child.node, item, None, {}, reason)})
+        found[child.key] = made if child.many else made[0]
+    return found
+
+
+def _problem(exc: BaseException) -> str:
+    """What went wrong, for a RejectionReason: a check's own words, else the type only."""
+    if isinstance(exc, MessageError):
+        return str(exc)
+    return type(exc).__name__
+
+
+# What XML 1.0 cannot carry (controls but tab and line breaks, lone surrogates, U+FFFE/F).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _reason(text: str) -> str:
+    """A RejectionReason: at most MAX_REASON characters, what XML cannot carry escaped."""
+    text = _NOT_XML.sub(lambda m: repr(m.group())[1:-1], text[: MAX_REASON * 2])
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

@@ -14,13 +14,14 @@ import asyncio
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 from .archiving import RETENTION, StoreArchive, entry
 from .delivery import Courier
 from .envelope import Received, reopen
-from .exceptions import MessageError, excerpt
+from .exceptions import MessageError, StoreError, excerpt, summary
 from .exchange import Exchange, Verdict, Waiting
 from .handlers import NO_HANDLER, Handlers
 from .outbox import PRUNE_INTERVAL, positive_int
@@ -32,6 +33,11 @@ logger = logging.getLogger(__name__)
 KeyLookup = Callable[[str, str], "str | None | Awaitable[str | None]"]
 #: Bodies at least this big are opened on a worker thread, so the loop serves others meanwhile.
 THREAD_BODY = 256 * 1024
+#: Seconds a sender is asked to wait (Retry-After) while the store cannot record messages.
+STORE_RETRY = 5
+#: Answered messages that are not recorded (another sender's name, a conflicting id) that the
+#: inbox remembers, so that a replay of one is not answered again: memory stays bounded.
+UNRECORDED_ANSWERS = 4096
 
 
 class Reply(NamedTuple):
@@ -106,6 +112,7 @@ class Inbox:
         self._waiting: dict[str, Waiting] = {}
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next_prune = 0.0
+        self._unrecorded: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -116,7 +123,8 @@ class Inbox:
             try:
                 received = reopen(data)
             except MessageError as exc:
-                logger.error("cannot recover %s from %s: %s", message_id, sender_domain, exc)
+                logger.error("cannot recover %s from %s: %s", excerpt(message_id),
+                             excerpt(sender_domain), excerpt(exc, 200))
                 await self.store.call(self.store.mark_handled, sender_domain, message_id)
                 continue
             logger.warning("handling %s %s from %s, received before a restart",
@@ -170,34 +178,69 @@ class Inbox:
     # --- a request arrives -----------------------------------------------------------------
 
     async def receive(self, data: bytes) -> Reply:
-        """Judge, admit and record one request body; the HTTP answer to give."""
+        """Judge, admit and record one request body; the HTTP answer to give. Whatever
+        fails, the admission slot taken is given back; while the store cannot record, the
+        answer is 503 at once (the sender retries, service resumes when the store does)."""
         verdict, sender = await self._judge(data)
         if not verdict.accepted or verdict.received is None:
             retry = 60 if verdict.status == 503 else None
             return _refused(Reply(verdict.status, verdict.text, retry), sender)
         received = verdict.received
         peer = (received.sender_domain, received.sender_role)
-        who = f"{peer[0]} ({peer[1]}), {received.message_type} {received.message_id}"
+        who = f"{excerpt(peer[0])} ({peer[1]}), {received.message_type} {received.message_id}"
+        if not verdict.record and self._answered_before(received, who):
+            return OK
         if not await self._admission.enter():
             return _refused(Reply(503, "too many messages being handled; try again", 1), who)
-        problems, record = verdict.problems, verdict.record
-        if record:
-            await self._prune()
-            # Recorded and archived in one transaction, before the 200.
-            kept = entry("in", received.message_type, received.payload, received.payload_xml,
-                         received.sender_role, self.exchange.role)
-            result = await self.store.call(functools.partial(
-                self.store.record_received, received.sender_domain, received.message_id,
-                received.digest, received.signed_xml or b"", time.time(), archive=kept))
-            decision = self.exchange.after_record(result)
-            if decision == "drop":
+        handed_over = False
+        try:
+            problems, record = verdict.problems, verdict.record
+            if record:
+                try:
+                    result = await self._record(received)
+                except Exception as exc:  # noqa: BLE001 - the store's trouble, not the sender's
+                    if not isinstance(exc, StoreError):
+                        logger.exception("recording %s failed", who)
+                    return _refused(Reply(503, "cannot record messages just now "
+                                          f"({type(exc).__name__}); try again later",
+                                          STORE_RETRY), who)
+                decision = self.exchange.after_record(result)
+                if decision == "drop":
+                    logger.info("%s again: already received, not handled twice", who)
+                    return OK
+                if decision is not None:
+                    if self._answered_before(received, who):
+                        return OK
+                    problems, record = (decision,), False
+            if not record:
+                self._unrecorded[(received.sender_domain, received.message_id,
+                                  received.digest)] = None
+                while len(self._unrecorded) > UNRECORDED_ANSWERS:
+                    self._unrecorded.popitem(last=False)
+            self._later(received, problems, record)
+            handed_over = True  # the task gives the slot back when it is done
+            return OK
+        finally:
+            if not handed_over:
                 self._admission.leave()
-                logger.info("%s again: already received, not handled twice", who)
-                return OK
-            if decision is not None:
-                problems, record = (decision,), False
-        self._later(received, problems, record)
-        return OK
+
+    async def _record(self, received: Received) -> str:
+        """Record and archive a message in one transaction, before its 200."""
+        await self._prune()
+        kept = entry("in", received.message_type, received.payload, received.payload_xml,
+                     received.sender_role, self.exchange.role)
+        return await self.store.call(functools.partial(
+            self.store.record_received, received.sender_domain, received.message_id,
+            received.digest, received.signed_xml or b"", time.time(), archive=kept))
+
+    def _answered_before(self, received: Received, who: str) -> bool:
+        """An unrecorded message (not ours to journal) answered already: not again."""
+        key = (received.sender_domain, received.message_id, received.digest)
+        if key not in self._unrecorded:
+            return False
+        self._unrecorded.move_to_end(key)
+        logger.info("%s again: answered before, not answered twice", who)
+        return True
 
     async def _judge(self, data: bytes) -> tuple[Verdict, str]:
         """The verdict, and who the envelope says sent it (for the log)."""
@@ -243,21 +286,28 @@ class Inbox:
     async def _handle(self, received: Received, problems: tuple[str, ...], record: bool) -> None:
         answered = False
         try:
-            fields = await self._outcome(received, problems)
+            try:
+                fields = await self._outcome(received, problems)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the sender is answered
+                logger.exception("handling %s %s from %s failed", received.message_type,
+                                 received.message_id, excerpt(received.sender_domain))
+                fields = self.exchange.outcome(received, exc)
             reply = None if fields is None else self.exchange.response(received, fields)
             if reply is not None:
-                # One transaction queues the answer, marks the request handled (a crash cannot
-                # leave a request answered twice, or handled and unanswered), archives the
-                # answer and notes the request's outcome.
-                await self.courier.send(
-                    reply[0], reply[1], received.sender_domain, received.sender_role,
-                    answers=(received.sender_domain, received.message_id) if record else None,
-                    check_route=False, rules=False,
-                    outcome=(reply[1].get("result", "Accepted"), reply[1].get("rejection_reason")))
+                try:
+                    await self._answer(received, reply, record)
+                except MessageError as exc:  # checked, yet not sendable: answer Rejected
+                    logger.error("the answer to %s %s cannot be sent: %s", received.message_type,
+                                 received.message_id, excerpt(exc, 200))
+                    reply = self.exchange.response(received, self.exchange.rejection(
+                        (f"the response could not be made: {type(exc).__name__}",)))
+                    if reply is None:
+                        raise
+                    await self._answer(received, reply, record)
                 answered = True
         except Exception:
             logger.exception("handling %s %s from %s failed", received.message_type,
-                             received.message_id, received.sender_domain)
+                             received.message_id, excerpt(received.sender_domain))
         finally:
             self._admission.leave()
             if record and not answered:
@@ -269,16 +319,34 @@ class Inbox:
                                      received.message_type, received.message_id,
                                      received.sender_domain)
 
+    async def _answer(self, received: Received, reply: tuple[str, dict[str, Any]],
+                      record: bool) -> None:
+        # One transaction queues the answer, marks the request handled (a crash cannot leave
+        # a request answered twice, or handled and unanswered), archives the answer and notes
+        # the request's outcome.
+        await self.courier.send(
+            reply[0], reply[1], received.sender_domain, received.sender_role,
+            answers=(received.sender_domain, received.message_id) if record else None,
+            check_route=False, rules=False,
+            outcome=(reply[1].get("result", "Accepted"), reply[1].get("rejection_reason")))
+
     async def _outcome(self, received: Received, problems: tuple[str, ...]) -> dict[str, Any] | None:
         """The response fields: a rejection for the problems found (the exchange's and the
         business rules', all together), else the handler's."""
         if not problems:
-            problems = tuple(await self.exchange.rule_problems(received, self.archive))
+            try:
+                problems = tuple(await self.exchange.rule_problems(received, self.archive))
+            except Exception as exc:  # noqa: BLE001 - any rule may fail on any value
+                logger.error("the rules could not check %s %s from %s: %s: %s",
+                             received.message_type, received.message_id,
+                             excerpt(received.sender_domain), type(exc).__name__, excerpt(exc))
+                logger.debug("the rules' traceback", exc_info=True)
+                problems = (f"rules could not be checked: {type(exc).__name__}",)
         answered_by = self.exchange.spec.response_type(received.message_type)
         if problems:
             logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
-                           received.message_id, received.sender_domain, received.sender_role,
-                           "; ".join(problems))
+                           received.message_id, excerpt(received.sender_domain),
+                           received.sender_role, summary(problems))
             return None if answered_by is None else self.exchange.rejection(problems)
         settled = self.exchange.settles(received, self._waiting)
         future = self._answers.get(settled) if settled else None
@@ -305,5 +373,6 @@ class Inbox:
 
 
 def _refused(reply: Reply, who: str) -> Reply:
-    logger.warning("refused a request from %s with HTTP %d: %s", who, reply.status, reply.text)
+    logger.warning("refused a request from %s with HTTP %d: %s", who, reply.status,
+                   excerpt(reply.text, 240))
     return reply
