@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 # every POSIX lock this process holds on it, SQLite's included: so no second descriptor.)
 _HELD: dict[tuple[int, int], str] = {}
 _HELD_LOCK = threading.Lock()
+SCAN_LIMIT = 10_000  # folder entries searched for other names of a hard-linked store file
 CHECK_INTERVAL = 1.0  # seconds between two looks at whether the file is still at its path
 
 
@@ -55,6 +56,8 @@ class FileLock:
             with _HELD_LOCK:
                 self._refuse_if_held(self.identity)
                 self._flock(path)
+                if info.st_nlink > 1:
+                    _refuse_other_journals(os.path.realpath(self.path), self.identity)
                 _HELD[self.identity] = self.path
         except BaseException:
             os.close(self._fd)
@@ -142,6 +145,31 @@ class FileLock:
 
 def _identity(info: os.stat_result) -> tuple[int, int]:
     return info.st_dev, info.st_ino
+
+
+def _refuse_other_journals(real: str, identity: tuple[int, int]) -> None:
+    """StoreError if another name of this file in its folder has a -wal journal: SQLite names
+    the journal after the path it opens, so transactions committed by a process that used
+    that name (and was killed) would be invisible here, and opening it by that name later,
+    after writes by this one, would replay them over newer pages (a corrupt file). A folder
+    of more than :data:`SCAN_LIMIT` entries is not searched (the warning below still says)."""
+    folder, name = os.path.split(real)
+    try:
+        with os.scandir(folder) as entries:
+            for count, entry in enumerate(entries):
+                if count >= SCAN_LIMIT:
+                    return
+                if entry.name == name or entry.inode() != identity[1]:
+                    continue
+                if entry.stat(follow_symlinks=False).st_dev != identity[0]:
+                    continue
+                journal = entry.path + "-wal"
+                if os.path.exists(journal) and os.path.getsize(journal) > 0:
+                    raise StoreError(f"cannot use {real}: it is also {entry.path} (a hard link), "
+                                     f"whose journal {journal} holds transactions; open it "
+                                     f"once by that name (SQLite then folds them in) first")
+    except OSError as exc:
+        logger.warning("%s: cannot look for other names of the file: %s", real, exc.strerror)
 
 
 def _open_db(path: str) -> tuple[int, bool]:
