@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 # them is refused before it opens the file at all. (Closing any descriptor of a file drops
 # every POSIX lock this process holds on it, SQLite's included: so no second descriptor.)
 _HELD: dict[tuple[int, int], str] = {}
-_HELD_LOCK = threading.Lock()
+_HELD_LOCK = threading.RLock()  # reentrant: __del__ may run while it is held
 SCAN_LIMIT = 10_000  # folder entries searched for other names of a hard-linked store file
 CHECK_INTERVAL = 1.0  # seconds between two looks at whether the file is still at its path
 
@@ -131,6 +131,10 @@ class FileLock:
                          "messages again); stop the process, put the file back, restart")
             logger.error("%s", self.gone)
         raise StoreError(self.gone)
+
+    def __del__(self) -> None:
+        # a store dropped without close(): its lock and its entry in _HELD go with it
+        self.close()
 
     def close(self) -> None:
         """Drop the lock (close the descriptor: call it after SQLite's connection is
