@@ -36,6 +36,12 @@ error-body     pyuftp's AGR->DSO client (in a child) against servers answering 5
                client's peak RSS, the exception it raises, how long the send takes.
 log-size       a 100,000-byte garbage request line and an envelope with a 3 MB invalid
                SenderDomain: the longest line the service logs for each.
+hard-link      two processes writing a SQLite store, one by its path, one by a hard link:
+               does the second start; PRAGMA quick_check of the file afterwards.
+deleted-store  a service on a SQLite store whose file is unlinked under it: the statuses of
+               the probes after that (200 means acknowledged into a lost file).
+backlog-restart  a service on a SQLite store, max_backlog 100 (20 quick), the AGR endpoint
+               down: probes until the first 503, then again after a restart on that file.
 never-answered requests whose rule raises, whose handler raises, returns None for a
                FlexSettlement or an invalid Result, FlexOffers of Period 9999-12-31 and
                0001-01-01 (an AGR service child, and the DSO one): responses the sink gets.
@@ -90,7 +96,11 @@ DSO = "dso.example.com"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 ROOT = os.path.dirname(_HERE)
 ATTACKS = ("attributes", "slow-headers", "idle", "fd-exhaustion", "big-bodies", "exceptions",
-           "error-body", "log-size")
+           "error-body", "log-size",
+           "hard-link",
+           "deleted-store",
+           "backlog-restart",
+           )
 # The second hardening round (#16): one line per case, one block per part.
 ATTACKS += (
     "per-address",
@@ -1590,6 +1600,229 @@ HARDENING_A = {
 }
 
 
+# =========================================================================================
+# The store file (#16.7 and the backlog of #16): hard-link, deleted-store, backlog-restart
+# =========================================================================================
+
+CHILD_STORE_WRITER = _CHILD_COMMON + r'''
+import time
+from pyuftp.store import OutboxItem, SQLiteStore
+
+try:
+    store = SQLiteStore(os.environ["ATTACK_STORE"])
+except Exception as exc:
+    sys.stdout.write("REFUSED %s\n" % str(exc)[:300])
+    sys.stdout.flush()
+    sys.exit(1)
+sys.stdout.write("OPEN\n")
+sys.stdout.flush()
+time.sleep(max(0.0, min(30.0, float(os.environ["ATTACK_START"]) - time.time())))  # together
+tag, count, end = os.environ["ATTACK_TAG"], 0, time.monotonic() + float(os.environ["ATTACK_FOR"])
+errors = 0
+while time.monotonic() < end and count < 100_000:  # bounded in time and count
+    try:
+        item_id = store.add_outgoing(OutboxItem("%s-%d" % (tag, count), "FlexOffer", "a", "b",
+                                                "DSO", os.urandom(2000), 1.0, 2.0))
+        if count % 2:
+            store.mark_delivered(item_id)
+        count += 1
+    except Exception:
+        errors += 1
+        if errors > 100:
+            break
+store.close()
+sys.stdout.write("WROTE %d ERRORS %d\n" % (count, errors))
+sys.stdout.flush()
+'''
+
+CHILD_STORE_SERVICE = _CHILD_COMMON + r'''
+import asyncio, logging
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from pyuftp.discovery import Directory
+from pyuftp.service import ShapeshifterDsoService
+
+
+async def main():
+    directory = Directory()
+    directory.add("agr.example.com", "AGR", os.environ["ATTACK_AGR_PUB"],
+                  os.environ["ATTACK_AGR_URL"])
+    service = ShapeshifterDsoService("dso.example.com", os.environ["ATTACK_DSO_KEY"],
+                                     directory.key, directory.endpoint, port=0,
+                                     store=os.environ["ATTACK_STORE"],
+                                     max_backlog=int(os.environ["ATTACK_MAX_BACKLOG"]))
+
+    @service.handler("TestMessage")
+    async def on_test(payload):
+        return None
+
+    await service.start()
+    sys.stdout.write("PORT %d\n" % service.port)
+    sys.stdout.flush()
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+'''
+
+
+def _store_child(ctx: Ctx, program: str, label: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """Start a child running ``program`` (ATTACK_* variables from ``env``); its first
+    line of output ('' if none within 30 s). Its stderr goes to a file; killed at the end."""
+    ctx.child_count += 1
+    err_path = os.path.join(ctx.tmp, f"{label}-{ctx.child_count}.stderr")
+    variables = dict(os.environ, PYTHONPATH=ctx.tree, PYTHONUNBUFFERED="1",
+                     ATTACK_DEADLINE=str(CHILD_DEADLINE), ATTACK_DSO_KEY=ctx.dso_priv,
+                     ATTACK_AGR_PUB=ctx.agr_pub,
+                     **{f"ATTACK_{key.upper()}": value for key, value in env.items()})
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, env=variables, cwd=ctx.tmp)
+    ctx.procs.append(proc)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+    return proc, (proc.stdout.readline().decode("utf-8", "replace").strip() if ready else "")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+
+
+def _quick_check(path: str) -> str:
+    import sqlite3
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            found = "; ".join(row[0] for row in conn.execute("PRAGMA quick_check(3)"))
+            return found.replace("\n", " ")[:100]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"error: {exc}"[:100]
+
+
+def _statuses(replies: list[Reply]) -> str:
+    counts = Counter(str(r.status) if r.status is not None else (r.error or "none")[:30]
+                     for r in replies)
+    return ", ".join(f"{status} x{n}" for status, n in sorted(counts.items()))
+
+
+async def attack_hard_link(ctx: Ctx) -> None:
+    path = os.path.join(ctx.tmp, "linked.sqlite")
+    link = os.path.join(ctx.tmp, "linked-too.sqlite")
+    seconds = "2" if ctx.quick else "5"
+    start = str(time.time() + 5)  # both write from then on, the second opened meanwhile
+    first, line = _store_child(ctx, CHILD_STORE_WRITER, "writer-path", store=path, tag="one",
+                               start=start, **{"for": seconds})
+    second: subprocess.Popen | None = None
+    try:
+        os.link(path, link)
+        second, other = _store_child(ctx, CHILD_STORE_WRITER, "writer-link", store=link,
+                                     tag="two", start=start, **{"for": seconds})
+        started = other == "OPEN"
+        out(f"  first process on the path: {line or 'no answer'}; second on a hard link: "
+            f"{'started' if started else other or 'no answer'}")
+        ctx.row("hard-link", "second process on a hard link", "started" if started else "refused")
+        results: list[str] = []
+        for proc in (first, second):
+            assert proc is not None and proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], float(seconds) + 40)
+            results.append(proc.stdout.readline().decode().strip() if ready else "no answer")
+        out(f"  writes: path {results[0]}; link {results[1] if started else '-'}")
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                _stop(proc)
+    check = _quick_check(path)
+    written = sum(int(r.split()[1]) for r in results if r.startswith("WROTE "))
+    found = _count_items(path)
+    out(f"  quick_check afterwards: {check}; items in the file: {found} of {written} written")
+    ctx.row("hard-link", "quick_check after concurrent writes", check)
+    ctx.row("hard-link", "items in the file / written", f"{found} / {written}")
+
+
+def _count_items(path: str) -> str:
+    import sqlite3
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            return str(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"error: {exc}"[:60]
+
+
+async def attack_deleted_store(ctx: Ctx) -> None:
+    path = os.path.join(ctx.tmp, "deleted.sqlite")
+    proc, line = _store_child(ctx, CHILD_STORE_SERVICE, "deleted", store=path,
+                              agr_url=ctx.sink.url, max_backlog="1000")
+    try:
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the store service did not start: {line!r}")
+        port = int(line.split()[1])
+        before = [await ctx.probe(port) for _ in range(3)]
+        os.unlink(path)
+        after = [await ctx.probe(port) for _ in range(10 if ctx.quick else 30)]
+        out(f"  before the unlink: {_statuses(before)}; after: {_statuses(after)}")
+        ctx.row("deleted-store", "statuses after unlink", _statuses(after))
+        with open(os.path.join(ctx.tmp, f"deleted-{ctx.child_count}.stderr"),
+                  encoding="utf-8", errors="replace") as log:
+            errors = sum(1 for text in log if text.startswith("ERROR:pyuftp.store"))
+        out(f"  ERROR lines from pyuftp.store: {errors}; service alive: {proc.poll() is None}")
+    finally:
+        _stop(proc)
+
+
+async def attack_backlog_restart(ctx: Ctx) -> None:
+    path = os.path.join(ctx.tmp, "backlog.sqlite")
+    limit = 20 if ctx.quick else 100
+    with socket_port() as down:  # the AGR's endpoint: nobody listens there
+        url = f"http://{HOST}:{down}{PATH}"
+        runs = []
+        for run in ("first", "after restart"):
+            proc, line = _store_child(ctx, CHILD_STORE_SERVICE, "backlog", store=path,
+                                      agr_url=url, max_backlog=str(limit))
+            try:
+                if not line.startswith("PORT "):
+                    raise RuntimeError(f"the store service did not start: {line!r}")
+                port = int(line.split()[1])
+                replies = []
+                for _ in range(3 * limit):  # bounded: stop at the first 503
+                    replies.append(await ctx.probe(port))
+                    if replies[-1].status == 503:
+                        break
+                    await asyncio.sleep(0.02)  # the answers are queued after the 200
+                accepted = sum(1 for r in replies if r.status == 200)
+                runs.append(accepted)
+                out(f"  {run}: {accepted} accepted before a 503 ({_statuses(replies)}), "
+                    f"max_backlog {limit}")
+            finally:
+                _stop(proc)
+    ctx.row("backlog-restart", f"accepted after restart (max_backlog {limit})",
+            f"{runs[-1]} ({runs[0]} before it)")
+
+
+class socket_port:
+    """A loopback port nobody listens on, for as long as the block lasts (bound, unlistened)."""
+
+    def __enter__(self) -> int:
+        import socket
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        return int(self.sock.getsockname()[1])
+
+    def __exit__(self, *exc: Any) -> None:
+        self.sock.close()
+
+
+# =========================================================================================
+# (end of the store-file section)
+# =========================================================================================
+
+
 ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "attributes": attack_attributes,
     "slow-headers": attack_slow_headers,
@@ -1599,6 +1832,9 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "exceptions": attack_exceptions,
     "error-body": attack_error_body,
     "log-size": attack_log_size,
+    "hard-link": attack_hard_link,
+    "deleted-store": attack_deleted_store,
+    "backlog-restart": attack_backlog_restart,
     "per-address": attack_per_address,
     "utf16": attack_utf16,
     "malformed-http": attack_malformed_http,

@@ -125,7 +125,9 @@ class Outbox:
         return created_at + self.retry_for
 
     def backlog(self, peer: Peer) -> int:
-        """Items for ``peer`` submitted by this outbox and not yet delivered or failed."""
+        """Items for ``peer`` not yet delivered or failed: those pending in the store when the
+        outbox started (:meth:`~pyuftp.store.OutboxStore.pending_counts`), so the figure
+        survives a restart, plus those submitted since."""
         return self.outcomes.backlog.get(peer, 0)
 
     @property
@@ -134,9 +136,17 @@ class Outbox:
 
     async def start(self) -> None:
         """Start the delivery loop (idempotent). Items left pending by an earlier process are
-        due (or fall due) like any other and are delivered too."""
+        due (or fall due) like any other and are delivered too, and count in
+        :meth:`backlog`."""
         if self.running:
             return
+        # What the store holds pending is the backlog (this process's count and an earlier
+        # one's alike); it replaces the count, which covers items submitted before start.
+        counts = await self.store.call(self.store.pending_counts)
+        if self.running:
+            return  # another start() got there while the store was read
+        self.outcomes.backlog.clear()
+        self.outcomes.backlog.update(counts)
         self._stopping, self._quick_rounds = False, 0
         self._wake, self._progress = asyncio.Event(), asyncio.Event()  # of the running loop
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="pyuftp-outbox")

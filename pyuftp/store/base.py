@@ -141,6 +141,13 @@ class OutboxStore(abc.ABC):
         kept; a backend may bound how many delivered or failed ones it keeps (it says so)."""
 
     @abc.abstractmethod
+    def pending_counts(self) -> dict[tuple[str, str], int]:
+        """How many items are pending (not yet delivered or failed), per
+        ``(recipient_domain, recipient_role)``; peers with none are left out. One query
+        (SQL: a GROUP BY on the state index): an outbox seeds its per-peer backlog from it
+        when it starts, so that a limit on the backlog survives a restart."""
+
+    @abc.abstractmethod
     def forget_outgoing(self, before: float, state: str = "delivered") -> int:
         """Delete the items in ``state`` (delivered or failed; never pending: ValueError)
         last changed (stored or marked; claims do not count) before ``before`` (unix time);

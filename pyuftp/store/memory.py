@@ -219,6 +219,14 @@ class MemoryStore(Store):
             return [dataclasses.replace(item) for _, item in sorted(self._items.items())
                     if state is None or item.state == state]
 
+    def pending_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        with self._use():
+            for item in self._pending.values():
+                peer = (item.recipient_domain, item.recipient_role)
+                counts[peer] = counts.get(peer, 0) + 1
+        return counts
+
     def forget_outgoing(self, before: float, state: str = "delivered") -> int:
         before, state = checks.when(before, "before"), checks.state(state, done=True)
         with self._use():

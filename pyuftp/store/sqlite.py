@@ -13,7 +13,8 @@ from typing import Any
 from ..exceptions import StoreError
 from . import checks, sqlite_archive
 from .base import ArchivedMessage, OutboxItem, Store
-from .sqlite_file import SYNCHRONOUS_MODES, describe, lock_file, open_file
+from .sqlite_file import SYNCHRONOUS_MODES, describe, open_file
+from .sqlite_lock import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,17 @@ class SQLiteStore(Store):
     ``threaded=True`` to run the calls on one worker thread instead. Either way the store
     may be used from several threads: one connection, one operation at a time.
 
-    One process per file, enforced: the store holds an exclusive lock on ``<path>.lock``
-    while open, and opening a file that another process (or another store object in this
-    one) has open raises :class:`StoreError`. For several instances, use a PostgreSQL store.
+    One process per file, enforced: the store holds an exclusive lock on the file itself (on
+    its inode, whatever name, hard link or symlink it is opened by; ``<path>.lock`` only
+    notes the holder's pid) while open, and opening a file that another process (or another
+    store object in this one) has open raises :class:`StoreError`. For several instances,
+    use a PostgreSQL store.
     So claims found in the file when it is opened were made by a process now gone: they are
     dropped, and their items are due at once.
+    A store file deleted, renamed away or replaced while open is noticed (a ``stat`` of the
+    path after every :meth:`record_received`, after other writes once a second at most):
+    from then on every call raises :class:`StoreError` saying so (logged once, at ERROR),
+    so a message committed into the lost file is never acknowledged.
     ``busy_timeout`` (seconds) is how long an operation waits while something else (e.g. an
     ``sqlite3`` shell) holds SQLite's write lock; with ``threaded=False`` the loop waits too.
 
@@ -95,10 +102,12 @@ class SQLiteStore(Store):
         self.path, self.synchronous, self.blocking = path, sync, threaded
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._file_lock = None if path == ":memory:" else lock_file(path)
+        self._file_lock = None if path == ":memory:" else FileLock(path)
         try:
             self._conn = open_file(path, sync, busy_timeout, check_integrity,
                                    sole_user=self._file_lock is not None)
+            if self._file_lock is not None:
+                self._file_lock.check(always=True)  # SQLite opened the file we locked
         except BaseException as exc:
             self._release()
             if isinstance(exc, sqlite3.Error):
@@ -120,12 +129,18 @@ class SQLiteStore(Store):
             conn = self._conn
             if conn is None:
                 raise StoreError(f"{self!r} is closed")
+            if self._file_lock is not None and self._file_lock.gone is not None:
+                raise StoreError(self._file_lock.gone)
             try:
                 if write:
                     conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 if write:
                     conn.execute("COMMIT")
+                    if self._file_lock is not None:
+                        # after the commit: what a 200 follows was written where a restart
+                        # finds it (record_received looks every time, the rest once a second)
+                        self._file_lock.check(always=action == "record_received")
             except BaseException as exc:
                 if conn.in_transaction:  # SQLite rolls back by itself after some errors
                     try:
@@ -251,6 +266,12 @@ class SQLiteStore(Store):
         with self._session("outgoing", write=False) as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
         return [_row_item(row) for row in rows]
+
+    def pending_counts(self) -> dict[tuple[str, str], int]:
+        with self._session("pending_counts", write=False) as conn:
+            rows = conn.execute("SELECT recipient_domain, recipient_role, COUNT(*) FROM outbox "
+                                "WHERE state = 'pending' GROUP BY 1, 2").fetchall()
+        return {(str(domain), str(role)): int(count) for domain, role, count in rows}
 
     def forget_outgoing(self, before: float, state: str = "delivered") -> int:
         before, state = checks.when(before, "before"), checks.state(state, done=True)

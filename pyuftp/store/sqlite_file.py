@@ -1,9 +1,7 @@
-"""Opening a SQLite store file: the one-process lock, a private new file, the checks that it
+"""Opening a SQLite store file (its one-process lock: ``sqlite_lock``): the checks that it
 is a sound pyuftp store, the schema and its migration; and SQLite errors in words."""
 from __future__ import annotations
 
-import fcntl
-import io
 import logging
 import os
 import sqlite3
@@ -120,31 +118,6 @@ def describe(exc: sqlite3.Error) -> str:
     detail = excerpt(exc, 200)
     reason = _REASONS.get(code & 0xFF) if isinstance(code, int) else None
     return f"{reason} (sqlite: {detail})" if reason else detail
-
-
-def lock_file(path: str) -> io.FileIO:
-    """Lock ``<path>.lock`` (made 0600, holding our pid) for this process: an exclusive
-    ``flock`` that the OS drops when the process dies, whatever way it dies, and that goes
-    with the returned file when it is closed (or garbage-collected)."""
-    lock_path = os.path.realpath(path) + ".lock"
-    try:
-        lock = io.FileIO(os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), "r+")
-    except OSError as exc:
-        raise StoreError(f"cannot open the lock file {lock_path}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(lock.fileno(), 32, 0).decode("ascii", "replace").strip() or "unknown"
-        lock.close()
-        if not isinstance(exc, BlockingIOError):
-            raise StoreError(f"cannot lock {lock_path}: {exc.strerror}") from exc
-        user = (f"another store object of this process (pid {holder})"
-                if holder == str(os.getpid()) else f"another process (pid {holder})")
-        raise StoreError(f"{path} is in use by {user}; one process per SQLite store — for "
-                         "several instances use a PostgreSQL store") from None
-    os.ftruncate(lock.fileno(), 0)
-    os.pwrite(lock.fileno(), f"{os.getpid()}\n".encode(), 0)
-    return lock
 
 
 def create_file(path: str) -> bool:
