@@ -261,7 +261,8 @@ class ShapeshifterAgrDsoClient(ShapeshifterClient):
 
     async def send_flex_offer(self, message: FlexOfferPayload) -> FlexOfferPayload:
         """Sent by an AGR to a DSO to offer flexibility on a congestion point: for each ISP the
-        change in power it can deliver, at a price.
+        change in power against its prognosis that it can deliver (power: positive means more
+        consumption, negative less consumption or more production), at a price.
 
         Sends a ``FlexOffer``; returns the payload as sent.
         """

@@ -340,7 +340,8 @@ class FlexOfferPayload(FlexPayloadBase):
     """The ``FlexOffer`` payload.
 
     Sent by an AGR to a DSO to offer flexibility on a congestion point: for each ISP the change in
-    power it can deliver, at a price.
+    power against its prognosis that it can deliver (power: positive means more consumption,
+    negative less consumption or more production), at a price.
     """
 
     expiration_date_time: datetime.datetime
