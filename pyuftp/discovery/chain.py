@@ -23,12 +23,14 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import TemporaryDeliveryError, excerpt
 from .directory import Directory
-from .dns import MISS, DnsDiscovery
-from .records import DiscoveryError, Participant, normal_domain, normal_role
+from .records import MISS, DiscoveryError, Participant, normal_domain, normal_role
+
+if TYPE_CHECKING:
+    from .dns import DnsDiscovery
 
 logger = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ import dns.rrset
 
 from ..exceptions import excerpt
 from .records import (
+    MISS,
     DiscoveryError,
     Participant,
     endpoint_name,
@@ -64,7 +65,6 @@ from .trust import Anchors, Validator, find, load_anchors
 
 logger = logging.getLogger(__name__)
 
-_MISS: Any = object()
 _warned_insecure = False
 _TXT, _CNAME = dns.rdatatype.TXT, dns.rdatatype.CNAME
 
@@ -135,7 +135,7 @@ class DnsDiscovery:
         key = (kind, domain, role)
         entry = self._cache.get(key)
         if entry is None or entry[0] <= self.clock():
-            return _MISS
+            return MISS
         self._cache.move_to_end(key)
         value = entry[1]
         if isinstance(value, DiscoveryError):
@@ -177,7 +177,7 @@ class DnsDiscovery:
     async def _get(self, kind: str, domain: str, role: str,
                    compute: Callable[[str, str], Awaitable[tuple[Any, float, bool]]]) -> Any:
         value = self.peek(kind, domain, role)
-        if value is not _MISS:
+        if value is not MISS:
             return value
         key = (kind, domain, role)
         task = self._pending.get(key)
@@ -326,8 +326,5 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
-
-#: What :meth:`DnsDiscovery.peek` returns when nothing fresh is cached.
-MISS = _MISS
 
 __all__ = ["DnsDiscovery", "MISS", "parse_resolver", "system_resolver"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..crypto import VerifyKey
 from ..exceptions import InvalidKey, PyUFTPError, excerpt
@@ -33,6 +34,16 @@ MAX_VERSION_CHARS = 64
 ENDPOINT_PATH = "/shapeshifter/api/v3/message"
 # A DNS host name in presentation form: labels of letters, digits, '-' and '_' (the spec's
 # own labels start with '_'), 1-63 characters each, 253 in all, an optional final dot.
+#: What a cache answers when it holds nothing fresh (see ``DnsDiscovery.peek``).
+class _Miss:
+    def __repr__(self) -> str:
+        return "MISS"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISS: Any = _Miss()
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 
 
@@ -175,6 +186,6 @@ def parse_target(text: str) -> str:
     return normal_domain(text)
 
 
-__all__ = ["DiscoveryError", "Participant", "ROLES", "MAX_KEYS", "ENDPOINT_PATH",
+__all__ = ["DiscoveryError", "Participant", "MISS", "ROLES", "MAX_KEYS", "ENDPOINT_PATH",
            "normal_domain", "normal_role", "version_name", "key_name", "endpoint_name",
            "endpoint_url", "txt_text", "parse_keys", "parse_version", "parse_target"]
