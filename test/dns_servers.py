@@ -67,6 +67,8 @@ class AuthServer:
 
     def __init__(self, zones: list[dns.zone.Zone], delay: float = 0.0) -> None:
         self.zones, self.delay = zones, delay
+        #: Set the AD bit on answers, as a validating resolver does (for the trust_ad mode).
+        self.set_ad = False
         self.queries: list[tuple[str, str]] = []
         self.in_flight = self.max_in_flight = 0
         self.port = 0
@@ -78,7 +80,7 @@ class AuthServer:
 
     def answer(self, query: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(query)
-        response.flags |= dns.flags.AA
+        response.flags |= dns.flags.AA | (dns.flags.AD if self.set_ad else 0)
         question = query.question[0]
         qname, qtype = question.name, question.rdtype
         self.queries.append((qname.to_text(), dns.rdatatype.to_text(qtype)))
