@@ -217,6 +217,13 @@ def test_a_dead_resolver_is_a_temporary_failure():
         dns.peek("keys", "agr.uftp.test", "AGR")
 
 
+def test_a_name_too_long_for_dns_is_a_final_failure(server):
+    domain = ".".join(["a" * 60] * 4)                  # a host name, but not with _usef
+    with pytest.raises(DiscoveryError, match="usable DNS name") as caught:
+        run(discovery(server).keys(domain, "AGR"))
+    assert not caught.value.temporary
+
+
 def test_resolver_addresses():
     assert parse_resolver("127.0.0.1:5353") == ("127.0.0.1", 5353)
     assert parse_resolver("::1") == ("::1", 53)

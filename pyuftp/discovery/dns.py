@@ -227,7 +227,7 @@ class DnsDiscovery:
         return parse_version(texts), ttl, authenticated
 
     async def _endpoint(self, domain: str, role: str) -> tuple[str | None, float, bool]:
-        start = dns.name.from_text(endpoint_name(domain, role))
+        start = _name(endpoint_name(domain, role))
         current, seen = start, {start}
         ttl, authenticated = self.max_ttl, True
         for _ in range(self.max_chain + 1):
@@ -245,7 +245,7 @@ class DnsDiscovery:
     async def _resolve(self, name: str, rdtype: dns.rdatatype.RdataType
                        ) -> tuple[dns.rrset.RRset | None, float, bool]:
         """The RRset of ``name``/``rdtype`` (None if there is none), CNAMEs followed."""
-        current = dns.name.from_text(name)
+        current = _name(name)
         seen = {current}
         ttl, authenticated = self.max_ttl, True
         for _ in range(self.max_chain + 1):
@@ -319,6 +319,15 @@ class DnsDiscovery:
             raise DiscoveryError(f"DNS query {what}: the server answered "
                                  f"{dns.rcode.to_text(rcode)}")
         return response
+
+
+def _name(text: str) -> dns.name.Name:
+    """A DNS name; DiscoveryError (final) when it cannot be one (over 255 octets, say)."""
+    try:
+        return dns.name.from_text(text)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise DiscoveryError(f"not a usable DNS name: {excerpt(text)} ({exc})",
+                             temporary=False) from None
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -109,7 +109,7 @@ class Validator:
         keys = await self.zone_keys(signer, depth)
         try:
             dns.dnssec.validate(rrset, sigs, {signer: keys})
-        except dns.exception.ValidationFailure as exc:
+        except (dns.exception.DNSException, ValueError) as exc:  # ValidationFailure, mostly
             raise DiscoveryError(f"DNSSEC validation of {excerpt(what)} failed: {exc}") from None
         valid_for = float(min(sig.expiration for sig in sigs)) - time.time()
         return max(0.0, min(float(rrset.ttl), valid_for))
@@ -149,7 +149,7 @@ class Validator:
                                  "records or trust anchor")
         try:
             dns.dnssec.validate(dnskeys, sigs, {zone: entry})
-        except dns.exception.ValidationFailure as exc:
+        except (dns.exception.DNSException, ValueError) as exc:  # ValidationFailure, mostly
             raise DiscoveryError(f"the DNSKEY set of {excerpt(zone.to_text())} does not "
                                  f"validate: {exc}") from None
         keep = min(ttl, float(dnskeys.ttl), float(MAX_KEY_TTL))
