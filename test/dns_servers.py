@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable
 
 import dns.dnssec
@@ -42,14 +43,21 @@ class ZoneKey:
         return f"{self.origin.to_text()} 3600 IN DS {self.ds.to_text()}"
 
 
-def build_zone(origin: str, records: Iterable[str], key: ZoneKey | None) -> dns.zone.Zone:
+def build_zone(origin: str, records: Iterable[str], key: ZoneKey | None,
+               expired: bool = False) -> dns.zone.Zone:
     """A zone from ``records`` (zone-file lines relative to ``origin``), signed with ``key``
-    (None: unsigned)."""
+    (None: unsigned); ``expired``: with signatures that expired an hour ago."""
     text = "\n".join([SOA, "@ 60 IN NS ns.test.", *records]) + "\n"
     zone = dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
     if key is not None:
         with zone.writer() as txn:
-            dns.dnssec.sign_zone(zone, txn, keys=[(key.private, key.dnskey)], lifetime=86400)
+            if expired:
+                now = int(time.time())
+                dns.dnssec.sign_zone(zone, txn, keys=[(key.private, key.dnskey)],
+                                     inception=now - 86400, expiration=now - 3600)
+            else:
+                dns.dnssec.sign_zone(zone, txn, keys=[(key.private, key.dnskey)],
+                                     lifetime=86400)
     return zone
 
 

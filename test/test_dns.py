@@ -30,6 +30,7 @@ from dns_servers import AuthServer, ZoneKey, build_zone, corrupt
 KEY1, KEY2, KEY3 = (generate_keypair()[1] for _ in range(3))
 PARENT_KEY, CHILD_KEY, OTHER_KEY = ZoneKey("uftp.test."), ZoneKey("dso.uftp.test."), \
     ZoneKey("other.test.")
+STALE_KEY = ZoneKey("stale.test.")
 HOST = "https://host.uftp.test/shapeshifter/api/v3/message"
 
 
@@ -63,7 +64,9 @@ def server():
                           ZoneKey("insecure.uftp.test."))
     unsigned = build_zone("plain.test.", [f'_agr._usef.agr 60 IN TXT "{KEY1}"'], None)
     other = build_zone("other.test.", [f'_agr._usef.agr 60 IN TXT "{KEY1}"'], OTHER_KEY)
-    srv = AuthServer([parent, child, insecure, unsigned, other]).start()
+    stale = build_zone("stale.test.", [f'_agr._usef.agr 60 IN TXT "{KEY1}"'], STALE_KEY,
+                       expired=True)
+    srv = AuthServer([parent, child, insecure, unsigned, other, stale]).start()
     yield srv
     srv.stop()
 
@@ -114,6 +117,27 @@ def test_unauthenticated_answers_are_refused_unless_insecure(server, domain, cap
     insecure = discovery(server, insecure_skip_dnssec=True)
     found = run(insecure.lookup(domain, "AGR"))
     assert found.keys == (KEY1,) and not found.authenticated
+
+
+def test_expired_signatures_are_refused(server):
+    anchors = f"{PARENT_KEY.anchor()}\n{STALE_KEY.anchor()}"
+    dns = DnsDiscovery(server.address, trust_anchors=anchors, timeout=2.0)
+    with pytest.raises(DiscoveryError, match="DNSKEY set of stale.test|validation") as caught:
+        run(dns.keys("agr.stale.test", "AGR"))
+    assert caught.value.temporary
+    assert run(dns.keys("agr.uftp.test", "AGR")) == (KEY1, KEY2)    # the other anchor serves
+
+
+def test_a_dnskey_line_is_a_trust_anchor_too(server):
+    anchor = f"uftp.test. IN DNSKEY {PARENT_KEY.dnskey.to_text()}"
+    dns = DnsDiscovery(server.address, trust_anchors=anchor, timeout=2.0)
+    assert run(dns.lookup("dso.uftp.test", "DSO")).authenticated
+    wrong = f"uftp.test. IN DNSKEY {CHILD_KEY.dnskey.to_text()}"
+    with pytest.raises(DiscoveryError, match="matches"):
+        run(DnsDiscovery(server.address, trust_anchors=wrong).keys("agr.uftp.test", "AGR"))
+    for bad in ("", "uftp.test. IN A 127.0.0.1", "uftp.test. IN DS 1 2 3 zz"):
+        with pytest.raises(ValueError, match="trust anchor"):
+            DnsDiscovery(server.address, trust_anchors=bad or "; nothing")
 
 
 def test_without_any_dnssec_choice_nothing_is_made(server):
