@@ -156,6 +156,29 @@ def test_the_registry_is_one_more_source_in_the_chain():
     run(serving(scenario))
 
 
+def test_a_flood_of_look_ups_shares_requests_and_a_failing_token_is_temporary():
+    async def scenario(base, server):
+        client = ParticipantRegistry(base, lambda: TOKEN)
+        try:
+            found = await asyncio.gather(*(client.lookup("agr.example.com", "AGR")
+                                           for _ in range(50)))
+            assert server.requests == 1 and all(f.keys == (KEY1, KEY2) for f in found)
+        finally:
+            await client.close()
+
+        def broken() -> str:
+            raise RuntimeError("secret-in-message")
+        failing = ParticipantRegistry(base, broken)
+        try:
+            with pytest.raises(DiscoveryError, match="token provider failed: RuntimeError") \
+                    as caught:
+                await failing.lookup("dso.example.com", "DSO")
+            assert "secret" not in str(caught.value)
+        finally:
+            await failing.close()
+    run(serving(scenario))
+
+
 def test_plain_http_only_on_loopback():
     with pytest.raises(ValueError, match="https"):
         ParticipantRegistry("http://registry.example.com")

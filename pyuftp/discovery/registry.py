@@ -21,6 +21,7 @@ body, ``MAX_ENTRIES`` entries read.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import ipaddress
 import json
@@ -88,11 +89,13 @@ class ParticipantRegistry:
 
     :param base_url: the platform's API root (``https://``; ``http://`` only on loopback).
     :param token: a bearer token provider (sync or async callable), or None.
+    :param max_concurrent: at most this many requests at once (a flood of unknown senders
+        waits for them rather than flooding the platform).
     """
 
     def __init__(self, base_url: str, token: TokenProvider | None = None, *,
                  timeout: float = 10.0, max_bytes: int = 1024 * 1024, ttl: float = 300.0,
-                 negative_ttl: float = 60.0, max_entries: int = 10_000,
+                 negative_ttl: float = 60.0, max_entries: int = 10_000, max_concurrent: int = 4,
                  session: aiohttp.ClientSession | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not base_url.startswith("https://") and not (
@@ -105,15 +108,27 @@ class ParticipantRegistry:
         self._session, self._own_session = session, session is None
         self._cache: OrderedDict[tuple[str, str], tuple[float, Participant | None]] = \
             OrderedDict()
+        self._pending: dict[tuple[str, str], asyncio.Task[Participant | None]] = {}
+        self._semaphore = asyncio.Semaphore(max_concurrent)
         #: How many HTTP requests were made (a figure for tests and benchmarks).
         self.requests = 0
 
     async def lookup(self, domain: str, role: str) -> Participant | None:
-        """The participant ``domain`` in ``role``, or None if the registry does not list it."""
+        """The participant ``domain`` in ``role``, or None if the registry does not list it.
+        Look-ups of one party at once share one request."""
         peer = (normal_domain(domain), normal_role(role))
         cached = self._cache.get(peer)
         if cached is not None and cached[0] > self.clock():
             return cached[1]
+        task = self._pending.get(peer)
+        if task is None:
+            task = asyncio.ensure_future(self._lookup(peer))
+            task.add_done_callback(_retrieve)
+            task.add_done_callback(lambda _: self._pending.pop(peer, None))
+            self._pending[peer] = task
+        return await asyncio.shield(task)
+
+    async def _lookup(self, peer: tuple[str, str]) -> Participant | None:
         entries = await self._get(f"/participants/{urllib.parse.quote(peer[0], safe='')}")
         found = next((p for p in entries if (p.domain, p.role) == peer), None)
         self._cache[peer] = (self.clock() + (self.ttl if found else self.negative_ttl), found)
@@ -146,15 +161,24 @@ class ParticipantRegistry:
         url = f"{self.base_url}{PATH}{path}"
         headers = {"Accept": "application/json"}
         if self.token is not None:
-            token = self.token()
-            if inspect.isawaitable(token):
-                token = await token
+            try:
+                token = self.token()
+                if inspect.isawaitable(token):
+                    token = await token
+            except Exception as exc:  # the type only: a message might carry a secret
+                raise DiscoveryError(f"the registry's token provider failed: "
+                                     f"{type(exc).__name__}") from None
             headers["Authorization"] = f"Bearer {token}"
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        async with self._semaphore:
+            return await self._request(self._session, url, path, headers)
+
+    async def _request(self, session: aiohttp.ClientSession, url: str, path: str,
+                       headers: dict[str, str]) -> list[Participant]:
         self.requests += 1
         try:
-            async with self._session.get(
+            async with session.get(
                     url, headers=headers, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
                 if response.status == 404:
@@ -186,6 +210,11 @@ class ParticipantRegistry:
             if participant is not None:
                 found.append(participant)
         return found
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():  # a failure nobody awaits any more is still seen
+        task.exception()
 
 
 async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
