@@ -191,6 +191,19 @@ def test_not_found_is_cached_for_a_short_time(server):
     assert server.count(name) == before + 2
 
 
+def test_the_cache_is_bounded_least_recently_used_first(server):
+    dns = discovery(server, max_entries=6)
+    for i in range(5):
+        run(dns.keys(f"lru{i}.uftp.test", "AGR"))
+    assert len(dns._cache) <= 6
+    first = key_name("lru0.uftp.test", "AGR")
+    before = server.count(first)
+    run(dns.keys("lru4.uftp.test", "AGR"))              # still there: no query
+    run(dns.keys("lru0.uftp.test", "AGR"))              # pushed out: asked again
+    assert server.count(first) == before + 1
+    assert server.count(key_name("lru4.uftp.test", "AGR")) == 1
+
+
 def test_a_big_answer_comes_over_tcp(server):
     # Eight 200-byte strings do not fit a UDP answer: truncated, asked again over TCP, read.
     with pytest.raises(DiscoveryError, match="too long") as caught:

@@ -124,12 +124,14 @@ class ParticipantRegistry:
         if task is None:
             task = asyncio.ensure_future(self._lookup(peer))
             task.add_done_callback(_retrieve)
-            task.add_done_callback(lambda _: self._pending.pop(peer, None))
             self._pending[peer] = task
         return await asyncio.shield(task)
 
     async def _lookup(self, peer: tuple[str, str]) -> Participant | None:
-        entries = await self._get(f"/participants/{urllib.parse.quote(peer[0], safe='')}")
+        try:  # forgotten in the task itself (see trust.Validator.zone_keys)
+            entries = await self._get(f"/participants/{urllib.parse.quote(peer[0], safe='')}")
+        finally:
+            self._pending.pop(peer, None)
         found = next((p for p in entries if (p.domain, p.role) == peer), None)
         self._cache[peer] = (self.clock() + (self.ttl if found else self.negative_ttl), found)
         self._cache.move_to_end(peer)

@@ -125,10 +125,18 @@ class Validator:
             task = asyncio.ensure_future(self._zone_keys(zone, depth))
             task.add_done_callback(_retrieve)
             self._pending[zone] = task
-            task.add_done_callback(lambda _: self._pending.pop(zone, None))
         return await asyncio.shield(task)
 
     async def _zone_keys(self, zone: dns.name.Name, depth: int) -> dns.rdataset.Rdataset:
+        # Forgotten as it ends, in the task itself: a done-callback might never run (its
+        # loop closed), leaving a finished task, perhaps a failure, to be awaited forever.
+        try:
+            return await self._fetch_zone_keys(zone, depth)
+        finally:
+            self._pending.pop(zone, None)
+
+    async def _fetch_zone_keys(self, zone: dns.name.Name, depth: int
+                               ) -> dns.rdataset.Rdataset:
         now = self.clock()
         if depth > MAX_DEPTH:
             raise DiscoveryError("the chain of trust is too long")
