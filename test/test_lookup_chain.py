@@ -194,6 +194,25 @@ def test_an_unauthenticated_key_is_answered_419(server):
     run(scenario())
 
 
+def test_a_client_whose_endpoint_cannot_be_trusted_gets_a_temporary_error():
+    from pyuftp.client import ShapeshifterDsoAgrClient
+
+    async def scenario():
+        unsigned = AuthServer([build_zone("uftp.test.", [
+            "_http._agr._usef.agr 60 IN CNAME host"], None)]).start()
+        client = ShapeshifterDsoAgrClient("dso.example.com", generate_keypair()[0], AGR,
+                                          endpoint_lookup=LookupChain(None,
+                                                                      dns_for(unsigned)).endpoint)
+        try:
+            with pytest.raises(TemporaryDeliveryError, match="not signed") as caught:
+                await client.send_test_message({})
+            assert caught.value.temporary
+        finally:
+            await client.close()
+            unsigned.stop()
+    run(scenario())
+
+
 def test_sources_may_answer_plain_keys_or_nothing():
     chain = LookupChain(None, None, lambda d, r: None, lambda d, r: ("k",) if d == "a" else None)
     assert run(chain._key("a", "AGR", False)) == ("k",)
