@@ -36,6 +36,10 @@ error-body     pyuftp's AGR->DSO client (in a child) against servers answering 5
                client's peak RSS, the exception it raises, how long the send takes.
 log-size       a 100,000-byte garbage request line and an envelope with a 3 MB invalid
                SenderDomain: the longest line the service logs for each.
+dns-flood      a service whose look-up chain asks DNS (a signed zone served here by
+               test/dns_servers.py, answers delayed 20 ms) gets 3,000 signed messages from
+               1,500 unknown domains, each twice, on 64 connections: the answers, the DNS
+               queries it sent, the most outstanding at once, probe latency meanwhile.
 hard-link      two processes writing a SQLite store, one by its path, one by a hard link:
                does the second start; PRAGMA quick_check of the file afterwards.
 deleted-store  a service on a SQLite store whose file is unlinked under it: the statuses of
@@ -114,6 +118,7 @@ ATTACKS += (
     "log-lines",
     "replay-unrecorded",
 )
+ATTACKS += ("dns-flood",)  # #19: discovery by DNS
 CHILD_DEADLINE = 1200  # seconds: a child ends by itself after this, whatever happens
 
 
@@ -1823,6 +1828,114 @@ class socket_port:
 # =========================================================================================
 
 
+# =========================================================================================
+# dns-flood (#19): messages from unknown domains against a service that looks keys up in DNS
+# =========================================================================================
+
+CHILD_DNS_SERVICE = _CHILD_COMMON + r"""
+import asyncio, logging
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+import pyuftp
+from pyuftp.discovery import Directory, LookupChain
+from pyuftp.discovery.dns import DnsDiscovery
+from pyuftp.service import ShapeshifterDsoService
+
+
+async def main():
+    directory = Directory()
+    directory.add("agr.example.com", "AGR", os.environ["ATTACK_AGR_PUB"],
+                  os.environ.get("ATTACK_AGR_URL") or None)
+    dns = DnsDiscovery(os.environ["ATTACK_DNS"], trust_anchors=os.environ["ATTACK_ANCHOR"])
+    chain = LookupChain(directory, dns)
+    service = ShapeshifterDsoService("dso.example.com", os.environ["ATTACK_DSO_KEY"],
+                                     chain.key, chain.endpoint, port=0)
+
+    @service.handler("TestMessage")
+    async def on_test(payload):
+        return None
+
+    await service.start()
+    sys.stdout.write("PORT %d %s\n" % (service.port, pyuftp.__file__))
+    sys.stdout.flush()
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+
+class DnsChild(Child):
+    """The service child with a look-up chain: its Directory knows the AGR (the probes),
+    every other sender is looked up in DNS at ``resolver`` (validated to ``anchor``)."""
+
+    def __init__(self, ctx: "Ctx", resolver: str, anchor: str) -> None:
+        super().__init__(ctx, "dns-service")
+        self.resolver, self.anchor = resolver, anchor
+
+    def start(self, timeout: float = 30.0) -> "DnsChild":
+        env = dict(os.environ, PYTHONPATH=self.ctx.tree, PYTHONUNBUFFERED="1",
+                   ATTACK_DEADLINE=str(CHILD_DEADLINE), ATTACK_DSO_KEY=self.ctx.dso_priv,
+                   ATTACK_AGR_PUB=self.ctx.agr_pub, ATTACK_AGR_URL=self.ctx.sink.url,
+                   ATTACK_DNS=self.resolver, ATTACK_ANCHOR=self.anchor)
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", CHILD_DNS_SERVICE],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, env=env, cwd=self.ctx.tmp)
+        self.ctx.procs.append(self.proc)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line.startswith(b"PORT"):
+            self.kill()
+            raise RuntimeError(f"dns service child did not start: {self.stderr_tail()}")
+        parts = line.decode().split()
+        self.port, self.pyuftp_file = int(parts[1]), parts[2]
+        return self
+
+
+async def attack_dns_flood(ctx: Ctx) -> None:
+    sys.path.insert(0, os.path.join(ROOT, "test"))
+    from dns_servers import AuthServer, ZoneKey, build_zone
+
+    zone_key = ZoneKey("flood.test.")
+    server = AuthServer([build_zone("flood.test.", [], zone_key)], delay=0.02).start()
+    child = None
+    try:
+        child = DnsChild(ctx, server.address, zone_key.anchor()).start()
+        count = 600 if ctx.quick else 3000
+        domains = [f"u{i % (count // 2)}.flood.test" for i in range(count)]  # each one twice
+        bodies = [ctx.envelope.seal_message("TestMessage", {"sender_domain": d,
+                                                            "recipient_domain": DSO},
+                                            ctx.agr_priv, "AGR")[0] for d in domains]
+        statuses: Counter[str] = Counter()
+        queue = list(bodies)
+        probes = Probes(ctx, child.port, interval=0.25).start()
+        began = time.perf_counter()
+
+        async def sender() -> None:
+            while queue:
+                reply = await http_exchange(child.port, post_request(child.port, queue.pop()),
+                                            30.0)
+                statuses[str(reply.status) if reply.status else (reply.error or "?")] += 1
+        await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(64))), 300.0)
+        spent = time.perf_counter() - began
+        await probes.finish()
+        s = probes.stats()
+        answers = ", ".join(f"{n}x {k}" for k, n in sorted(statuses.items()))
+        out(f"  {count} messages from {count // 2} unknown domains (each twice) in "
+            f"{fmt_time(spent)}: {answers}")
+        out(f"  DNS queries received: {len(server.queries)}, at most {server.max_in_flight} "
+            f"outstanding at once (answers delayed 20 ms); {probes.line()}")
+        ctx.row("dns-flood", "DNS queries / messages", f"{len(server.queries)} / {count}")
+        ctx.row("dns-flood", "most outstanding queries", str(server.max_in_flight))
+        ctx.row("dns-flood", "worst probe", fmt_time(s["worst"]))
+    finally:
+        if child is not None:
+            child.kill()
+        server.stop()
+
+
 ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "attributes": attack_attributes,
     "slow-headers": attack_slow_headers,
@@ -1840,6 +1953,7 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "malformed-http": attack_malformed_http,
     "unknown-sender": attack_unknown_sender,
     **HARDENING_A,
+    "dns-flood": attack_dns_flood,
 }
 assert tuple(ATTACK_FUNCTIONS) == ATTACKS
 

@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "answered. Exits 0 when all are.")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(run=_demo)
+
+    from .discovery.cli import add_lookup_command
+    add_lookup_command(commands)
     return parser
 
 

@@ -22,7 +22,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from .crypto import VerifyKey
 from .envelope import Envelope, Received, open_envelope, open_message
 from .exceptions import (
     InvalidKey,
+    InvalidSignature,
     MessageError,
     PyUFTPError,
     Rejected,
@@ -55,6 +56,9 @@ _OWN_FIELDS = frozenset({"message_id", "time_stamp", "sender_domain", "recipient
                          "result", "rejection_reason"})
 # Response message ids are derived from the request (see Exchange.response).
 _RESPONSE_IDS = uuid.UUID("6f7c1a52-3c55-4d0e-9a43-2f1b0d7e5a10")
+#: At most this many public keys are tried on one message (each try costs a signature check
+#: over the whole message; a party publishes two while it rotates its key).
+MAX_KEYS = 2
 #: The longest RejectionReason sent (the schemas set no limit; peers' databases do).
 MAX_REASON = 1000
 
@@ -139,23 +143,37 @@ class Exchange:
         """Read the SignedMessage: who says they sent it. Raises MessageError (HTTP 400)."""
         return open_envelope(data)
 
-    def judge(self, envelope: Envelope, public_key: str | VerifyKey | None,
+    def judge(self, envelope: Envelope,
+              public_key: str | VerifyKey | Sequence[str | VerifyKey] | None,
               data: bytes | None = None) -> Verdict:
-        """The verdict on a request, given the public key found for its sender (or None)."""
+        """The verdict on a request, given the public key found for its sender (or None),
+        or the keys it publishes (two during a key rotation: either may have signed)."""
         who = f"{excerpt(envelope.sender_domain)} ({envelope.sender_role})"
-        if not public_key:
+        keys = ((public_key,) if isinstance(public_key, (str, VerifyKey))
+                else tuple(public_key or ())[:MAX_KEYS])
+        keys = tuple(key for key in keys if key)
+        if not keys:
             return _refused(UnknownSender(f"no public key found for {who}"))
-        try:
-            received = open_message(envelope, public_key, data)
-        except SenderMismatch as exc:
-            return Verdict(200, "OK", exc.received, (str(exc),), record=False)
-        except InvalidKey:
-            # The key is ours to fix (and never quoted): the sender can only try again later.
-            logger.error("the public key found for %s is unusable", who)
+        failure: PyUFTPError | None = None
+        for key in keys:
+            try:
+                received = open_message(envelope, key, data)
+            except InvalidSignature as exc:  # perhaps signed with the other published key
+                failure = exc
+                continue
+            except SenderMismatch as exc:
+                return Verdict(200, "OK", exc.received, (str(exc),), record=False)
+            except InvalidKey:
+                # The key is ours to fix (and never quoted): the sender can only try again.
+                logger.error("a public key found for %s is unusable", who)
+                continue
+            except PyUFTPError as exc:  # MessageError 400
+                return _refused(exc, "invalid message: " if isinstance(exc, MessageError)
+                                else "")
+            return Verdict(200, "OK", received, tuple(self.problems(received)))
+        if failure is None:
             return _refused(UnknownSender(f"no usable public key for {who}"))
-        except PyUFTPError as exc:  # InvalidSignature 401, MessageError 400
-            return _refused(exc, "invalid message: " if isinstance(exc, MessageError) else "")
-        return Verdict(200, "OK", received, tuple(self.problems(received)))
+        return _refused(failure)
 
     def problems(self, received: Received) -> list[str]:
         """The functional reasons to reject a verified message: wrong role or route, not

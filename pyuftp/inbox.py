@@ -15,12 +15,14 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .archiving import RETENTION, StoreArchive, entry
 from .delivery import Courier
-from .envelope import Received, reopen
+from .discovery.cache import refresher
+from .discovery.records import DiscoveryError
+from .envelope import Envelope, Received, reopen
 from .exceptions import MessageError, StoreError, excerpt, summary
 from .exchange import Exchange, Verdict, Waiting
 from .handlers import NO_HANDLER, Handlers
@@ -30,7 +32,9 @@ from .transport import maybe_await
 
 logger = logging.getLogger(__name__)
 
-KeyLookup = Callable[[str, str], "str | None | Awaitable[str | None]"]
+#: ``(domain, role) -> public key`` (or the keys it publishes, two during a key rotation).
+KeyLookup = Callable[[str, str],
+                     "str | Sequence[str] | None | Awaitable[str | Sequence[str] | None]"]
 #: Bodies at least this big are opened on a worker thread, so the loop serves others meanwhile.
 THREAD_BODY = 256 * 1024
 #: Seconds a sender is asked to wait (Retry-After) while the store cannot record messages.
@@ -258,14 +262,34 @@ class Inbox:
             # down), so more work for it waits; refusing costs next to nothing.
             return Verdict(503, f"{backlog} answers to {excerpt(envelope.sender_domain)} are "
                                 "not delivered yet; try again later"), sender
+        domain, role = envelope.sender_domain, envelope.sender_role
         try:
-            key = await maybe_await(self.key_lookup(envelope.sender_domain, envelope.sender_role))
+            key = await maybe_await(self.key_lookup(domain, role))
+        except DiscoveryError as exc:  # DNS down or not authenticated: the sender retries
+            logger.warning("key lookup for %s failed: %s", sender, exc)
+            key = None
         except Exception:  # a broken lookup is the receiver's problem: let the sender retry
             logger.exception("key lookup for %s failed", sender)
             key = None
+        verdict = await self._verdict(envelope, key, data, threaded)
+        refresh = refresher(self.key_lookup)
+        if verdict.status == 401 and refresh is not None:
+            # The key may have been rotated since it was cached: ask once more (the look-up
+            # limits how often), and judge again only if the answer changed.
+            try:
+                newer = await maybe_await(refresh(domain, role))
+            except DiscoveryError as exc:
+                logger.warning("key refresh for %s failed: %s", sender, exc)
+                newer = None
+            if newer and newer != key and newer != (key,):
+                verdict = await self._verdict(envelope, newer, data, threaded)
+        return verdict, sender
+
+    async def _verdict(self, envelope: Envelope, key: Any, data: bytes,
+                       threaded: bool) -> Verdict:
         if threaded:
-            return await asyncio.to_thread(self.exchange.judge, envelope, key, data), sender
-        return self.exchange.judge(envelope, key, data), sender
+            return await asyncio.to_thread(self.exchange.judge, envelope, key, data)
+        return self.exchange.judge(envelope, key, data)
 
     async def _prune(self) -> None:
         now = time.time()

@@ -71,6 +71,14 @@ class NegativeCache:
         self._remember(pair, answer)
         return answer
 
+    def refresh(self, domain: str, role: str) -> Any:
+        """Ask again after a signature failure (a key may have rotated): forget what this
+        cache holds for the pair and pass the call to the wrapped look-up's own ``refresh``,
+        if it has one (None otherwise)."""
+        self.forget(domain, role)
+        inner = refresher(self.lookup)
+        return None if inner is None else inner(domain, role)
+
     def forget(self, domain: str, role: str) -> None:
         """Look this pair up again next time."""
         self._until.pop((domain, role), None)
@@ -126,3 +134,12 @@ def cached_lookup(lookup: Lookup, ttl: float = NEGATIVE_TTL,
                   size: int = NEGATIVE_SIZE) -> NegativeCache:
     """``lookup`` with failed answers remembered for ``ttl`` seconds (see the module)."""
     return NegativeCache(lookup, ttl, size)
+
+
+def refresher(lookup: Any) -> Any:
+    """The ``refresh(domain, role)`` of a key look-up: its own, or that of the object whose
+    bound method it is (``chain.key``); None when it has none."""
+    found = getattr(lookup, "refresh", None)
+    if found is None:
+        found = getattr(getattr(lookup, "__self__", None), "refresh", None)
+    return found if callable(found) else None
