@@ -169,6 +169,8 @@ class BearerCheck:
         key = self._key(kid)
         if (key is None or stale) and may_fetch and self.may_fetch(now):
             return BearerDecision(fetch_keys=True)
+        if key is None and kid is None:
+            return _refuse("the token names no key id (kid) and the issuer has several keys")
         if key is None:
             return _refuse(f"the token's key id {excerpt(kid, 60)!r} is not the issuer's")
         return self._verify(token, key, now)
