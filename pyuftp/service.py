@@ -39,7 +39,7 @@ from .inbox import Inbox, KeyLookup, Reply
 from .rules import Rules
 from .limits import AcceptErrorFilter, BodyBudget, Limits, fd_headroom, guarded, http_logger
 from .store import Store
-from .auth.tls import is_loopback_host, server_context
+from .auth.tls import plain_http_warning, server_context
 
 if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
     from .auth.bearer import BearerCheck
@@ -211,10 +211,9 @@ class ShapeshifterService:
             # (#19.3) a TLS handshake that never finishes is an idle connection
             ssl_handshake_timeout=self.limits.idle_timeout if self.ssl_context else None)
         self.port = self._server.sockets[0].getsockname()[1]  # the real port when port=0
-        if self.ssl_context is None and not is_loopback_host(self.host):
-            logger.warning("%s service of %s listens on plain HTTP on %s: UFTP demands TLS; "
-                           "give it an ssl_context or cert_file, or put a TLS proxy in front "
-                           "and listen on 127.0.0.1", self.role, self.sender_domain, self.host)
+        warning = plain_http_warning(self.host, self.ssl_context is not None)
+        if warning is not None:
+            logger.warning("%s service of %s: %s", self.role, self.sender_domain, warning)
         self._accept_filter = AcceptErrorFilter(loop)
         self._accept_filter.install()
         logger.info("%s service of %s listening on %s", self.role, self.sender_domain, self.url)

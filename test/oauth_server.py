@@ -22,6 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 HOST = "127.0.0.1"
 
 
+async def wait_for(condition: Any, timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds (AssertionError after ``timeout`` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "not in time"
+        await asyncio.sleep(0.02)
+
+
 def make_key(algorithm: str = "ES256") -> Any:
     """A fresh private key for ``algorithm`` (ES256: P-256; RS256: RSA 2048)."""
     if algorithm == "RS256":

@@ -21,6 +21,7 @@ from pyuftp.exchange import Exchange
 from pyuftp.service import ShapeshifterDsoService
 
 from conftest import run
+from oauth_server import wait_for
 from oauth_server import Issuer, make_key, public_jwk
 
 DSO, AGR = "dso.example.com", "agr.example.com"
@@ -227,7 +228,7 @@ def test_over_http_a_refused_token_is_answered_401_before_the_body():
                         AGR, agr_keys[0], DSO, dso.url, attempts=1,
                         auth=lambda url: {"Authorization": f"Bearer {token}"}) as agr:
                     await agr.send_test_message({})
-                assert await dso.drain(5) and len(got) == 1
+                await wait_for(lambda: len(got) == 1)
     run(main())
 
 

@@ -18,7 +18,7 @@ from pyuftp.exceptions import FinalDeliveryError, TemporaryDeliveryError
 from pyuftp.service import ShapeshifterDsoService
 
 from conftest import run
-from oauth_server import Issuer
+from oauth_server import Issuer, wait_for
 
 SECRET = "s3cret-Value"
 DSO, AGR = "dso.example.com", "agr.example.com"
@@ -58,14 +58,6 @@ def client(service: ShapeshifterDsoService, auth: Any) -> ShapeshifterAgrDsoClie
 def credentials(issuer: Issuer, **options: Any) -> ClientCredentials:
     return ClientCredentials(issuer.token_url, "agr-client", SECRET, scope="uftp",
                              audience=DSO, **options)
-
-
-async def wait_for(condition, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "not in time"
-        await asyncio.sleep(0.02)
 
 
 def test_a_token_is_fetched_once_and_sent_as_its_type():

@@ -50,6 +50,15 @@ def refuse_plain_http(url: str, allow_plain_http: bool = False, what: str = "end
             "trusted network carries the traffic")
 
 
+def plain_http_warning(host: str | None, tls: bool) -> str | None:
+    """What a service listening on ``host`` should warn about: plain HTTP off loopback
+    (``0.0.0.0`` and ``::`` included: they listen on every address)."""
+    if tls or is_loopback_host(host):
+        return None
+    return (f"listening on plain HTTP on {host}: UFTP demands TLS; give the service an "
+            "ssl_context or cert_file, or listen on 127.0.0.1 behind a TLS proxy")
+
+
 def client_context(ca_file: str | os.PathLike[str] | None = None,
                    client_cert: str | os.PathLike[str] | None = None,
                    client_key: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
@@ -72,6 +81,8 @@ def server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLik
     intermediates) and key. ``client_ca``: the CAs whose client certificates are trusted;
     with it, a client must present one (mutual TLS) unless ``require_client_cert=False``,
     which only asks for one."""
+    if require_client_cert and client_ca is None:
+        raise ValueError("require_client_cert needs client_ca: the CAs to check them against")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
@@ -84,5 +95,5 @@ def server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLik
     return context
 
 
-__all__ = ["is_loopback_host", "is_plain_http_allowed", "refuse_plain_http",
+__all__ = ["is_loopback_host", "is_plain_http_allowed", "refuse_plain_http", "plain_http_warning",
            "client_context", "server_context"]
