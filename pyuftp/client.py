@@ -77,8 +77,9 @@ class ShapeshifterClient:
         on :meth:`start` (or ``async with``). A store given as a path is closed with the
         client; a Store object is left to its owner.
     :param courier: a :class:`~pyuftp.delivery.Courier` to share (a service's, say) instead.
-    :param ssl, ca_file, client_cert, client_key: TLS: an :class:`ssl.SSLContext`, or the CA
-        file to trust and the client certificate (and key) to present (mutual TLS).
+    :param ssl: TLS: an :class:`ssl.SSLContext` (whom to trust, which certificate to show);
+        or give ``ca_file`` (the CAs to trust) and ``client_cert`` / ``client_key`` (the
+        certificate presented for mutual TLS), PEM files, and one is made.
     :param allow_plain_http: send to an ``http://`` endpoint that is not on a loopback
         address (refused by default: the spec demands TLS).
     :param dialect: what the recipient's software accepts where it differs from the

@@ -104,7 +104,7 @@ class Exchange:
     :param rules: the business rules a received message must pass (:mod:`pyuftp.rules`;
         default :data:`~pyuftp.rules.DEFAULT_RULES`; ``False``: none).
     :param bearer: a :class:`~pyuftp.auth.BearerCheck`: requests must carry a valid bearer
-        token (:meth:`check_bearer`); None: no token asked for.
+        token (``check_bearer()``); None: no token asked for.
     """
 
     def __init__(self, domain: str, role: str, *, version: Any = None,

@@ -88,9 +88,10 @@ class ShapeshifterService:
         that breaks any is answered ``Rejected`` with every problem, and its handler is not
         called.
     :param retention: seconds the archive keeps every message sent and received (62 days).
-    :param cert_file, key_file, client_ca: HTTPS from PEM files instead of an
-        ``ssl_context``; with ``client_ca`` a client must present a certificate signed by
-        one of those CAs (mutual TLS). See :mod:`pyuftp.auth.tls`.
+    :param cert_file: HTTPS from PEM files instead of an ``ssl_context``: the certificate
+        chain, with ``key_file`` (unless the key is in the same file) and ``client_ca``: a
+        client must then present a certificate signed by one of those CAs (mutual TLS).
+        See :mod:`pyuftp.auth.tls`.
     :param bearer: a :class:`~pyuftp.auth.BearerCheck` (or a :class:`~pyuftp.auth.JwksFetcher`
         around one): every request must carry a valid bearer token, else it is answered 401
         before its body is read.

@@ -48,9 +48,13 @@ class PeerAuth(Protocol):
     token was dropped), tries once more with fresh headers.
     """
 
-    async def headers_for(self, url: str, peer: Peer | None) -> Mapping[str, str]: ...
+    async def headers_for(self, url: str, peer: Peer | None) -> Mapping[str, str]:
+        """The extra headers of one POST to ``peer`` (``(domain, role)``, if known) at ``url``."""
+        ...
 
-    async def refused(self, url: str, peer: Peer | None, sent: Mapping[str, str]) -> bool: ...
+    async def refused(self, url: str, peer: Peer | None, sent: Mapping[str, str]) -> bool:
+        """The POST with the headers ``sent`` got 401: True to try once more."""
+        ...
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 REDIRECTS = (301, 302, 307, 308)

@@ -52,8 +52,9 @@ class ClientCredentials:
     """One OAuth2 client registered at a token endpoint (a client per counterparty).
 
     :param token_url: the token endpoint (https, or http on a loopback address).
-    :param client_id, client_secret: the client's credentials; the secret is in no repr.
-    :param scope, audience: asked for in the token request when given.
+    :param client_id: the client's id, with ``client_secret`` its credentials (the secret
+        appears in no repr).
+    :param scope: asked for in the token request when given, as is ``audience``.
     :param auth_method: ``"basic"`` (HTTP Basic, RFC 6749's default) or ``"post"`` (the
         credentials as form fields, for endpoints that only take that).
     :param default_lifetime: seconds a token without ``expires_in`` is reused.
