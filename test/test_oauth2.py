@@ -194,7 +194,7 @@ def test_secrets_and_tokens_appear_in_no_repr_error_or_log(caplog):
     caplog.set_level(logging.DEBUG)
 
     async def main():
-        async with Issuer() as issuer, dso_with_bearer(issuer) as (dso, received):
+        async with Issuer() as issuer, dso_with_bearer(issuer) as (dso, _received):
             creds = credentials(issuer)
             oauth = OAuth2Clients({DSO: creds})
             async with client(dso, oauth) as agr:
