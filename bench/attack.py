@@ -36,6 +36,10 @@ error-body     pyuftp's AGR->DSO client (in a child) against servers answering 5
                client's peak RSS, the exception it raises, how long the send takes.
 log-size       a 100,000-byte garbage request line and an envelope with a 3 MB invalid
                SenderDomain: the longest line the service logs for each.
+bearer         a service that checks bearer tokens (in this process, its JWKS beside it):
+               Authorization headers of 8,000 B, 8 KB + 1, 64 KB, 1 MB; 1,000 tokens naming
+               made-up key ids (JWKS fetches counted: at most one a minute); a hypothesis
+               fuzz (fixed seed, deadline) of the token check with hostile headers.
 dns-flood      a service whose look-up chain asks DNS (a signed zone served here by
                test/dns_servers.py, answers delayed 20 ms) gets 3,000 signed messages from
                1,500 unknown domains, each twice, on 64 connections: the answers, the DNS
@@ -119,6 +123,7 @@ ATTACKS += (
     "replay-unrecorded",
 )
 ATTACKS += ("dns-flood",)  # #19: discovery by DNS
+ATTACKS += ("bearer",)  # #19: OAuth2 bearer tokens in
 CHILD_DEADLINE = 1200  # seconds: a child ends by itself after this, whatever happens
 
 
@@ -1936,6 +1941,252 @@ async def attack_dns_flood(ctx: Ctx) -> None:
         server.stop()
 
 
+# =========================================================================================
+# bearer: hostile bearer tokens against a service that checks them (#19.2)
+# =========================================================================================
+# The service runs in this process on an event loop of its own in a thread (like the sink),
+# with a BearerCheck against a JWKS served beside it, so that the JWKS fetches are counted
+# exactly. It needs a tree with pyuftp.auth and PyJWT; otherwise the attack says so.
+
+
+class BearerRig:
+    """A JWKS endpoint and a DSO service with a bearer check, on a thread's own loop."""
+
+    def __init__(self, ctx: Ctx, refetch_interval: float) -> None:
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.ctx = ctx
+        self.jwt = jwt
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.kid = "issuer-key-1"
+        self.issuer = "https://issuer.example.com"
+        self.refetch_interval = refetch_interval
+        self.jwks_count = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread: threading.Thread | None = None
+        self.service: Any = None
+        self.runner: Any = None
+        self.port = 0
+
+    def token(self, kid: str | None = None, key: Any = None) -> str:
+        claims = {"iss": self.issuer, "aud": DSO, "exp": int(time.time()) + 600}
+        return self.jwt.encode(claims, key or self.key, algorithm="ES256",
+                               headers={"kid": kid or self.kid})
+
+    def start(self) -> None:
+        from aiohttp import web
+        from pyuftp.auth import BearerCheck
+        from pyuftp.discovery import Directory
+        from pyuftp.service import ShapeshifterDsoService
+
+        jwk = self.jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        jwk.update(kid=self.kid, use="sig", alg="ES256")
+        ready = threading.Event()
+
+        async def jwks(request: web.Request) -> web.Response:
+            self.jwks_count += 1
+            return web.json_response({"keys": [jwk]})
+
+        async def setup() -> None:
+            app = web.Application()
+            app.router.add_get("/jwks", jwks)
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, HOST, 0)
+            await site.start()
+            url = f"http://{HOST}:{self.runner.addresses[0][1]}/jwks"
+            directory = Directory()
+            directory.add(AGR, "AGR", self.ctx.agr_pub, self.ctx.sink.url)
+            check = BearerCheck(self.issuer, DSO, url, refetch_interval=self.refetch_interval)
+            self.service = ShapeshifterDsoService(DSO, self.ctx.dso_priv, directory.key,
+                                                  directory.endpoint, port=0, bearer=check)
+            await self.service.start()
+            self.port = self.service.port
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(setup())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="bearer-rig", daemon=True)
+        self.thread.start()
+        if not ready.wait(15):
+            raise RuntimeError("the bearer rig did not start")
+
+    def stop(self) -> None:
+        async def down() -> None:
+            if self.service is not None:
+                await self.service.stop()
+            if self.runner is not None:
+                await self.runner.cleanup()
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in left:  # connections aiohttp still lingers on
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+        with suppress(Exception):
+            asyncio.run_coroutine_threadsafe(down(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread is not None:
+            self.thread.join(5)
+
+    def request(self, authorization: str | bytes, body: bytes | None = None) -> bytes:
+        """A request head with this Authorization header; the body unsent unless given."""
+        value = authorization if isinstance(authorization, bytes) else authorization.encode()
+        length = len(body) if body is not None else 1_000_000
+        head = (f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: "
+                f"{CONTENT_TYPE}\r\nContent-Length: {length}\r\nConnection: close\r\n"
+                "Authorization: ").encode() + value + b"\r\n\r\n"
+        return head + (body or b"")
+
+
+def _bearer_fuzz(ctx: Ctx, examples: int) -> tuple[int, float, Counter]:
+    """Hypothesis (fixed seed, a deadline per example) against BearerCheck.check with
+    hostile headers; returns (examples run, slowest check in s, reasons by first words)."""
+    import base64 as b64
+    import json as js
+
+    from hypothesis import HealthCheck, given, seed, settings, strategies as st
+    from pyuftp.auth import BearerCheck
+
+    check = BearerCheck("https://issuer.example.com", DSO, "https://issuer.example.com/jwks")
+    jwk = {"kty": "EC", "crv": "P-256", "kid": "k", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9u"
+           "PHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+    check.load_keys(js.dumps({"keys": [jwk]}).encode(), time.time())
+
+    def part(value: Any) -> str:
+        raw = value if isinstance(value, bytes) else js.dumps(value).encode()
+        return b64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8),
+                                                                     inner, max_size=5),
+        max_leaves=30)
+    headers = st.fixed_dictionaries({}, optional={"alg": st.sampled_from(
+        ["ES256", "RS256", "none", "HS256", "ES256 ", ""]) | json_values,
+        "kid": st.sampled_from(["k", "", "x" * 5000]) | json_values,
+        "typ": json_values, "crit": json_values, "b64": json_values})
+    claims = st.fixed_dictionaries({}, optional={
+        "iss": st.sampled_from(["https://issuer.example.com", ""]) | json_values,
+        "aud": st.sampled_from([DSO, [DSO]]) | json_values,
+        "exp": st.sampled_from([float("nan"), float("inf"), 2**70, -1, "1e9"]) | json_values,
+        "nbf": json_values})
+    tokens = st.one_of(
+        st.text(max_size=300),
+        st.binary(max_size=300).map(lambda b: "Bearer " + b.decode("latin-1")),
+        st.tuples(headers, claims, st.binary(max_size=80)).map(
+            lambda t: f"Bearer {part(t[0])}.{part(t[1])}.{part(t[2])}"),
+        st.tuples(st.text("abc._-=", max_size=200)).map(lambda t: "Bearer " + t[0]),
+        st.integers(1, 20_000).map(lambda n: "Bearer " + "A" * n),
+    )
+    slowest = [0.0]
+    reasons: Counter = Counter()
+
+    @seed(19_2)
+    @settings(max_examples=examples, deadline=200, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck))
+    @given(tokens)
+    def fuzz(header: str) -> None:
+        began = time.perf_counter()
+        decision = check.check(header, time.time(), may_fetch=False)  # must not raise
+        slowest[0] = max(slowest[0], time.perf_counter() - began)
+        assert not decision.accepted, header  # nothing here is signed by the key
+        reasons[" ".join(decision.reason.split()[:4])] += 1
+
+    fuzz()
+    return sum(reasons.values()), slowest[0], reasons
+
+
+async def attack_bearer(ctx: Ctx) -> None:
+    try:
+        import jwt  # noqa: F401 - PyJWT: the bearer check needs it
+        import pyuftp.auth  # noqa: F401 - a tree from before #19 has none
+    except ImportError as exc:
+        out(f"  skipped: {exc} (needs pyuftp.auth and PyJWT: pip install 'pyjwt[crypto]')")
+        ctx.row("bearer", "skipped", str(exc)[:60])
+        return
+    import logging
+
+    class Counting(logging.Handler):  # the service's log lines, counted instead of printed
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines, self.longest = 0, 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines += 1
+            self.longest = max(self.longest, len(record.getMessage()))
+
+    counting, log = Counting(), logging.getLogger("pyuftp")
+    log.addHandler(counting)
+    log.propagate = False
+    interval = 60.0
+    rig = BearerRig(ctx, refetch_interval=interval)
+    rig.start()
+    try:
+        good = "Bearer " + rig.token()
+        probe = rig.request(good, ctx.probe_body())
+        first = await http_exchange(rig.port, probe, 10.0)
+        out(f"  probe with a good token: {first.describe()} in {fmt_time(first.elapsed)}; "
+            f"JWKS fetches so far {rig.jwks_count}")
+
+        # 1. huge Authorization headers: refused before any body is read, each in bounded time
+        # (aiohttp takes header fields of up to 8,190 bytes; the check, up to 8,192)
+        for size in (8_000, 8_193, 65_536, 1_048_576):
+            value = b"Bearer " + b"A" * (size - 7)
+            reply = await http_exchange(rig.port, rig.request(value), 30.0)
+            out(f"  Authorization of {size:,} bytes: {reply.describe()} in "
+                f"{fmt_time(reply.elapsed)}")
+            ctx.row("bearer", f"{size:,}-byte Authorization",
+                    f"{reply.describe()}, {fmt_time(reply.elapsed)}")
+
+        # 2. a flood of made-up key ids (validly shaped ES256 tokens from another key)
+        count = 200 if ctx.quick else 1000
+        from cryptography.hazmat.primitives.asymmetric import ec
+        stranger = ec.generate_private_key(ec.SECP256R1())
+        # whole requests, body and all: a refused request that still owes its body keeps
+        # its connection for up to LINGER s while the rest is read and dropped
+        body = ctx.probe_body()
+        forged = [rig.request("Bearer " + rig.token(kid=f"made-up-{n}", key=stranger), body)
+                  for n in range(count)]
+        before, began = rig.jwks_count, time.perf_counter()
+        statuses: Counter = Counter()
+        worst = 0.0
+        for start in range(0, count, 50):  # 50 at a time
+            replies = await asyncio.gather(*(http_exchange(rig.port, raw, 10.0)
+                                             for raw in forged[start:start + 50]))
+            statuses.update(r.describe() for r in replies)
+            worst = max([worst] + [r.elapsed for r in replies])
+        took = time.perf_counter() - began
+        fetches = rig.jwks_count - before
+        allowed = 1 + int(took // interval)
+        out(f"  {count} tokens with unknown key ids in {took:.1f} s: {dict(statuses)}, "
+            f"slowest {fmt_time(worst)}; JWKS fetches {fetches} (at most {allowed} allowed)")
+        ctx.row("bearer", f"{count} unknown kids: JWKS fetches", f"{fetches} (<= {allowed})")
+        ctx.row("bearer", f"{count} unknown kids: slowest answer", fmt_time(worst))
+        after = await http_exchange(rig.port, rig.request(good, ctx.probe_body()), 10.0)
+        out(f"  probe afterwards: {after.describe()} in {fmt_time(after.elapsed)}; the "
+            f"service logged {counting.lines} lines, the longest {counting.longest} chars")
+        ctx.row("bearer", "log lines (longest)", f"{counting.lines} ({counting.longest} chars)")
+    finally:
+        rig.stop()
+        log.removeHandler(counting)
+        log.propagate = True
+
+    # 3. the parser alone, fuzzed
+    examples = 300 if ctx.quick else 2000
+    try:
+        ran, slowest, reasons = await asyncio.to_thread(_bearer_fuzz, ctx, examples)
+    except ImportError as exc:
+        out(f"  fuzz skipped: {exc} (pip install hypothesis)")
+        return
+    top = ", ".join(f"{reason!r} {n}" for reason, n in reasons.most_common(4))
+    out(f"  fuzz: {ran} hostile headers, none accepted, none raised; slowest check "
+        f"{fmt_time(slowest)}; reasons: {top}")
+    ctx.row("bearer", f"fuzz: {ran} hostile headers", f"all refused, slowest {fmt_time(slowest)}")
+
+
 ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "attributes": attack_attributes,
     "slow-headers": attack_slow_headers,
@@ -1954,6 +2205,7 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "unknown-sender": attack_unknown_sender,
     **HARDENING_A,
     "dns-flood": attack_dns_flood,
+    "bearer": attack_bearer,
 }
 assert tuple(ATTACK_FUNCTIONS) == ATTACKS
 

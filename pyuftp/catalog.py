@@ -11,6 +11,7 @@ attribute. Children are ``Child(xml_name, node, min, max)``; ``max=None`` means 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -309,6 +310,23 @@ TOLERATED = {
 }
 
 SIGNED_MESSAGE = node("SenderDomain:domain SenderRole:role Body:base64")
+
+# --- what a counterparty accepts, where its software differs from the official schemas --------
+#: Per dialect, how the nodes of what pyuftp *sends* to a party that speaks it differ from the
+#: official ones (docs/dialects.rst lists every known difference). The Java reference library
+#: (shapeshifter-library-java) validates Metering against its own schema, which wants the EAN
+#: as E + exactly 18 digits where the official schemas say E + 16.
+DIALECTS: dict[str, dict[str, Callable[[Node], Node]]] = {
+    "uftp": {},
+    "java": {"Metering": lambda n: n.change(EAN="ean_java")},
+}
+
+
+def check_dialect(name: Any) -> str:
+    """``name`` if it is a known dialect, else ValueError naming the known ones."""
+    if not isinstance(name, str) or name not in DIALECTS:
+        raise ValueError(f"unknown dialect {name!r}; known: {', '.join(DIALECTS)}")
+    return name
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import speed
-from .catalog import SIGNED_MESSAGE, Node, Spec, spec
+from .catalog import DIALECTS, SIGNED_MESSAGE, Node, Spec, spec
 from .exceptions import UnknownMessageType, ValidationError, quote
 from .fields import FIELD_TYPES
 
@@ -37,9 +37,11 @@ def suggest(name: Any, candidates: Iterable[str]) -> str | None:
     return folded[close[0]] if close else None
 
 
-def message_node(message_type: Any, version: Spec, received: bool = False) -> Node:
-    """The table's node of ``message_type`` in ``version``: what pyuftp writes, or
-    (``received``) what it reads. Raises :class:`UnknownMessageType` for anything else."""
+def message_node(message_type: Any, version: Spec, received: bool = False,
+                 dialect: str | None = None) -> Node:
+    """The table's node of ``message_type`` in ``version``: what pyuftp writes (to a party
+    of ``dialect``, see :data:`~pyuftp.catalog.DIALECTS`), or (``received``) what it reads.
+    Raises :class:`UnknownMessageType` for anything else."""
     if message_type == "SignedMessage":
         return SIGNED_MESSAGE
     nodes = version.received if received else version.messages
@@ -49,7 +51,13 @@ def message_node(message_type: Any, version: Spec, received: bool = False) -> No
         hint = (f"did you mean {quote(meant)}?" if meant is not None
                 else "known types: " + ", ".join(version.message_types))
         raise UnknownMessageType(f"{quote(message_type)} is not a UFTP message type; {hint}")
+    if dialect is not None and not received:
+        return DIALECTS[dialect].get(message_type, _same)(found)
     return found
+
+
+def _same(node: Node) -> Node:
+    return node
 
 
 def _unknown_field(value: Mapping[Any, Any], allowed: frozenset[str], names: Sequence[str],
@@ -125,14 +133,18 @@ class Checker:
 
 
 @lru_cache(maxsize=None)
-def checker(message_type: str, version: str, fast: bool) -> Checker:
+def checker(message_type: str, version: str, fast: bool,
+            dialect: str | None = None) -> Checker:
     """The checker of ``message_type`` in the (supported) ``version``, built once."""
-    return Checker(message_node(message_type, spec(version)), fast)
+    return Checker(message_node(message_type, spec(version), dialect=dialect), fast)
 
 
-def check(message_type: Any, payload: Any, version: Spec) -> None:
+def check(message_type: Any, payload: Any, version: Spec, dialect: str | None = None) -> None:
     """Raise :class:`ValidationError` (naming the field in dict terms) if ``payload`` does not
-    fit ``message_type`` in ``version``, or :class:`UnknownMessageType`."""
+    fit ``message_type`` in ``version`` (as sent to a party of ``dialect``, if given), or
+    :class:`UnknownMessageType`."""
     if not isinstance(message_type, str):
         raise UnknownMessageType(f"message type must be a str, got {quote(message_type)}")
-    checker(message_type, version.version, speed.ENABLED).check(payload, message_type)
+    if dialect is not None and dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {quote(dialect)}; known: {', '.join(DIALECTS)}")
+    checker(message_type, version.version, speed.ENABLED, dialect).check(payload, message_type)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -34,7 +35,9 @@ from .messaging import build_message
 from .outbox import Outbox
 from .rules import DEFAULT_RULES, Context, Rules
 from .store import OutboxItem, Store, open_store
-from .transport import Auth, Poster, check_url, maybe_await
+from .auth.tls import refuse_plain_http
+from .catalog import check_dialect
+from .transport import Auth, PeerAuth, Poster, check_url, maybe_await
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,12 @@ class Courier:
     :param attempts, backoff, send_timeout: for a store-less send: how often a temporary
         failure is tried in all, the first wait between tries (doubling), and the most
         seconds the whole send takes, waits included.
-    :param timeout: seconds for one HTTP attempt; ``auth``: see :class:`~pyuftp.transport.Poster`.
+    :param timeout: seconds for one HTTP attempt; ``auth``, ``ssl``, ``ca_file``,
+        ``client_cert``, ``client_key``, ``allow_plain_http``: see
+        :class:`~pyuftp.transport.Poster` (an :class:`~pyuftp.auth.OAuth2Clients` for OAuth2).
+    :param dialects: ``{(domain, role) or domain: dialect}``: what a counterparty's software
+        accepts where it differs from the official schemas (``"java"``; see
+        :data:`~pyuftp.catalog.DIALECTS`).
     :param outbox_options: passed to the :class:`~pyuftp.outbox.Outbox` (``retry_for``,
         ``on_delivery_failed``, ...).
     :param rules: the business rules a message must pass before it is signed
@@ -76,12 +84,18 @@ class Courier:
         backoff: float = 0.5,
         send_timeout: float = 60.0,
         timeout: float = 30.0,
-        auth: Auth | None = None,
+        auth: Auth | PeerAuth | None = None,
         session: aiohttp.ClientSession | None = None,
         max_redirects: int = 5,
         poster: Poster | None = None,
         outbox_options: Mapping[str, Any] | None = None,
         rules: Rules | bool | None = None,
+        ssl: ssl.SSLContext | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        allow_plain_http: bool = False,
+        dialects: Mapping[tuple[str, str] | str, str] | None = None,
     ) -> None:
         self.sender_domain = sender_domain
         self.sender_role = sender_role
@@ -95,7 +109,12 @@ class Courier:
         self.send_timeout = float(send_timeout)
         # The poster is this courier's unless given; it closes the session only if it made it.
         self.poster = poster or Poster(timeout=timeout, auth=auth, session=session,
-                                       max_redirects=max_redirects)
+                                       max_redirects=max_redirects, ssl=ssl, ca_file=ca_file,
+                                       client_cert=client_cert, client_key=client_key,
+                                       allow_plain_http=allow_plain_http)
+        for url in self._endpoints.values():  # a fixed plain-http endpoint: say so at once
+            refuse_plain_http(url, self.poster.allow_plain_http)
+        self.dialects = {peer: check_dialect(name) for peer, name in (dialects or {}).items()}
         self._own_poster = poster is None
         self.rules: Rules | None = (None if rules is False else
                                     DEFAULT_RULES if rules is None or rules is True else rules)
@@ -171,9 +190,14 @@ class Courier:
                                       f"{quote(given)} is not {whose} domain {own!r}")
         message.setdefault("version", self.spec.version)
         use = self.rules if rules and self.rules is not None else False
-        xml, sent = build_message(message_type, message, rules=use)
+        xml, sent = build_message(message_type, message, rules=use,
+                                  dialect=self.dialect(recipient_domain, recipient_role))
         data = xml.encode("utf-8")
         return wrap(data, self.signing_key, self.sender_domain, self.sender_role), sent, data
+
+    def dialect(self, domain: str, role: str) -> str | None:
+        """The dialect configured for ``domain`` in ``role`` (or for the domain), if any."""
+        return self.dialects.get((domain, role), self.dialects.get(domain))
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -189,7 +213,8 @@ class Courier:
         data, sent, xml = self._seal(message_type, payload, recipient_domain, recipient_role,
                                      check_route=check_route, rules=rules)
         if self.outbox is None:
-            await self.post(data, await self.endpoint(recipient_domain, recipient_role))
+            await self.post(data, await self.endpoint(recipient_domain, recipient_role),
+                            peer=(recipient_domain, recipient_role))
             logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
                         recipient_domain, recipient_role)
             return sent
@@ -231,7 +256,7 @@ class Courier:
                     item.recipient_domain, recipient_role)
         return item_id
 
-    async def post(self, data: bytes, url: str) -> None:
+    async def post(self, data: bytes, url: str, *, peer: tuple[str, str] | None = None) -> None:
         """POST now, retrying temporary failures up to ``attempts`` times, all within
         ``send_timeout`` seconds (then TemporaryDeliveryError)."""
         loop = asyncio.get_running_loop()
@@ -240,7 +265,7 @@ class Courier:
         for attempt in range(1, self.attempts + 1):
             try:
                 async with asyncio.timeout(deadline - loop.time()):
-                    await self.poster.post_once(data, url)
+                    await self.poster.post_once(data, url, peer=peer)
                 return
             except TimeoutError:
                 raise TemporaryDeliveryError(
@@ -260,7 +285,8 @@ class Courier:
     async def deliver(self, item: OutboxItem) -> None:
         """One delivery attempt of a stored message: the one deliver function."""
         url = await self.endpoint(item.recipient_domain, item.recipient_role)
-        await self.poster.post_once(item.body, url)
+        await self.poster.post_once(item.body, url,
+                                    peer=(item.recipient_domain, item.recipient_role))
 
     async def endpoint(self, domain: str, role: str) -> str:
         """The service URL of ``domain`` in ``role``: a fixed one, else looked up (and kept

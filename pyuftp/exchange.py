@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import Node, Spec, spec
 from .messaging import complete_payload
@@ -43,6 +43,9 @@ from .exceptions import (
     quote,
 )
 from .rules import DEFAULT_RULES, Archive, Context, Rules
+
+if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
+    from .auth.bearer import BearerCheck, BearerDecision
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +109,16 @@ class Exchange:
     :param clock: ``() -> unix time``; injectable for tests.
     :param rules: the business rules a received message must pass (:mod:`pyuftp.rules`;
         default :data:`~pyuftp.rules.DEFAULT_RULES`; ``False``: none).
+    :param bearer: a :class:`~pyuftp.auth.BearerCheck`: requests must carry a valid bearer
+        token (``check_bearer()``); None: no token asked for.
     """
 
     def __init__(self, domain: str, role: str, *, version: Any = None,
                  max_age: float = 24 * 3600.0, max_clock_skew: float = 300.0,
                  max_body: int = MAX_BODY, clock: Clock = time.time,
-                 rules: Rules | bool | None = None) -> None:
+                 rules: Rules | bool | None = None, bearer: BearerCheck | None = None) -> None:
         self.domain = domain
+        self.bearer = bearer
         self.role = role
         self.spec: Spec = spec(version)
         self.max_age = max_age
@@ -137,6 +143,16 @@ class Exchange:
         if content_length > self.max_body:
             return RequestRefused(f"the body may be at most {self.max_body} bytes", 413)
         return None
+
+    def check_bearer(self, authorization: str | None,
+                     may_fetch: bool = True) -> BearerDecision | None:
+        """The bearer-token decision on a request's Authorization header, before its body
+        is read (None when no token is asked for). A refusal is answered 401; when it asks
+        for the issuer's keys (``fetch_keys``), fetch them and ask again with
+        ``may_fetch=False``."""
+        if self.bearer is None:
+            return None
+        return self.bearer.check(authorization, self.clock(), may_fetch)
 
     @staticmethod
     def open(data: bytes) -> Envelope:

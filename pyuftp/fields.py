@@ -295,6 +295,7 @@ PATTERNS = {
     "entity": (_ENTITY, "an entity address (ean.<12-34 digits> or ea1.<yyyy-mm>.<name>:<id>)"),
     "ean": ("[Ee][0-9]{16}", "an EAN (E followed by 16 digits)"),
     "ean_received": ("[Ee][0-9]{16,18}", "an EAN (E followed by 16 to 18 digits)"),
+    "ean_java": ("[Ee][0-9]{18}", "an EAN of the java dialect (E followed by 18 digits)"),
     "currency": ("[A-Z]{3}", "an ISO 4217 currency code (e.g. EUR)"),
     "timezone": (_TIMEZONE, "a time zone name (e.g. Europe/Amsterdam)"),
     "base64": ("[A-Za-z0-9+/=\\s]*", "base64 text"),

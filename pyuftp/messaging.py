@@ -78,12 +78,13 @@ def _with_metadata(payload: Mapping[str, Any], version: str) -> dict[str, Any]:
 
 
 def complete_payload(message_type: str, payload: Mapping[str, Any],
-                     version: str | None = None) -> dict[str, Any]:
+                     version: str | None = None, *, dialect: str | None = None) -> dict[str, Any]:
     """A copy of ``payload`` with the metadata filled in and everything checked.
 
     ``version``, ``message_id``, ``conversation_id`` (new UUID4s) and ``time_stamp`` (now,
     UTC) are added where the payload leaves them out; ``sender_domain`` and
-    ``recipient_domain`` are required.
+    ``recipient_domain`` are required. ``dialect`` checks it as the recipient's software
+    wants it where that differs from the official schemas (:data:`pyuftp.catalog.DIALECTS`).
     """
     if not isinstance(payload, Mapping):
         raise ValidationError(message_type, f"payload must be a dict, got {type(payload).__name__}")
@@ -96,12 +97,13 @@ def complete_payload(message_type: str, payload: Mapping[str, Any],
     requested = own or version or DEFAULT_VERSION
     served = spec(requested)
     message = _with_metadata(payload, requested)
-    check(message_type, message, served)
+    check(message_type, message, served, dialect)
     return message
 
 
 def create_message(message_type: str, payload: Mapping[str, Any], version: str | None = None,
-                   *, validate_output: bool = False, rules: bool | Rules = True) -> str:
+                   *, validate_output: bool = False, rules: bool | Rules = True,
+                   dialect: str | None = None) -> str:
     """Render ``payload`` as the XML of a UFTP ``message_type`` message.
 
     ``version`` defaults to the payload's own ``version``, else 3.1.0; the two may not differ.
@@ -112,16 +114,19 @@ def create_message(message_type: str, payload: Mapping[str, Any], version: str |
     :class:`~pyuftp.exceptions.RuleViolation` naming them all. ``rules=False`` skips them; a
     :class:`~pyuftp.rules.Rules` uses that rule set. ``validate_output=True`` also validates
     the XML against pyuftp's schema of the version (see the module's docstring).
+    ``dialect="java"`` writes what that counterparty's software accepts where it differs
+    from the official schemas (see :data:`pyuftp.catalog.DIALECTS` and the dialects page).
     """
     return build_message(message_type, payload, version, validate_output=validate_output,
-                         rules=rules)[0]
+                         rules=rules, dialect=dialect)[0]
 
 
 def build_message(message_type: str, payload: Mapping[str, Any], version: str | None = None,
                   *, validate_output: bool = False,
-                  rules: bool | Rules = True) -> tuple[str, dict[str, Any]]:
+                  rules: bool | Rules = True,
+                  dialect: str | None = None) -> tuple[str, dict[str, Any]]:
     """Like :func:`create_message`, also returning the payload as sent (metadata filled in)."""
-    message = complete_payload(message_type, payload, version)
+    message = complete_payload(message_type, payload, version, dialect=dialect)
     if rules is not False:
         rule_set = DEFAULT_RULES if rules is True else rules
         rule_set.refuse(message_type, rule_set.check(message_type, message))
@@ -132,7 +137,8 @@ def build_message(message_type: str, payload: Mapping[str, Any], version: str | 
         # The checker should have caught this; say where it happened in dict terms anyway.
         raise ValidationError(message_type, f"cannot be rendered: {exc}") from exc
     if validate_output or VALIDATE_OUTPUT:
-        validate_rendered(message_type, served, xml)
+        # A dialect's message differs from the strict schema within what pyuftp reads.
+        validate_rendered(message_type, served, xml, received=dialect not in (None, "uftp"))
     return xml, message
 
 

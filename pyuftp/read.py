@@ -141,15 +141,17 @@ def validate_element(message_type: str, version: Any, root: Any) -> None:
     raise schema_error(message_type, served, root, xsd.error_log, received=True)
 
 
-def validate_rendered(message_type: str, version: Spec, xml: str) -> None:
+def validate_rendered(message_type: str, version: Spec, xml: str,
+                      received: bool = False) -> None:
     """Validate XML that pyuftp rendered against the strict schema (a debugging aid: the
-    checker and the schema are made from the same table)."""
+    checker and the schema are made from the same table), or the lenient one of what pyuftp
+    reads (``received``: for a message written in a counterparty's dialect)."""
     try:
         root = etree.fromstring(xml.encode("utf-8"), _xml_parser())
     except etree.XMLSyntaxError as exc:
         raise ValidationError(message_type,
                               f"rendered XML is not well-formed: {excerpt(exc)}") from None
-    xsd = schema(version)
+    xsd = schema(version, received)
     if not xsd.validate(root):
         raise schema_error(message_type, version, root, xsd.error_log)
 

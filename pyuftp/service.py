@@ -24,7 +24,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiohttp import web
 
@@ -41,6 +41,11 @@ from .rules import Rules
 from .limits import (AcceptErrorFilter, BodyBudget, Gate, Limits, fd_headroom, guarded,
                      http_logger)
 from .store import Store
+from .auth.tls import plain_http_warning, server_context
+
+if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
+    from .auth.bearer import BearerCheck
+    from .auth.jwks import JwksFetcher
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,13 @@ class ShapeshifterService:
         that breaks any is answered ``Rejected`` with every problem, and its handler is not
         called.
     :param retention: seconds the archive keeps every message sent and received (62 days).
+    :param cert_file: HTTPS from PEM files instead of an ``ssl_context``: the certificate
+        chain, with ``key_file`` (unless the key is in the same file) and ``client_ca``: a
+        client must then present a certificate signed by one of those CAs (mutual TLS).
+        See :mod:`pyuftp.auth.tls`.
+    :param bearer: a :class:`~pyuftp.auth.BearerCheck` (or a :class:`~pyuftp.auth.JwksFetcher`
+        around one): every request must carry a valid bearer token, else it is answered 401
+        before its body is read.
     """
 
     role: ClassVar[str]
@@ -104,14 +116,25 @@ class ShapeshifterService:
                  limits: Limits | None = None, ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.time, rules: Rules | bool | None = None,
                  retention: float = RETENTION,
-                 unknown_key_ttl: float = NEGATIVE_TTL) -> None:
+                 unknown_key_ttl: float = NEGATIVE_TTL,
+                 cert_file: str | os.PathLike[str] | None = None,
+                 key_file: str | os.PathLike[str] | None = None,
+                 client_ca: str | os.PathLike[str] | None = None,
+                 bearer: BearerCheck | JwksFetcher | None = None) -> None:
         self.sender_domain = sender_domain
+        # (#19.3) TLS from files; (#19.2) the bearer check: the exchange decides, _jwks fetches
+        if cert_file is not None:
+            if ssl_context is not None:
+                raise ValueError("give ssl_context or cert_file, not both")
+            ssl_context = server_context(cert_file, key_file, client_ca=client_ca)
+        self._jwks = None if bearer is None else _fetcher(bearer, clock)
         self.host, self.port, self.path, self.ssl_context = host, port, path, ssl_context
         self.read_timeout = read_timeout
         self.limits = limits or Limits()
         self.exchange = Exchange(sender_domain, self.role, version=version, max_age=max_age,
                                  max_clock_skew=max_clock_skew, max_body=max_body, clock=clock,
-                                 rules=rules)
+                                 rules=rules, bearer=None if self._jwks is None else
+                                 self._jwks.check)
         self.courier = Courier(sender_domain, signing_key, self.role,
                                store=store if store is not None else "memory:",
                                endpoint_lookup=endpoint_lookup, version=version,
@@ -198,8 +221,13 @@ class ShapeshifterService:
         self.gate = Gate(cap, self.limits.address_share(cap))
         self._server = await loop.create_server(
             guarded(server, self.gate), self.host, self.port,
-            ssl=self.ssl_context, reuse_address=True)
+            ssl=self.ssl_context, reuse_address=True,
+            # (#19.3) a TLS handshake that never finishes is an idle connection
+            ssl_handshake_timeout=self.limits.idle_timeout if self.ssl_context else None)
         self.port = self._server.sockets[0].getsockname()[1]  # the real port when port=0
+        warning = plain_http_warning(self.host, self.ssl_context is not None)
+        if warning is not None:
+            logger.warning("%s service of %s: %s", self.role, self.sender_domain, warning)
         self._accept_filter = AcceptErrorFilter(loop)
         self._accept_filter.install()
         logger.info("%s service of %s listening on %s", self.role, self.sender_domain, self.url)
@@ -239,6 +267,10 @@ class ShapeshifterService:
                                            request.content_length)
         if refused is not None:
             return _refusal(Reply(refused.http_status, str(refused)))
+        if self._jwks is not None:  # (#19.2) a bearer token, before the body is read
+            unauthorized = await self._bearer_refusal(request)
+            if unauthorized is not None:
+                return unauthorized
         size = request.content_length or 0
         size = 0 if size < SMALL_BODY else size
         if not self._budget.take(size):
@@ -252,6 +284,26 @@ class ShapeshifterService:
             return _response(await self.inbox.receive(data))  # the inbox logs its refusals
         finally:
             self._budget.give(size)
+
+
+    async def _bearer_refusal(self, request: web.Request) -> web.Response | None:
+        """(#19.2) The 401 for a request without a valid bearer token; None to go on."""
+        # Two Authorization headers join into one that no check accepts.
+        header = ", ".join(request.headers.getall("Authorization", [])) or None
+        decision = self.exchange.check_bearer(header)
+        if decision is not None and decision.fetch_keys and self._jwks is not None:
+            await self._jwks.refresh()
+            decision = self.exchange.check_bearer(header, may_fetch=False)
+        if decision is None or decision.accepted:
+            return None
+        logger.warning("refused a request with HTTP 401: %s", decision.reason)
+        return web.Response(status=401, text=decision.reason,
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _fetcher(bearer: BearerCheck | JwksFetcher, clock: Callable[[], float]) -> JwksFetcher:
+    from .auth.jwks import JwksFetcher  # PyJWT only for services that check tokens
+    return bearer if isinstance(bearer, JwksFetcher) else JwksFetcher(bearer, clock=clock)
 
 
 def _refusal(reply: Reply) -> web.Response:

@@ -7,7 +7,10 @@
 It knows nothing of messages: it takes bytes and a URL, follows redirects as POSTs, reads at
 most a few KB of an error answer, and sorts failures into temporary (try again later) and
 final ones by the rules of the UFTP transport appendix. The ``auth`` seam supplies extra
-headers per request (an OAuth2 bearer token, say).
+headers per request (an OAuth2 bearer token, say); an auth that can also be told its
+credentials were refused (:class:`PeerAuth`, e.g. :class:`pyuftp.auth.OAuth2Clients`) gets
+one fresh try after an HTTP 401. Plain ``http://`` goes only to loopback addresses unless
+``allow_plain_http`` is set (:mod:`pyuftp.auth.tls`).
 """
 from __future__ import annotations
 
@@ -16,19 +19,42 @@ import datetime
 import email.utils
 import inspect
 import logging
+import os
 import re
+import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from .auth.tls import client_context, refuse_plain_http
 from .exceptions import FinalDeliveryError, TemporaryDeliveryError, excerpt
 
 logger = logging.getLogger(__name__)
 
 #: ``auth(url) -> headers`` (sync or async): extra headers for one POST to ``url``.
 Auth = Callable[[str], "Mapping[str, str] | Awaitable[Mapping[str, str]]"]
+#: ``(domain, role)`` of the party a POST goes to, when the sender knows it.
+Peer = tuple[str, str]
+
+
+@runtime_checkable
+class PeerAuth(Protocol):
+    """An auth that knows whom a POST is for and can be told its credentials were refused.
+
+    :meth:`headers_for` is used instead of ``auth(url)``; after an HTTP 401 the poster calls
+    :meth:`refused` with the headers it sent and, when that returns True (e.g. a cached
+    token was dropped), tries once more with fresh headers.
+    """
+
+    async def headers_for(self, url: str, peer: Peer | None) -> Mapping[str, str]:
+        """The extra headers of one POST to ``peer`` (``(domain, role)``, if known) at ``url``."""
+        ...
+
+    async def refused(self, url: str, peer: Peer | None, sent: Mapping[str, str]) -> bool:
+        """The POST with the headers ``sent`` got 401: True to try once more."""
+        ...
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 REDIRECTS = (301, 302, 307, 308)
@@ -90,13 +116,29 @@ class Poster:
         added to the request (e.g. ``{"Authorization": "Bearer ..."}``).
     :param session: an ``aiohttp.ClientSession`` to use; it is then left open on
         :meth:`close` (whoever makes a session closes it).
+    :param ssl: an :class:`ssl.SSLContext` for https (whom to trust, which client
+        certificate to present); or ``ca_file`` (trust only these CAs) and ``client_cert``
+        / ``client_key`` (PEM files) to make one. Default: the system's trusted CAs.
+    :param allow_plain_http: also POST to ``http://`` URLs that are not on a loopback
+        address (refused by default: the spec demands TLS).
     """
 
-    def __init__(self, *, timeout: float = 30.0, auth: Auth | None = None,
-                 session: aiohttp.ClientSession | None = None, max_redirects: int = 5) -> None:
+    def __init__(self, *, timeout: float = 30.0, auth: Auth | PeerAuth | None = None,
+                 session: aiohttp.ClientSession | None = None, max_redirects: int = 5,
+                 ssl: ssl_module.SSLContext | None = None,
+                 ca_file: str | os.PathLike[str] | None = None,
+                 client_cert: str | os.PathLike[str] | None = None,
+                 client_key: str | os.PathLike[str] | None = None,
+                 allow_plain_http: bool = False) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.auth = auth
         self.max_redirects = max_redirects
+        if ssl is not None and (ca_file or client_cert or client_key):
+            raise ValueError("give ssl or ca_file/client_cert/client_key, not both")
+        if ssl is None and (ca_file or client_cert or client_key):
+            ssl = client_context(ca_file, client_cert, client_key)
+        self.ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
+        self.allow_plain_http = allow_plain_http
         self._session = session
         self._own_session = session is None
 
@@ -112,24 +154,45 @@ class Poster:
             await self._session.close()
         self._session = None
 
-    async def _headers(self, url: str) -> dict[str, str]:
+    async def _headers(self, url: str, peer: Peer | None) -> dict[str, str]:
         headers = {"Content-Type": CONTENT_TYPE}
-        if self.auth is not None:
+        if isinstance(self.auth, PeerAuth):
+            headers.update(await self.auth.headers_for(url, peer) or {})
+        elif self.auth is not None:
             extra = await maybe_await(self.auth(url))
             headers.update(extra or {})
         return headers
 
-    async def post_once(self, data: bytes, url: str) -> None:
-        """One POST (following redirects as POSTs); raises Temporary/FinalDeliveryError."""
-        for _hop in range(self.max_redirects + 1):
+    async def _retry_after_401(self, url: str, peer: Peer | None,
+                               sent: Mapping[str, str]) -> bool:
+        """Whether the auth refreshed what the peer refused: then one more try is worth it."""
+        return isinstance(self.auth, PeerAuth) and await self.auth.refused(url, peer, sent)
+
+    async def post_once(self, data: bytes, url: str, *, peer: Peer | None = None) -> None:
+        """One POST (following redirects as POSTs, and trying once more with fresh
+        credentials after a 401 when the auth can refresh them) to ``peer`` (``(domain,
+        role)``, for the auth) at ``url``; raises Temporary/FinalDeliveryError."""
+        refreshed = False
+        hop = 0
+        while hop <= self.max_redirects:
             try:
+                refuse_plain_http(url, self.allow_plain_http)
+            except ValueError as exc:
+                raise FinalDeliveryError(str(exc), url=url) from None
+            try:
+                headers = await self._headers(url, peer)
                 async with self._http().post(
-                    url, data=data, headers=await self._headers(url),
+                    url, data=data, headers=headers, ssl=self.ssl,
                     allow_redirects=False,  # aiohttp would turn a 301/302 POST into a GET
                 ) as response:
                     status = response.status
                     if status in REDIRECTS and "Location" in response.headers:
                         url = urljoin(url, response.headers["Location"])
+                        hop += 1
+                        continue
+                    if status == 401 and not refreshed and await self._retry_after_401(
+                            url, peer, headers):
+                        refreshed = True  # once: a second 401 is the peer's final word
                         continue
                     if 200 <= status < 300:
                         return
