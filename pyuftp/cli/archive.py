@@ -168,6 +168,8 @@ def _export(args: argparse.Namespace) -> int:
         _write(args.out, document)
     if args.json or not args.out:
         print_json(document)
+    else:
+        print(f"exported {len(entries)} message(s) to {args.out}")
     return OK
 
 
