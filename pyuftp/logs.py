@@ -45,7 +45,7 @@ class JsonFormatter(logging.Formatter):
     :param max_length: the most characters of any one value (the message, a field); the
         traceback of an exception gets four times as many.
     :param fields: more record attributes to write when present (e.g. ``("sender_domain",)``),
-        after :data:`MESSAGE_FIELDS`.
+        after ``MESSAGE_FIELDS``.
     """
 
     def __init__(self, max_length: int = 2000, fields: Iterable[str] = ()) -> None:

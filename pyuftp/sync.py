@@ -180,8 +180,8 @@ class SyncClient(_Facade[ShapeshifterClient]):
 
 class SyncService(_Facade[ShapeshifterService]):
     """A service (``service_class(*args, **kwargs)``) listening on a private thread, that
-    blocks: :meth:`request` (send and wait for the answer), :meth:`drain`, :meth:`close`.
-    Handlers are added with :meth:`add_handler` before :meth:`start`."""
+    blocks: :meth:`request` (send and wait for the answer), ``drain``, :meth:`close`.
+    Handlers are added with ``add_handler`` before :meth:`start`."""
 
     def __init__(self, service_class: type[ShapeshifterService], *args: Any,
                  timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> None:

@@ -19,7 +19,7 @@ LAYERS = {
     "rules": 2, "json_form": 2, "exchange": 4, "archiving": 5,
     "transport": 5, "attempts": 5, "outbox": 5, "delivery": 5, "client": 5, "handlers": 5,
     "inbox": 6, "limits": 6, "service": 7,
-    "demo": 8, "__main__": 8, "__init__": 8, "cli": 8, "sync": 6, "logs": 0,
+    "demo": 8, "__main__": 8, "__init__": 8, "cli": 8, "sync": 8, "logs": 0,
 }
 
 
