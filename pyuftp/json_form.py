@@ -104,7 +104,10 @@ def _convert(node: Node, data: Mapping[str, Any], path: str, depth: int) -> dict
             try:
                 out[key] = FIELD_TYPES[types[key]].parse(value)
             except (ValueError, ArithmeticError) as exc:
-                raise ValidationError(where, f"{quote(value)}: {excerpt(exc)}") from None
+                reason = excerpt(exc)
+                if quote(value) not in reason:
+                    reason = f"{quote(value)}: {reason}"
+                raise ValidationError(where, reason) from None
         elif key in children and isinstance(value, list) and children[key].many:
             out[key] = [_convert(children[key].node, item, f"{where}[{i}]", depth + 1)
                         if isinstance(item, Mapping) else item for i, item in enumerate(value)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 XML_WIDTH = 80
 PAYLOAD_WIDTH = 80
@@ -28,6 +27,8 @@ def format_xml(xml: str, width: int = XML_WIDTH) -> str:
 
 
 def _xml_element(element: Any, depth: int, width: int, lines: list[str]) -> None:
+    from xml.sax.saxutils import escape, quoteattr  # here: its import is slow for --help
+
     pad = "  " * depth
     if not isinstance(element.tag, str):  # a comment or processing instruction
         lines.append(pad + str(element).strip())

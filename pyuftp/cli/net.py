@@ -3,7 +3,6 @@ trading cycle between three services on 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -84,6 +83,8 @@ async def _send_all(args: argparse.Namespace, url: str, key: SigningKey | None) 
 
 
 def _send(args: argparse.Namespace) -> int:
+    import asyncio
+
     url = checked_url(args.to)
     key = private_key(args.key) if args.key else None
     results = asyncio.run(_send_all(args, url, key))
@@ -151,6 +152,8 @@ async def _ping_status(args: argparse.Namespace, domain: str, url: str) -> dict[
 
 
 async def _ping_answer(args: argparse.Namespace, domain: str, url: str) -> dict[str, Any]:
+    import asyncio
+
     from ..service import SERVICES
 
     host, _, port = args.listen.rpartition(":")
@@ -188,6 +191,8 @@ async def _ping_answer(args: argparse.Namespace, domain: str, url: str) -> dict[
 
 
 def _ping(args: argparse.Namespace) -> int:
+    import asyncio
+
     domain, url = _target(args)
     if args.peer_role is None:
         args.peer_role = "AGR" if args.role == "DSO" else "DSO"

@@ -7,7 +7,6 @@ refused (the error names the process); stop the service first, or read a copy of
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +136,8 @@ async def _post_each(store: Store, items: list[OutboxItem], url: str | None,
 
 
 def _retry(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .net import checked_url
 
     if bool(args.ids) == args.all:
