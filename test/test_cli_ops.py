@@ -239,3 +239,16 @@ def test_every_command_has_a_description_and_no_docs_path():
         usage, _, rest = text.partition("\n\n")
         assert rest.strip() and not rest.lstrip().startswith(("positional", "options")), args
         assert "``" not in text and ":ref:" not in text
+
+
+def test_convert_names_the_field_of_a_bad_json_value(tmp_path):
+    document = json.loads(to_json(*pyuftp.parse_message(pyuftp.create_message(
+        "FlexOffer", example("FlexOffer")))))
+    document["payload"]["period"] = "tomorrow"
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    result = cli("convert", str(tmp_path / "bad.json"))
+    assert result.returncode == 1
+    assert "FlexOffer.period: 'tomorrow'" in result.stderr
+    (tmp_path / "other.json").write_text('{"type": "FlexOffer"}')
+    result = cli("convert", str(tmp_path / "other.json"))
+    assert result.returncode == 1 and '"message_type"' in result.stderr
