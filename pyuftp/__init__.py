@@ -33,12 +33,16 @@ def __getattr__(name: str) -> Any:
     if name == "generate_keypair":
         from .crypto import generate_keypair
         return generate_keypair
+    if name in ("load_keys", "KeyPair"):
+        from . import keyfile
+        return getattr(keyfile, name)
     raise AttributeError(f"module 'pyuftp' has no attribute {name!r}")
 
 
 __all__ = [
     "DEFAULT_VERSION", "MESSAGE_TYPES", "VERSIONS",
     "create_message", "parse_message", "check_payload", "generate_keypair",
+    "load_keys", "KeyPair",
     "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
     "ValidationError", "InvalidKey", "InvalidSignature", "RuleViolation",
     "Disposition", "ProfileType", "RedispatchBy", "Result", "Role", "SettlementDisposition",

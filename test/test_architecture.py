@@ -15,11 +15,11 @@ LAYERS = {
     "catalog": 1, "fields": 1, "descriptions": 1,
     "speed": 2, "check": 2, "render": 2, "read": 2, "schema_errors": 2, "messaging": 2,
     "examples": 2, "payloads": 2, "enums": 2,
-    "crypto": 3, "store": 3, "envelope": 3, "discovery": 3, "auth": 3,
-    "rules": 2, "exchange": 4, "archiving": 5,
+    "crypto": 3, "keyfile": 3, "store": 3, "envelope": 3, "discovery": 3, "auth": 3,
+    "rules": 2, "json_form": 2, "exchange": 4, "archiving": 5,
     "transport": 5, "attempts": 5, "outbox": 5, "delivery": 5, "client": 5, "handlers": 5,
     "inbox": 6, "limits": 6, "service": 7,
-    "demo": 8, "__main__": 8, "__init__": 8,
+    "demo": 8, "__main__": 8, "__init__": 8, "cli": 8, "sync": 8, "logs": 0,
 }
 
 

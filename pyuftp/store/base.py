@@ -153,6 +153,17 @@ class OutboxStore(abc.ABC):
         last changed (stored or marked; claims do not count) before ``before`` (unix time);
         return how many. Without this the outbox only grows."""
 
+    def retry_outgoing(self, item_id: int, next_attempt_at: float, expires_at: float) -> None:
+        """Try a failed (or pending) item again: it becomes ``pending``, due at
+        ``next_attempt_at`` and given up at ``expires_at`` (unix times), its claim ended; its
+        ``attempts`` and last error stay for inspection. For an operator (``pyuftp outbox
+        retry``) after the peer's outage is over. ValueError for a delivered item (nothing to
+        retry), KeyError for an unknown id. One transaction.
+
+        Not abstract, so that a backend written before it still loads: such a backend
+        raises NotImplementedError until it implements it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot retry outbox items")
+
 
 
 class Journal(abc.ABC):

@@ -238,6 +238,23 @@ class MemoryStore(Store):
                 self._decided = deque(i for i in self._decided if i in self._items)
         return len(old)
 
+    def retry_outgoing(self, item_id: int, next_attempt_at: float, expires_at: float) -> None:
+        item_id = checks.item_id(item_id)
+        due, expires = checks.when(next_attempt_at, "next_attempt_at"), checks.when(
+            expires_at, "expires_at")
+        with self._use():
+            item = self._items.get(item_id)
+            if item is None:
+                raise KeyError(f"no outbox item {item_id}")
+            if item.state == "delivered":
+                raise ValueError(f"outbox item {item_id} was delivered: nothing to retry")
+            item.state, item.next_attempt_at, item.expires_at = "pending", due, expires
+            self._claims.pop(item_id, None)
+            self._updated[item_id] = time.time()
+            if item_id not in self._pending:  # claim_due wants the pending ids in order
+                self._pending = dict(sorted({**self._pending, item_id: item}.items()))
+                self._decided = deque(i for i in self._decided if i != item_id)
+
     # --- received ----------------------------------------------------------------------------
 
     @staticmethod

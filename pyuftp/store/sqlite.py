@@ -280,6 +280,20 @@ class SQLiteStore(Store):
                                   (state, before))
         return cursor.rowcount
 
+    def retry_outgoing(self, item_id: int, next_attempt_at: float, expires_at: float) -> None:
+        item_id = checks.item_id(item_id)
+        due, expires = checks.when(next_attempt_at, "next_attempt_at"), checks.when(
+            expires_at, "expires_at")
+        with self._session("retry_outgoing") as conn:
+            state = conn.execute("SELECT state FROM outbox WHERE id = ?", (item_id,)).fetchone()
+            if state is None:
+                raise KeyError(f"no outbox item {item_id}")
+            if state[0] == "delivered":
+                raise ValueError(f"outbox item {item_id} was delivered: nothing to retry")
+            conn.execute("UPDATE outbox SET state = 'pending', next_attempt_at = ?, "
+                         "expires_at = ?, claimed_until = 0, updated_at = ? WHERE id = ?",
+                         (due, expires, time.time(), item_id))
+
     # --- received ----------------------------------------------------------------------------
 
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,

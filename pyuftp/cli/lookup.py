@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import sys
 
-from .records import DiscoveryError, Participant, key_name
+from ..discovery.records import DiscoveryError, Participant, key_name
 
 
 def add_lookup_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,7 +38,7 @@ def add_lookup_command(commands: argparse._SubParsersAction) -> None:  # type: i
 
 def run_lookup(args: argparse.Namespace) -> int:
     """The ``lookup`` command."""
-    from .dns import DnsDiscovery  # dnspython only when the command runs
+    from ..discovery.dns import DnsDiscovery  # dnspython only when the command runs
 
     try:
         anchors = None
