@@ -7,7 +7,7 @@ this process and of every child; default: the repository this script is in). ``-
 runs some of the attacks (names below), in the order given. ``--quick`` uses smaller counts
 and shorter waits (about 1.5 minutes instead of about 4 to 5).
 
-A ``pyuftp.service.ShapeshifterDsoService`` for ``dso.example.com`` runs in a child process
+A ``pyuftp.server.service.ShapeshifterDsoService`` for ``dso.example.com`` runs in a child process
 on 127.0.0.1 (port 0), with only the constructor arguments every pyuftp version has. Its
 ``pyuftp.discovery.Directory`` knows ``agr.example.com`` (AGR), whose private key this
 process holds; the AGR endpoint the service sends its responses to is a small aiohttp sink
@@ -159,7 +159,7 @@ logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
 import pyuftp
 from pyuftp.discovery import Directory
-from pyuftp.service import ShapeshifterDsoService
+from pyuftp.server.service import ShapeshifterDsoService
 
 
 async def main():
@@ -185,7 +185,7 @@ asyncio.run(main())
 CHILD_CLIENT = _CHILD_COMMON + r'''
 import asyncio, json, time
 import pyuftp
-from pyuftp.client import ShapeshifterAgrDsoClient
+from pyuftp.clients import ShapeshifterAgrDsoClient
 
 
 def memory():
@@ -478,18 +478,18 @@ class Sink:
 class Ctx:
     def __init__(self, tree: str, quick: bool, tmp: str) -> None:
         import pyuftp
-        import pyuftp.crypto
-        import pyuftp.envelope
-        import pyuftp.examples
+        import pyuftp.signing.crypto
+        import pyuftp.signing.envelope
+        import pyuftp.message.examples
 
         self.pyuftp = pyuftp
-        self.envelope = pyuftp.envelope
-        self.examples = pyuftp.examples
+        self.envelope = pyuftp.signing.envelope
+        self.examples = pyuftp.message.examples
         self.tree = tree
         self.quick = quick
         self.tmp = tmp
-        self.dso_priv, self.dso_pub = pyuftp.crypto.generate_keypair()
-        self.agr_priv, self.agr_pub = pyuftp.crypto.generate_keypair()
+        self.dso_priv, self.dso_pub = pyuftp.signing.crypto.generate_keypair()
+        self.agr_priv, self.agr_pub = pyuftp.signing.crypto.generate_keypair()
         self.sink = Sink()
         self.procs: list[subprocess.Popen] = []
         self.child_count = 0
@@ -1137,7 +1137,7 @@ logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
 import pyuftp
 from pyuftp.discovery import Directory
-from pyuftp.service import ShapeshifterDsoService
+from pyuftp.server.service import ShapeshifterDsoService
 
 
 async def main():
@@ -1316,7 +1316,7 @@ async def attack_utf16(ctx: Ctx) -> None:
     """Envelopes and signed payloads in UTF-16, UTF-32 and Latin-1, all sent as utf-8."""
     child = await ctx.service()
     payload = {"sender_domain": AGR, "recipient_domain": DSO}
-    from pyuftp.messaging import build_message
+    from pyuftp.message.codec import build_message
     xml, _ = build_message("TestMessage", payload)
     xml = re.sub(r"^<\?xml[^>]*\?>", "", xml if isinstance(xml, str) else xml.decode())
     envelope = re.sub(r"^<\?xml[^>]*\?>", "", ctx.probe_body().decode("utf-8"))
@@ -1362,7 +1362,7 @@ async def attack_unknown_sender(ctx: Ctx) -> None:
     """50 signed messages from a sender the service has no key for: key look-ups made."""
     child = _CountingChild(ctx, "counting").start()
     try:
-        stranger, _public = ctx.pyuftp.crypto.generate_keypair()
+        stranger, _public = ctx.pyuftp.signing.crypto.generate_keypair()
         statuses: Counter = Counter()
         began = time.perf_counter()
         for _ in range(50):
@@ -1393,7 +1393,7 @@ import pyuftp
 from pyuftp.discovery import Directory
 from pyuftp.exceptions import StoreError
 from pyuftp.rules import DEFAULT_RULES
-from pyuftp.service import ShapeshifterAgrService, ShapeshifterDsoService
+from pyuftp.server.service import ShapeshifterAgrService, ShapeshifterDsoService
 from pyuftp.store.sqlite import SQLiteStore
 
 MODE = os.environ["ATTACK_A_MODE"]
@@ -1558,7 +1558,7 @@ async def attack_log_lines(ctx: Ctx) -> None:
     offer["offer_options"] = [dict(offer["offer_options"][0],
                                    isps=[dict(isp, start=97 + i) for i in range(50_000)])]
     hostile = _fresh(ctx, "FlexOffer", AGR, DSO, congestion_point=(
-        "ea1.2026-11.grid:7\u2028INFO pyuftp.inbox: forged record\x85WARNING forged too"))
+        "ea1.2026-11.grid:7\u2028INFO pyuftp.receiving.inbox: forged record\x85WARNING forged too"))
     for name, payload in (("50,000 out-of-period ISPs", offer),
                           ("U+2028 and NEL in the congestion point", hostile)):
         body = _sealed(ctx, "FlexOffer", payload, "AGR")
@@ -1568,7 +1568,7 @@ async def attack_log_lines(ctx: Ctx) -> None:
         log = dso.stderr_since(offset)
         raw = log.count("\u2028".encode()) + log.count("\x85".encode())
         forged = sum(1 for line in log.decode("utf-8", "replace").splitlines()
-                     if line.startswith(("INFO pyuftp.inbox: forged", "WARNING forged")))
+                     if line.startswith(("INFO pyuftp.receiving.inbox: forged", "WARNING forged")))
         out(f"  {name} ({len(body):,} bytes): {reply.describe()}; logged {len(log):,} bytes, "
             f"longest line {longest_line(log):,} bytes, raw U+2028/NEL {raw}, forged lines "
             f"{forged}")
@@ -1649,7 +1649,7 @@ CHILD_STORE_SERVICE = _CHILD_COMMON + r'''
 import asyncio, logging
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 from pyuftp.discovery import Directory
-from pyuftp.service import ShapeshifterDsoService
+from pyuftp.server.service import ShapeshifterDsoService
 
 
 async def main():
@@ -1844,7 +1844,7 @@ logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 import pyuftp
 from pyuftp.discovery import Directory, LookupChain
 from pyuftp.discovery.dns import DnsDiscovery
-from pyuftp.service import ShapeshifterDsoService
+from pyuftp.server.service import ShapeshifterDsoService
 
 
 async def main():
@@ -1978,7 +1978,7 @@ class BearerRig:
         from aiohttp import web
         from pyuftp.auth import BearerCheck
         from pyuftp.discovery import Directory
-        from pyuftp.service import ShapeshifterDsoService
+        from pyuftp.server.service import ShapeshifterDsoService
 
         jwk = self.jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
         jwk.update(kid=self.kid, use="sig", alg="ES256")

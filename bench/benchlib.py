@@ -126,7 +126,7 @@ def serve_pyuftp(config: dict[str, Any]) -> None:
 
     import pyuftp
     from pyuftp.discovery import Directory
-    from pyuftp.service import ShapeshifterDsoService
+    from pyuftp.server.service import ShapeshifterDsoService
 
     directory = Directory()
     directory.add(AGR_DOMAIN, "AGR", config["agr_public"], config["agr_endpoint"])
@@ -158,7 +158,7 @@ def serve_pyuftp(config: dict[str, Any]) -> None:
 def serve_agr(config: dict[str, Any]) -> None:
     import pyuftp
     from pyuftp.discovery import Directory
-    from pyuftp.service import ShapeshifterAgrService
+    from pyuftp.server.service import ShapeshifterAgrService
 
     directory = Directory()
     directory.add(DSO_DOMAIN, "DSO", config["dso_public"])

@@ -27,7 +27,7 @@ from typing import Any  # noqa: E402
 
 from dns_servers import AuthServer, ZoneKey, build_zone  # noqa: E402
 
-from pyuftp.crypto import generate_keypair  # noqa: E402
+from pyuftp.signing.crypto import generate_keypair  # noqa: E402
 from pyuftp.discovery import Directory, LookupChain  # noqa: E402
 from pyuftp.discovery.dns import DnsDiscovery  # noqa: E402
 

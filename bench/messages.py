@@ -28,7 +28,7 @@ from typing import Any, Callable
 import logging
 
 import pyuftp
-import pyuftp.messaging
+import pyuftp.message.codec
 from lxml import etree
 
 try:
@@ -48,10 +48,10 @@ logging.getLogger("shapeshifter-uftp").setLevel(logging.WARNING)
 
 def payloads() -> tuple[dict[str, Any], dict[str, Any], str]:
     """The pyuftp payloads (96-ISP FlexOffer, FlexOfferResponse) and where they came from."""
-    from pyuftp import examples
+    from pyuftp.message import examples
     offer = examples.flex_offer_96()
     response = examples.example("FlexOfferResponse")
-    source = "pyuftp.examples.flex_offer_96() / example('FlexOfferResponse')"
+    source = "pyuftp.message.examples.flex_offer_96() / example('FlexOfferResponse')"
     # The peer always writes Duration (default 1) on every ISP and MinActivationFactor
     # (default 1.00) on every option; say the same on the pyuftp side so that both put the
     # same attributes on the wire.
@@ -169,8 +169,8 @@ def staged_us(kind: str, payload: dict[str, Any], seconds: float,
     per stage the median over ``repeats`` runs of µs per message, the median of the runs'
     sums, and that of ``parse_message(create_message(...))`` timed in runs alternating with
     them (the same work, not taken apart)."""
-    from pyuftp import messaging as msg, read, speed
-    from pyuftp.catalog import spec
+    from pyuftp.message import messaging as msg, read, speed
+    from pyuftp.message.catalog import spec
 
     rules = getattr(msg, "DEFAULT_RULES", None)
     clock = time.perf_counter
@@ -330,7 +330,7 @@ def main() -> None:
 
     # lxml-only baselines: the floor under any lxml + XSD based implementation.
     offer_bytes = offer_xml.encode("utf-8")
-    xsd = pyuftp.messaging.schema("3.1.0")
+    xsd = pyuftp.message.codec.schema("3.1.0")
     root = etree.fromstring(offer_bytes)
     if not xsd.validate(root):
         sys.exit(f"pyuftp's schema refuses pyuftp's own FlexOffer: {xsd.error_log}")

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pyuftp
-from pyuftp.archiving import StoreArchive, entry
-from pyuftp.envelope import open_envelope, seal_message
-from pyuftp.examples import example, flex_offer_96
-from pyuftp.exchange import Exchange
+from pyuftp.store.archiving import StoreArchive, entry
+from pyuftp.signing.envelope import open_envelope, seal_message
+from pyuftp.message.examples import example, flex_offer_96
+from pyuftp.core.exchange import Exchange
 from pyuftp.store import MemoryStore, SQLiteStore, Store
 
 NOW = dt.datetime.now(dt.timezone.utc)

@@ -3,7 +3,7 @@
     python bench/soak.py [--seconds 60] [--senders 32] [--tree PATH]
     python bench/soak.py --compare /work/before [--pairs 1]
 
-One ``pyuftp.service.ShapeshifterDsoService`` in a process of its own on 127.0.0.1 (see
+One ``pyuftp.server.service.ShapeshifterDsoService`` in a process of its own on 127.0.0.1 (see
 bench/benchlib.py), its store a SQLite file in a temporary directory; its FlexOffer handler
 only counts and it answers every FlexOffer with a signed FlexOfferResponse to the AGR's
 endpoint, a pyuftp AGR service in another process. ``--tree PATH`` runs the service with
@@ -40,8 +40,8 @@ WARM_UP_SENDS = 10  # per sender
 
 class Soak:
     def __init__(self, args: Any, tree: str, store: str) -> None:
-        from pyuftp.crypto import generate_keypair
-        from pyuftp.examples import flex_offer_96
+        from pyuftp.signing.crypto import generate_keypair
+        from pyuftp.message.examples import flex_offer_96
 
         self.args, self.tree, self.store = args, tree, store
         self.agr_private, self.agr_public = generate_keypair()
@@ -61,7 +61,7 @@ class Soak:
                 "dso_public": self.dso_public, "dso_private": self.dso_private, **extra}
 
     async def run(self) -> dict[str, Any]:
-        from pyuftp.client import ShapeshifterAgrDsoClient
+        from pyuftp.clients import ShapeshifterAgrDsoClient
 
         lifetime = 4 * self.args.seconds + 600
         agr = await asyncio.to_thread(Child, "agr", self.config(), lifetime)

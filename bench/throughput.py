@@ -84,7 +84,7 @@ class Round:
 class Bench:
     def __init__(self, args: Any) -> None:
         import pyuftp
-        from pyuftp.crypto import generate_keypair
+        from pyuftp.signing.crypto import generate_keypair
 
         self.args = args
         self.agr_private, self.agr_public = generate_keypair()
@@ -103,8 +103,8 @@ class Bench:
         self.accepted = {"pyuftp": 0, "peer": 0}  # HTTP 200s per service process so far
         self.agr_expected = 0  # responses the AGR should have received in all
         self.lifetime = 3600.0
-        from pyuftp.client import ShapeshifterAgrDsoClient
-        from pyuftp.envelope import wrap
+        from pyuftp.clients import ShapeshifterAgrDsoClient
+        from pyuftp.signing.envelope import wrap
         self._signer = ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN,
                                                 "http://127.0.0.1:9/")
         self._wrap = wrap
@@ -128,7 +128,7 @@ class Bench:
                           bodies: list[bytes] | None) -> Round:
         """``r.senders`` asyncio senders: pyuftp clients calling ``send_flex_offer`` (bodies
         None), or POSTing pre-signed bodies with pyuftp's poster."""
-        from pyuftp.client import ShapeshifterAgrDsoClient
+        from pyuftp.clients import ShapeshifterAgrDsoClient
 
         clients = [ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN, svc.url,
                                             attempts=1) for _ in range(r.senders)]
@@ -259,7 +259,7 @@ class Bench:
         from lxml import etree
 
         import pyuftp
-        import pyuftp.messaging
+        import pyuftp.message.codec
 
         pk, sk = nb.crypto_sign_keypair()
         envelope = self.body()
@@ -268,7 +268,7 @@ class Bench:
         payload_xml = sealed[64:]
         sealed = nb.crypto_sign(payload_xml, sk)
         payload_root = etree.fromstring(payload_xml)
-        xsd = pyuftp.messaging.schema("3.1.0")
+        xsd = pyuftp.message.codec.schema("3.1.0")
         assert xsd.validate(payload_root)
         response_full = dict(self.response_payload, flex_offer_message_id=str(uuid.uuid4()))
         response_xml = pyuftp.create_message("FlexOfferResponse", response_full).encode()
@@ -406,7 +406,7 @@ async def run(args: Any) -> None:
         print(flush=True)
 
         # warm-up
-        from pyuftp.client import ShapeshifterAgrDsoClient
+        from pyuftp.clients import ShapeshifterAgrDsoClient
         c = ShapeshifterAgrDsoClient(AGR_DOMAIN, bench.agr_private, DSO_DOMAIN, ours.url)
         for _ in range(50):
             await c.send_flex_offer(bench.payload)

@@ -73,3 +73,32 @@ nitpick_ignore = [
 # The rules registry (pyuftp/rules) is documented by another page (docs/rules.rst, not here
 # yet); docstrings of create_message and Courier point into it.
 nitpick_ignore_regex.append(("py:.*", r"pyuftp\.rules(\..+)?"))
+
+
+# --- the layer map, drawn from pyuftp/_layers.py (its one source) -------------------------
+from docutils.parsers.rst import Directive  # noqa: E402
+from docutils.statemachine import StringList  # noqa: E402
+from docutils import nodes  # noqa: E402
+
+
+class LayersDirective(Directive):
+    """``.. pyuftp-layers::``: a table of pyuftp's layers, highest first, with the folders
+    and loose modules of each (from :mod:`pyuftp._layers`, so the page cannot drift)."""
+
+    def run(self) -> list[nodes.Node]:
+        from pyuftp._layers import LAYERS
+
+        lines = [".. list-table::", "   :header-rows: 1", "   :widths: 18 30 52", "",
+                 "   * - layer", "     - in ``pyuftp/``", "     - what it does"]
+        for layer in reversed(LAYERS):
+            where = ", ".join(f"``{p}/``" if (ROOT / "pyuftp" / p).is_dir() else f"``{p}.py``"
+                              for p in layer.parts)
+            lines += [f"   * - {layer.name}", f"     - {where}", f"     - {layer.job}"]
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines), self.content_offset, container)
+        return container.children
+
+
+def setup(app):  # noqa: ANN001, ANN201
+    app.add_directive("pyuftp-layers", LayersDirective)
+    return {"parallel_read_safe": True}

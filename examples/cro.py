@@ -36,7 +36,7 @@ async def run(cro: Party) -> int:
     def on_dso_query(query: dict[str, Any]) -> dict[str, Any]:
         point = congestion_points.get(query["entity_address"])
         if point is None:
-            from pyuftp.service import Rejected
+            from pyuftp import Rejected
             raise Rejected("unknown congestion point", time_zone=query["time_zone"],
                            period=query["period"])
         connections = []

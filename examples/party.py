@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pyuftp import generate_keypair
-from pyuftp.discovery import Directory
-from pyuftp.service import SERVICES, ShapeshifterService
+from pyuftp import Directory
+from pyuftp import ShapeshifterService
+from pyuftp.server.service import SERVICES
 
 DOMAINS = {"DSO": "dso.example.com", "AGR": "agr.example.com", "CRO": "cro.example.com"}
 CONGESTION_POINT = "ea1.2026-11.com.example.dso:cp-example-0001"

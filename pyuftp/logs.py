@@ -9,7 +9,7 @@
 
 Each record becomes one JSON object on one line::
 
-    {"time":"2026-05-01T07:00:01.250Z","level":"WARNING","logger":"pyuftp.inbox",
+    {"time":"2026-05-01T07:00:01.250Z","level":"WARNING","logger":"pyuftp.receiving.inbox",
      "message":"...","message_type":"FlexOffer","message_id":"...","counterparty":"..."}
 
 ``message_type``, ``message_id``, ``conversation_id`` and ``counterparty`` are added when the

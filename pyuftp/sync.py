@@ -2,7 +2,7 @@
 a notebook cell): the async client and service run on a private event loop in a private
 thread, and each call waits for its result.
 
-    from pyuftp.client import ShapeshifterAgrDsoClient
+    from pyuftp.clients.client import ShapeshifterAgrDsoClient
     from pyuftp.sync import SyncClient
 
     with SyncClient(ShapeshifterAgrDsoClient, "agr.example.com", private_key,
@@ -39,8 +39,8 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .client import ShapeshifterClient
-from .service import ShapeshifterService
+from .clients.client import ShapeshifterClient
+from .server.service import ShapeshifterService
 
 __all__ = ["SyncClient", "SyncService"]
 

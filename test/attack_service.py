@@ -17,9 +17,9 @@ import resource
 import sys
 
 from pyuftp.discovery import Directory
-from pyuftp.limits import Limits
+from pyuftp.server.limits import Limits
 from pyuftp.rules import DEFAULT_RULES
-from pyuftp.service import ShapeshifterDsoService
+from pyuftp.server.service import ShapeshifterDsoService
 
 
 async def main(options: dict, dso_key: str, agr_public: str) -> None:

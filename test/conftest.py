@@ -60,7 +60,7 @@ def fresh(message_type: str, **fields: Any) -> dict[str, Any]:
     changed."""
     import datetime as dt
 
-    from pyuftp.examples import example
+    from pyuftp.message.examples import example
 
     now = dt.datetime.now(dt.timezone.utc)
     payload = {k: v for k, v in example(message_type, now=now).items() if k not in METADATA}

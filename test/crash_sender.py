@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from pyuftp.client import ShapeshifterAgrDsoClient
+from pyuftp.clients import ShapeshifterAgrDsoClient
 
 OPTIONS = {"first_backoff": 0.05, "max_backoff": 0.2, "poll_interval": 0.1}
 

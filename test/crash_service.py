@@ -10,7 +10,7 @@ import sys
 
 from pyuftp.discovery import Directory
 from pyuftp.rules import DEFAULT_RULES
-from pyuftp.service import ShapeshifterDsoService
+from pyuftp.server.service import ShapeshifterDsoService
 
 
 async def main(store: str, port: int, dso_key: str, agr_public: str, agr_url: str) -> None:

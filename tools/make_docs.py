@@ -1,12 +1,12 @@
 """Write docs/representations.rst, the reference of every message's XML and dict, from the code.
 
-    python tools/make_docs.py          # rewrite docs/representations.rst
-    python tools/make_docs.py --check  # exit 1 if the committed page differs from the code
+    python tools/generate.py          # rewrite docs/representations.rst
+    python tools/generate.py --check  # exit 1 if the committed page differs from the code
 
 Every example on the page is rendered by ``pyuftp.create_message`` from
-``pyuftp.examples.example`` and every dict is what ``pyuftp.parse_message`` makes of that XML,
+``pyuftp.message.examples.example`` and every dict is what ``pyuftp.parse_message`` makes of that XML,
 so the page shows what the code does, not what someone remembered it to do. The differences
-between versions are read from the field-type table (``pyuftp/catalog.py``).
+between versions are read from the field-type table (``pyuftp/message/catalog.py``).
 """
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ sys.path.insert(0, str(ROOT))
 
 from pyuftp import create_message, parse_message  # noqa: E402
 from pyuftp.__main__ import format_payload, format_xml  # noqa: E402
-from pyuftp.catalog import (  # noqa: E402
+from pyuftp.message.catalog import (  # noqa: E402
     DEFAULT_VERSION, MESSAGE_TYPES, MESSAGES, VERSIONS, Attr, Child, Node, spec,
 )
-from pyuftp.descriptions import MESSAGES as DESCRIPTIONS  # noqa: E402
-from pyuftp.descriptions import field_meaning, python_type  # noqa: E402
-from pyuftp.fields import CHOICES  # noqa: E402
-from pyuftp.examples import example  # noqa: E402
+from pyuftp.message.descriptions import MESSAGES as DESCRIPTIONS  # noqa: E402
+from pyuftp.message.descriptions import field_meaning, python_type  # noqa: E402
+from pyuftp.message.fields import CHOICES  # noqa: E402
+from pyuftp.message.examples import example  # noqa: E402
 
 PAGE = ROOT / "docs" / "representations.rst"
-COMMAND = "python tools/make_docs.py"
+COMMAND = "python tools/generate.py"
 
-ROLES = DESCRIPTIONS  # what each message is for (pyuftp/descriptions.py)
+ROLES = DESCRIPTIONS  # what each message is for (pyuftp/message/descriptions.py)
 
 INTRO = """\
 :hide-toc:
@@ -108,7 +108,7 @@ The representation follows a few rules:
 - Parsing the XML that pyuftp rendered gives back the dict it was rendered from, for every
   message type and every supported version.
 
-The examples come from :mod:`pyuftp.examples` (``example('FlexOffer')`` returns a fresh copy
+The examples come from :mod:`pyuftp.message.examples` (``example('FlexOffer')`` returns a fresh copy
 of the payload; ``python -m pyuftp example FlexOffer`` prints both forms). They use UFTP
 {version} and tell one story between ``dso.example.com``, ``agr.example.com`` and
 ``cro.example.com``: the DSO and the AGR register their portfolios with the CRO; on
@@ -228,7 +228,7 @@ def _rows(message_type: str, node: Node, path: tuple[str, ...], prefix: str) -> 
 
 def field_table(message_type: str, version: str = DEFAULT_VERSION) -> str:
     """The reference of every field of ``message_type``: key, XML name, Python type, whether
-    it is required, and what it means (from pyuftp/descriptions.py)."""
+    it is required, and what it means (from pyuftp/message/descriptions.py)."""
     node = spec(version).messages[message_type]
     lines = [".. list-table::", "   :header-rows: 1", "   :widths: 26 22 20 10 40",
              "   :class: uftp-fields", "",
@@ -333,7 +333,7 @@ def version_section() -> str:
         bullets.append(_fill(f"``{message_type}`` exists only in 3.0.0.", "- "))
     tail = _fill(
         "All other message types are the same in both versions. "
-        "With ``version='3.0.0'``, :func:`pyuftp.examples.example` gives the 3.0.0 form of "
+        "With ``version='3.0.0'``, :func:`pyuftp.message.examples.example` gives the 3.0.0 form of "
         "each example: the same dict, less the fields that 3.0.0 lacks."
     )
     return OUTRO_HEAD + "\n" + "\n".join(bullets) + "\n\n" + tail + "\n"
@@ -390,18 +390,6 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def main(argv: list[str]) -> int:
-    if "--check" in argv:
-        if is_current(PAGE):
-            return 0
-        print(f"{_shown(PAGE)} is out of date with the code; regenerate it with:\n"
-              f"    {COMMAND}")
-        return 1
-    PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text(render_page(), encoding="utf-8", newline="\n")
-    print(f"wrote {_shown(PAGE)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def outputs() -> dict[Path, str]:
+    """The page and its text."""
+    return {PAGE: render_page()}

@@ -1,7 +1,7 @@
 """Write docs/rules.rst, the reference of pyuftp's business rules, from the registry.
 
-    python tools/make_rules_doc.py          # rewrite docs/rules.rst
-    python tools/make_rules_doc.py --check  # exit 1 if the committed page differs from the code
+    python tools/generate.py          # rewrite docs/rules.rst
+    python tools/generate.py --check  # exit 1 if the committed page differs from the code
 
 The table of rules is read from ``pyuftp.rules.BUILT_IN`` (ids, message types, descriptions,
 stateful or not, the Java validators each matches), the on/off column from ``DEFAULT_RULES``,
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from pyuftp.rules import BUILT_IN, DEFAULT_RULES, NOT_RULES, Settings  # noqa: E402
 
 PAGE = ROOT / "docs" / "rules.rst"
-COMMAND = "python tools/make_rules_doc.py"
+COMMAND = "python tools/generate.py"
 
 #: The validators of the Java reference library (shapeshifter-library-java) that pyuftp's
 #: rules were measured against, in the order the issue listed them.
@@ -283,18 +283,6 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def main(argv: list[str]) -> int:
-    if "--check" in argv:
-        if is_current(PAGE):
-            return 0
-        print(f"{_shown(PAGE)} is out of date with pyuftp.rules; regenerate it with:\n"
-              f"    {COMMAND}")
-        return 1
-    PAGE.parent.mkdir(parents=True, exist_ok=True)
-    PAGE.write_text(render_page(), encoding="utf-8", newline="\n")
-    print(f"wrote {_shown(PAGE)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def outputs() -> dict[Path, str]:
+    """The page and its text."""
+    return {PAGE: render_page()}

@@ -12,7 +12,7 @@ a URL prefix of the endpoint (``"https://uftp.dso.example.com/"``). A token is f
 the client credentials grant (RFC 6749 section 4.4), cached until shortly before it expires
 (``expires_in``) and sent as ``Authorization: <token_type> <token>``. Concurrent sends share
 one token request per credentials; when a service answers 401 the token it refused is dropped
-and the POST is tried once more with a fresh one (see :class:`~pyuftp.transport.PeerAuth`).
+and the POST is tried once more with a fresh one (see :class:`~pyuftp.sending.transport.PeerAuth`).
 A token endpoint that cannot be reached, refuses, or answers nonsense makes the delivery fail
 temporarily, with the cause in the error. Secrets and tokens appear in no repr, log or error.
 """
@@ -142,7 +142,7 @@ class OAuth2Clients:
                 return self.credentials[prefix]
         return None
 
-    # --- the auth seam (pyuftp.transport.PeerAuth) --------------------------------------------
+    # --- the auth seam (pyuftp.sending.transport.PeerAuth) --------------------------------------------
 
     async def __call__(self, url: str) -> dict[str, str]:
         """Plain ``auth(url)``: only URL-prefix keys can match."""

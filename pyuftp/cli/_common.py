@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..crypto import SigningKey, VerifyKey
+    from ..signing.crypto import SigningKey, VerifyKey
     from ..store import Store
 
 OK, BAD, USAGE = 0, 1, 2
@@ -91,9 +91,9 @@ def is_json(data: bytes) -> bool:
 
 
 def private_key(path: str) -> "SigningKey":
-    """The private key of the keys file ``path`` (see pyuftp.keyfile)."""
+    """The private key of the keys file ``path`` (see pyuftp.signing.keyfile)."""
     from ..exceptions import InvalidKey
-    from ..keyfile import load_keys
+    from ..signing.keyfile import load_keys
 
     try:
         return load_keys(path).signing_key
@@ -103,9 +103,9 @@ def private_key(path: str) -> "SigningKey":
 
 def public_key(value: str) -> "VerifyKey":
     """A public key given as a keys file's path, or as the key itself (base64 or cs1.)."""
-    from ..crypto import VerifyKey
+    from ..signing.crypto import VerifyKey
     from ..exceptions import InvalidKey
-    from ..keyfile import load_keys
+    from ..signing.keyfile import load_keys
 
     try:
         if os.path.exists(value):
@@ -138,8 +138,8 @@ def open_existing_store(spec: str) -> "Store":
 
 def print_json(value: Any, out: IO[str] | None = None) -> None:
     """``value`` as indented JSON; datetimes, dates, durations and decimals as in the JSON
-    form of a message (:mod:`pyuftp.json_form`), bytes as base64."""
-    from ..json_form import to_jsonable
+    form of a message (:mod:`pyuftp.message.json_form`), bytes as base64."""
+    from ..message.json_form import to_jsonable
 
     print(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False),
           file=out or sys.stdout)
@@ -184,7 +184,7 @@ def duration(text: str) -> float:
     duration such as ``P7D`` or ``PT15M`` (an argparse type)."""
     spec = text.strip().lower()
     if spec.startswith("p"):
-        from ..fields import parse_duration
+        from ..message.fields import parse_duration
 
         try:
             return parse_duration(text.strip().upper()).total_seconds()
@@ -198,8 +198,8 @@ def duration(text: str) -> float:
 
 def message_type(text: str) -> str:
     """A UFTP message type, with a did-you-mean for a near miss (an argparse type)."""
-    from ..catalog import MESSAGE_TYPES
-    from ..check import suggest
+    from ..message.catalog import MESSAGE_TYPES
+    from ..message.check import suggest
 
     if text in MESSAGE_TYPES:
         return text

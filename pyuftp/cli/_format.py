@@ -120,9 +120,9 @@ def _long_string(value: str, indent: str, width: int) -> str:
 def format_payload(message_type: str, payload: Mapping[str, Any], version: str | None = None,
                    width: int = PAYLOAD_WIDTH) -> str:
     """``payload`` as Python source in the message's own field order (attributes, then
-    child elements, as in the field table of :mod:`pyuftp.catalog`), one line per field;
+    child elements, as in the field table of :mod:`pyuftp.message.catalog`), one line per field;
     nested lists and dicts are indented, small ones of plain values kept on one line."""
-    from ..catalog import spec
+    from ..message.catalog import spec
 
     node = spec(version if version is not None else payload.get("version")).received.get(
         message_type)

@@ -21,7 +21,7 @@ from ._common import (OK, Bad, Commands, Usage, add_command, add_json, message_t
 from .store import add_store_option
 
 if TYPE_CHECKING:
-    from ..crypto import VerifyKey
+    from ..signing.crypto import VerifyKey
     from ..store import ArchivedMessage, Store
 
 
@@ -117,7 +117,7 @@ def _signed(store: Store, message: ArchivedMessage) -> bytes | None:
 
 
 def _verify(signed: bytes, payload_xml: bytes, keys: list[VerifyKey]) -> dict[str, Any]:
-    from ..envelope import open_envelope, open_message
+    from ..signing.envelope import open_envelope, open_message
     from ..exceptions import PyUFTPError
 
     if not keys:

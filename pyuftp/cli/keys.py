@@ -1,5 +1,5 @@
 """Key commands: ``keygen`` (a new keys file) and ``keys dns`` (the DNS records a party
-publishes). The keys-file format is :mod:`pyuftp.keyfile`'s."""
+publishes). The keys-file format is :mod:`pyuftp.signing.keyfile`'s."""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +14,8 @@ USEF_VERSION = "2015"
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from ..crypto import SigningKey
-    from ..keyfile import format_keys
+    from ..signing.crypto import SigningKey
+    from ..signing.keyfile import format_keys
 
     text = format_keys(SigningKey.generate())
     if args.out is None:

@@ -14,8 +14,8 @@ from ._common import (BAD, OK, Bad, Commands, add_command, add_file, add_json, m
 from ._format import format_payload, format_xml
 
 if TYPE_CHECKING:
-    from ..crypto import VerifyKey
-    from ..envelope import Envelope
+    from ..signing.crypto import VerifyKey
+    from ..signing.envelope import Envelope
 
 
 @dataclass
@@ -34,17 +34,17 @@ class Loaded:
 def load(data: bytes, key: VerifyKey | None = None) -> Loaded:
     """Read ``data``: payload XML, a SignedMessage (opened; its signature checked with
     ``key`` if given) or the JSON form. Raises :class:`Bad` naming what is wrong."""
-    from ..envelope import open_envelope, open_message
+    from ..signing.envelope import open_envelope, open_message
     from ..exceptions import PyUFTPError
-    from ..json_form import from_json
-    from ..messaging import build_message, parse_message
-    from ..crypto import SIGNATURE_BYTES
+    from ..message.json_form import from_json
+    from ..message.codec import build_message, parse_message
+    from ..signing.crypto import SIGNATURE_BYTES
     from ._common import is_json, is_signed_message
 
     try:
         if is_json(data):
             kind, payload = from_json(data)
-            xml, sent = build_message(kind, payload, rules=False)
+            xml, sent = build_message(kind, payload)
             return Loaded(kind, sent, xml.encode("utf-8"), form="json")
         if is_signed_message(data):
             envelope = open_envelope(data)
@@ -67,7 +67,7 @@ def load(data: bytes, key: VerifyKey | None = None) -> Loaded:
 
 def _example(args: argparse.Namespace) -> int:
     from .. import create_message, parse_message
-    from ..examples import example
+    from ..message.examples import example
 
     xml = create_message(args.message_type, example(args.message_type, args.version),
                          version=args.version)
@@ -80,7 +80,7 @@ def _example(args: argparse.Namespace) -> int:
 
 
 def _types_epilog() -> str:
-    from ..catalog import MESSAGE_TYPES
+    from ..message.catalog import MESSAGE_TYPES
 
     return "message types:\n" + textwrap.fill(", ".join(MESSAGE_TYPES), width=78,
                                                initial_indent="  ", subsequent_indent="  ",
@@ -88,7 +88,7 @@ def _types_epilog() -> str:
 
 
 def add_example(commands: Commands[argparse.ArgumentParser]) -> None:
-    from ..catalog import DEFAULT_VERSION, VERSIONS
+    from ..message.catalog import DEFAULT_VERSION, VERSIONS
 
     parser = add_command(
         commands, "example", "render and parse an example message",
@@ -112,13 +112,13 @@ def problems(data: bytes, rules: bool = True) -> dict[str, Any]:
     it): every schema error in dict terms, then (when the schema is met) the business rules'
     problems. ``{"valid", "message_type", "version", "errors": [{"field", "reason"}],
     "rules": [...]}``."""
-    from ..catalog import spec
-    from ..crypto import SIGNATURE_BYTES
-    from ..envelope import open_envelope
+    from ..message.catalog import spec
+    from ..signing.crypto import SIGNATURE_BYTES
+    from ..signing.envelope import open_envelope
     from ..exceptions import PyUFTPError, ValidationError
-    from ..read import _strip_attributes, parse_xml, read_element, schema
+    from ..message.read import _strip_attributes, parse_xml, read_element, schema
     from ..rules import DEFAULT_RULES
-    from ..schema_errors import schema_error
+    from ..message.schema_errors import schema_error
     from ._common import is_signed_message
 
     report: dict[str, Any] = {"valid": False, "message_type": None, "version": None,
@@ -193,7 +193,7 @@ def add_validate(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ..json_form import to_jsonable
+    from ..message.json_form import to_jsonable
 
     loaded = load(read_input(args.file), public_key(args.key) if args.key else None)
     if args.json:
@@ -230,7 +230,7 @@ def add_show(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from ..json_form import to_json
+    from ..message.json_form import to_json
 
     data = read_input(args.file)
     loaded = load(data)
@@ -240,8 +240,8 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         text = loaded.payload_xml.decode("utf-8")
         if loaded.form != "json":  # XML in, XML out: the same message, written by pyuftp
-            from ..messaging import create_message
-            text = create_message(loaded.message_type, loaded.payload, rules=False)
+            from ..message.codec import create_message
+            text = create_message(loaded.message_type, loaded.payload)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return OK
 

@@ -14,14 +14,14 @@ from .messages import load
 from .seal import sender_role
 
 if TYPE_CHECKING:
-    from ..crypto import SigningKey
+    from ..signing.crypto import SigningKey
 
 #: where a party's service is, by the transport appendix, when only its domain is given
 DEFAULT_PATH = "/shapeshifter/api/v3/message"
 
 
 def checked_url(url: str) -> str:
-    from ..transport import check_url
+    from ..sending.transport import check_url
 
     try:
         return check_url(url, "--to")
@@ -35,7 +35,7 @@ def checked_url(url: str) -> str:
 def _envelope(data: bytes, key: SigningKey | None, given_role: str | None,
               rules: bool) -> tuple[bytes, str, str]:
     """``(SignedMessage bytes, message type, message id)`` of a file's content."""
-    from ..envelope import wrap
+    from ..signing.envelope import wrap
     from ..rules import DEFAULT_RULES
 
     loaded = load(data)
@@ -54,7 +54,7 @@ def _envelope(data: bytes, key: SigningKey | None, given_role: str | None,
 
 async def _send_all(args: argparse.Namespace, url: str, key: SigningKey | None) -> list[Any]:
     from ..exceptions import DeliveryError
-    from ..transport import Poster
+    from ..sending.transport import Poster
 
     results: list[dict[str, Any]] = []
     progress = Progress(len(args.files))
@@ -134,7 +134,7 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
 
 
 async def _ping_status(args: argparse.Namespace, domain: str, url: str) -> dict[str, Any]:
-    from ..delivery import Courier
+    from ..sending.delivery import Courier
     from ..exceptions import DeliveryError
 
     courier = Courier(args.sender, private_key(args.key), args.role, attempts=1,
@@ -154,7 +154,7 @@ async def _ping_status(args: argparse.Namespace, domain: str, url: str) -> dict[
 async def _ping_answer(args: argparse.Namespace, domain: str, url: str) -> dict[str, Any]:
     import asyncio
 
-    from ..service import SERVICES
+    from ..server.service import SERVICES
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
@@ -243,7 +243,7 @@ def add_ping(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..demo import main as demo_main
+    from .demo import main as demo_main
 
     return demo_main(quiet=args.quiet)
 

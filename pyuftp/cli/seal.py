@@ -14,7 +14,7 @@ from .messages import load
 
 def sender_role(message_type: str, given: str | None) -> str:
     """The role that sends ``message_type``: ``given``, else the only one that may."""
-    from ..catalog import spec
+    from ..message.catalog import spec
 
     roles = ("AGR", "CRO", "DSO")
     able = [r for r in roles if any(spec().may_send(r, to, message_type) for to in roles)]
@@ -28,7 +28,7 @@ def sender_role(message_type: str, given: str | None) -> str:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from ..envelope import wrap
+    from ..signing.envelope import wrap
 
     key = private_key(args.key)
     loaded = load(read_input(args.file))
@@ -87,8 +87,8 @@ def add_verify(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def _open(args: argparse.Namespace) -> int:
-    from ..crypto import SIGNATURE_BYTES
-    from ..envelope import open_envelope
+    from ..signing.crypto import SIGNATURE_BYTES
+    from ..signing.envelope import open_envelope
     from ..exceptions import PyUFTPError
     from ._common import is_signed_message
 

@@ -66,7 +66,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ..json_form import to_jsonable
+    from ..message.json_form import to_jsonable
     from .messages import load
 
     with open_existing_store(args.store) as store:
@@ -98,7 +98,7 @@ def _show(args: argparse.Namespace) -> int:
 async def _post_each(store: Store, items: list[OutboxItem], url: str | None,
                      retry_for: float, progress: Progress) -> list[dict[str, Any]]:
     from ..exceptions import DeliveryError, TemporaryDeliveryError
-    from ..transport import Poster
+    from ..sending.transport import Poster
 
     poster = Poster(timeout=30.0)
     results = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..crypto import VerifyKey
+from ..signing.crypto import VerifyKey
 
 
 @dataclass(frozen=True)

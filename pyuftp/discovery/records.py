@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..crypto import VerifyKey
+from ..signing.crypto import VerifyKey
 from ..exceptions import InvalidKey, PyUFTPError, excerpt
 
 #: The roles a participant may publish records for.

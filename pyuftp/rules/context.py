@@ -44,7 +44,7 @@ class Rule:
 
 
 class Archive(Protocol):
-    """What the stateful rules read (:class:`pyuftp.archiving.StoreArchive` over a store):
+    """What the stateful rules read (:class:`pyuftp.store.archiving.StoreArchive` over a store):
     archived messages, and the payload dict of one (parsing is the archive's business: the
     rules sit below the message layer)."""
 

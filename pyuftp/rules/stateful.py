@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from ..catalog import spec
+from ..message.catalog import spec
 from .context import Context, Rule, _span
 
 RESPONSES = frozenset(t for t in spec().message_types if t.endswith("Response"))

@@ -2,7 +2,7 @@
 received, and the archive of every message sent and received.
 
 UFTP messages are orders for money and grid capacity, so a message accepted by ``send_*`` is
-first committed here and only then delivered (by :class:`pyuftp.outbox.Outbox`); a message
+first committed here and only then delivered (by :class:`pyuftp.sending.outbox.Outbox`); a message
 received is recorded here before the sender gets its HTTP 200, so a repeat is recognised and
 a message answered 200 but not yet handled when the process died is handled after a restart.
 The archive keeps the messages sent and received, for audits and settlement, until the caller

@@ -1,0 +1,1 @@
+"""pyuftp.core: see docs/architecture.rst."""

@@ -1,0 +1,1 @@
+"""pyuftp.message: see docs/architecture.rst."""

@@ -1,0 +1,1 @@
+"""pyuftp.receiving: see docs/architecture.rst."""

@@ -1,0 +1,1 @@
+"""pyuftp.sending: see docs/architecture.rst."""

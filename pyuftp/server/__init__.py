@@ -1,0 +1,1 @@
+"""pyuftp.server: see docs/architecture.rst."""

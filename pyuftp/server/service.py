@@ -1,0 +1,340 @@
+"""aiohttp.web services that receive signed UFTP messages, one per role.
+
+    service = ShapeshifterDsoService("dso.example.com", private_key, key_lookup, endpoint_lookup,
+                                     port=8080)
+
+    @service.handler("FlexOffer")
+    async def on_offer(offer):
+        ...                        # return normally: Accepted; raise Rejected("why"): Rejected
+
+    async with service:           # or service.run() in a process of its own
+        ...
+
+A service answers HTTP 200 once a message is verified, valid and recorded, then calls your
+handler and sends the matching ``...Response`` back on its own. This module is the adapter
+between aiohttp and pyuftp: it listens within :class:`~pyuftp.server.limits.Limits`, checks the
+request head, reads the body and passes it to an :class:`~pyuftp.receiving.inbox.Inbox`; every decision
+is the :class:`~pyuftp.core.exchange.Exchange`'s, every send the :class:`~pyuftp.sending.delivery.Courier`'s.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from aiohttp import web
+
+from ..message.catalog import ROLES
+from ..signing.crypto import SigningKey
+from ..discovery.cache import NEGATIVE_TTL, NegativeCache
+from ..sending.delivery import Courier, EndpointLookup
+from ..exceptions import Rejected
+from ..core.exchange import MAX_BODY, Exchange
+from ..receiving.handlers import Handler
+from ..store.archiving import RETENTION
+from ..receiving.inbox import Inbox, KeyLookup, Reply
+from ..rules import Rules
+from .limits import (AcceptErrorFilter, BodyBudget, Gate, Limits, fd_headroom, guarded,
+                     http_logger)
+from ..store import Store
+from ..auth.tls import plain_http_warning, server_context
+
+if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
+    from ..auth.bearer import BearerCheck
+    from ..auth.jwks import JwksFetcher
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ShapeshifterService", "ShapeshifterAgrService", "ShapeshifterCroService",
+           "ShapeshifterDsoService", "SERVICES", "Rejected", "Limits", "DEFAULT_PATH"]
+
+DEFAULT_PATH = "/shapeshifter/api/v3/message"
+#: Bodies smaller than this are not counted against ``Limits.body_memory``: big hostile bodies
+#: must not hold back normal messages (the connection cap bounds what small ones take).
+SMALL_BODY = 64 * 1024
+#: Seconds the rest of a refused body is read and dropped before the connection is closed, so
+#: that the sender can read the refusal (closing at once resets the connection under it).
+LINGER = 1.0
+
+
+class ShapeshifterService:
+    """Receives UFTP messages for one role of one party.
+
+    :param sender_domain: your own internet domain (messages must be addressed to it).
+    :param signing_key: your private key, to sign the responses.
+    :param key_lookup: ``(domain, role) -> public key`` (base64 or ``cs1.``; sync or async);
+        None when unknown (the sender gets HTTP 419).
+    :param unknown_key_ttl: seconds a look-up that found no key is remembered, so that a
+        flood from unknown senders costs one look-up per (domain, role) (see
+        :mod:`pyuftp.discovery.cache`; at most 10,000 pairs); 0 looks up every time.
+        :attr:`key_cache` is that memory (``service.key_cache.forget(domain, role)``).
+    :param endpoint_lookup: ``(domain, role) -> url`` of other parties' services.
+    :param host, port, path: where to listen: 127.0.0.1, 8080 and
+        ``/shapeshifter/api/v3/message`` unless you say otherwise (port 0 picks a free port;
+        see :attr:`url`). ``ssl_context`` serves HTTPS.
+    :param version: the UFTP version of the messages it sends (answers take the request's).
+    :param client_options: for sending: ``timeout``, ``auth``, ``attempts``, ... (see
+        :class:`~pyuftp.sending.delivery.Courier`).
+    :param store: a :class:`pyuftp.store.Store`, or a path or URL of one to open, that keeps
+        the outbox and the journal across restarts; by default both live in memory.
+    :param retry_for, on_delivery_failed: how long answers are retried; ``(item, error)``
+        called when one finally fails.
+    :param max_body: the largest body taken (bigger: HTTP 413, unread).
+    :param read_timeout: seconds a sender may take to send its body (then HTTP 408).
+    :param max_age, max_clock_skew: the window a message's ``time_stamp`` must be in.
+    :param max_pending, max_backlog: see :class:`~pyuftp.receiving.inbox.Inbox`.
+    :param limits: connections, idle time, body memory (:class:`~pyuftp.server.limits.Limits`).
+    :param clock: ``() -> unix time``, for the time window and the rules (tests).
+    :param rules: the business rules (:mod:`pyuftp.rules`) every message received and sent
+        must pass: default :data:`~pyuftp.rules.DEFAULT_RULES`, ``False`` for none. A message
+        that breaks any is answered ``Rejected`` with every problem, and its handler is not
+        called.
+    :param retention: seconds the archive keeps every message sent and received (62 days).
+    :param cert_file: HTTPS from PEM files instead of an ``ssl_context``: the certificate
+        chain, with ``key_file`` (unless the key is in the same file) and ``client_ca``: a
+        client must then present a certificate signed by one of those CAs (mutual TLS).
+        See :mod:`pyuftp.auth.tls`.
+    :param bearer: a :class:`~pyuftp.auth.BearerCheck` (or a :class:`~pyuftp.auth.JwksFetcher`
+        around one): every request must carry a valid bearer token, else it is answered 401
+        before its body is read.
+    """
+
+    role: ClassVar[str]
+
+    def __init__(self, sender_domain: str, signing_key: str | bytes | SigningKey,
+                 key_lookup: KeyLookup, endpoint_lookup: EndpointLookup,
+                 host: str = "127.0.0.1", port: int = 8080, path: str = DEFAULT_PATH, *,
+                 version: str | None = None, client_options: Mapping[str, Any] | None = None,
+                 store: Store | str | os.PathLike[str] | None = None, retry_for: float = 3600.0,
+                 on_delivery_failed: Callable[..., Any] | None = None, max_body: int = MAX_BODY,
+                 read_timeout: float = 10.0, max_age: float = 24 * 3600.0,
+                 max_clock_skew: float = 300.0, max_pending: int = 100, max_backlog: int = 1000,
+                 limits: Limits | None = None, ssl_context: ssl.SSLContext | None = None,
+                 clock: Callable[[], float] = time.time, rules: Rules | bool | None = None,
+                 retention: float = RETENTION,
+                 unknown_key_ttl: float = NEGATIVE_TTL,
+                 cert_file: str | os.PathLike[str] | None = None,
+                 key_file: str | os.PathLike[str] | None = None,
+                 client_ca: str | os.PathLike[str] | None = None,
+                 bearer: BearerCheck | JwksFetcher | None = None) -> None:
+        self.sender_domain = sender_domain
+        # (#19.3) TLS from files; (#19.2) the bearer check: the exchange decides, _jwks fetches
+        if cert_file is not None:
+            if ssl_context is not None:
+                raise ValueError("give ssl_context or cert_file, not both")
+            ssl_context = server_context(cert_file, key_file, client_ca=client_ca)
+        self._jwks = None if bearer is None else _fetcher(bearer, clock)
+        self.host, self.port, self.path, self.ssl_context = host, port, path, ssl_context
+        self.read_timeout = read_timeout
+        self.limits = limits or Limits()
+        self.exchange = Exchange(sender_domain, self.role, version=version, max_age=max_age,
+                                 max_clock_skew=max_clock_skew, max_body=max_body, clock=clock,
+                                 rules=rules, bearer=None if self._jwks is None else
+                                 self._jwks.check)
+        self.courier = Courier(sender_domain, signing_key, self.role,
+                               store=store if store is not None else "memory:",
+                               endpoint_lookup=endpoint_lookup, version=version,
+                               outbox_options={"retry_for": retry_for,
+                                               "on_delivery_failed": on_delivery_failed},
+                               rules=rules, **dict(client_options or {}))
+        #: the memory of failed key look-ups (None when ``unknown_key_ttl`` is 0)
+        self.key_cache = NegativeCache(key_lookup, unknown_key_ttl) if unknown_key_ttl else None
+        lookup = key_lookup if self.key_cache is None else self.key_cache
+        self.inbox = Inbox(self.exchange, self.courier, lookup, max_pending=max_pending,
+                           admission_timeout=self.limits.admission_timeout,
+                           max_backlog=max_backlog, retention=retention)
+        self._budget = BodyBudget(self.limits.body_memory)
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._accept_filter: AcceptErrorFilter | None = None
+        #: the connections held, counted exactly (set when the service starts)
+        self.gate: Gate | None = None
+        self.app = web.Application(client_max_size=max_body)
+        self.app.router.add_post(path, self._receive)
+        # A service whose app is mounted elsewhere starts and stops with that application.
+        self.app.on_startup.append(lambda _app: self.inbox.resume())
+        self.app.on_cleanup.append(lambda _app: self.inbox.finish())
+
+    @property
+    def accepted_types(self) -> frozenset[str]:
+        return self.exchange.accepted_types
+
+    @property
+    def store(self) -> Store:
+        return self.inbox.store
+
+    @property
+    def outbox(self) -> Any:
+        return self.courier.outbox
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
+
+    def add_handler(self, message_type: str, handler: Handler) -> None:
+        """Call ``handler(payload)`` (or ``handler(payload, received)``) for each message of
+        ``message_type``. Async handlers run on the event loop, plain functions in a thread.
+        ``received`` is a :class:`pyuftp.signing.envelope.Received` with the raw ``signed_xml`` and
+        ``payload_xml``. A request's handler may return a dict of extra response fields, or
+        raise :class:`Rejected`."""
+        self.inbox.handlers.add(message_type, handler)
+
+    def handler(self, message_type: str) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`add_handler`."""
+        def register(function: Handler) -> Handler:
+            self.add_handler(message_type, function)
+            return function
+        return register
+
+    async def request(self, domain: str, role: str, message_type: str,
+                      payload: Mapping[str, Any],
+                      timeout: float = 60.0) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send a request and wait for its response to arrive at this service:
+        ``sent, response = await dso.request("agr.example.com", "AGR", "FlexRequest", {...})``.
+        Only a response from that party, in the request's conversation, settles it. Raises
+        ``asyncio.TimeoutError`` when none comes in ``timeout`` seconds."""
+        return await self.inbox.request(domain, role, message_type, payload, timeout)
+
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every message received so far is handled and its response delivered
+        (or finally failed); False if that took longer than ``timeout``."""
+        return await self.inbox.drain(timeout)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume what an earlier run left (answers to send, messages to handle), then
+        listen on ``host:port`` within :attr:`limits`."""
+        loop = asyncio.get_running_loop()
+        self._runner = web.AppRunner(self.app, access_log=None, logger=http_logger(),
+                                     keepalive_timeout=self.limits.idle_timeout,
+                                     lingering_time=LINGER)
+        await self._runner.setup()  # runs on_startup: the inbox resumes
+        server = self._runner.server
+        assert server is not None
+        cap = fd_headroom(self.limits.max_connections)
+        self.gate = Gate(cap, self.limits.address_share(cap))
+        self._server = await loop.create_server(
+            guarded(server, self.gate), self.host, self.port,
+            ssl=self.ssl_context, reuse_address=True,
+            # (#19.3) a TLS handshake that never finishes is an idle connection
+            ssl_handshake_timeout=self.limits.idle_timeout if self.ssl_context else None)
+        self.port = self._server.sockets[0].getsockname()[1]  # the real port when port=0
+        warning = plain_http_warning(self.host, self.ssl_context is not None)
+        if warning is not None:
+            logger.warning("%s service of %s: %s", self.role, self.sender_domain, warning)
+        self._accept_filter = AcceptErrorFilter(loop)
+        self._accept_filter.install()
+        logger.info("%s service of %s listening on %s", self.role, self.sender_domain, self.url)
+
+    async def stop(self) -> None:
+        """Stop listening, let the messages being handled finish, stop sending."""
+        if self._server is not None:
+            self._server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()  # runs on_cleanup: the inbox finishes
+            self._runner = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self._accept_filter is not None:
+            self._accept_filter.remove()
+
+    async def __aenter__(self) -> ShapeshifterService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    def run(self) -> None:
+        """Serve until interrupted (Ctrl-C), in a process of its own."""
+        async def serve() -> None:
+            async with self:
+                await asyncio.Event().wait()
+        try:
+            asyncio.run(serve())
+        except KeyboardInterrupt:
+            pass
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        refused = self.exchange.check_head(request.content_type, request.charset,
+                                           request.content_length)
+        if refused is not None:
+            return _refusal(Reply(refused.http_status, str(refused)))
+        if self._jwks is not None:  # (#19.2) a bearer token, before the body is read
+            unauthorized = await self._bearer_refusal(request)
+            if unauthorized is not None:
+                return unauthorized
+        size = request.content_length or 0
+        size = 0 if size < SMALL_BODY else size
+        if not self._budget.take(size):
+            return _refusal(Reply(503, "too many request bodies at once; try again", 1))
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                data = await request.read()
+        except TimeoutError:
+            return _refusal(Reply(408, f"the body did not arrive within {self.read_timeout} s"))
+        else:
+            return _response(await self.inbox.receive(data))  # the inbox logs its refusals
+        finally:
+            self._budget.give(size)
+
+
+    async def _bearer_refusal(self, request: web.Request) -> web.Response | None:
+        """(#19.2) The 401 for a request without a valid bearer token; None to go on."""
+        # Two Authorization headers join into one that no check accepts.
+        header = ", ".join(request.headers.getall("Authorization", [])) or None
+        decision = self.exchange.check_bearer(header)
+        if decision is not None and decision.fetch_keys and self._jwks is not None:
+            await self._jwks.refresh()
+            decision = self.exchange.check_bearer(header, may_fetch=False)
+        if decision is None or decision.accepted:
+            return None
+        logger.warning("refused a request with HTTP 401: %s", decision.reason)
+        return web.Response(status=401, text=decision.reason,
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _fetcher(bearer: BearerCheck | JwksFetcher, clock: Callable[[], float]) -> JwksFetcher:
+    from ..auth.jwks import JwksFetcher  # PyJWT only for services that check tokens
+    return bearer if isinstance(bearer, JwksFetcher) else JwksFetcher(bearer, clock=clock)
+
+
+def _refusal(reply: Reply) -> web.Response:
+    logger.warning("refused a request with HTTP %d: %s", reply.status, reply.text)
+    return _response(reply)
+
+
+def _response(reply: Reply) -> web.Response:
+    headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else None
+    return web.Response(status=reply.status, text=reply.text, headers=headers)
+
+
+class ShapeshifterAgrService(ShapeshifterService):
+    """The aggregator's service: receives from DSOs and the CRO."""
+
+    role = "AGR"
+
+
+class ShapeshifterCroService(ShapeshifterService):
+    """The common reference operator's service: receives from AGRs and DSOs."""
+
+    role = "CRO"
+
+
+class ShapeshifterDsoService(ShapeshifterService):
+    """The grid operator's service: receives from AGRs and the CRO."""
+
+    role = "DSO"
+
+
+SERVICES: dict[str, type[ShapeshifterService]] = {
+    cls.role: cls for cls in (ShapeshifterAgrService, ShapeshifterCroService, ShapeshifterDsoService)
+}
+assert set(SERVICES) == set(ROLES)

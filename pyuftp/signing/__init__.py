@@ -1,0 +1,1 @@
+"""pyuftp.signing: see docs/architecture.rst."""

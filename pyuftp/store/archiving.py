@@ -1,0 +1,74 @@
+"""Putting messages in the store's archive, and reading it from asyncio (for the rules).
+
+Every message a party sends (:class:`~pyuftp.sending.delivery.Courier`) and receives
+(:class:`~pyuftp.receiving.inbox.Inbox`) goes into the archive with the ids it names, so that audits
+can query it and stateful rules can look up what a message refers to.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from ..message.codec import parse_message
+from . import ArchivedMessage, Store
+
+#: How long archived messages are kept by default: long enough for monthly settlement.
+RETENTION = 62 * 24 * 3600.0
+# The fields, besides ``*_message_id``, by which one message names another.
+_NAMING_FIELDS = ("order_reference",)
+
+
+def entry(direction: str, message_type: str, payload: Mapping[str, Any], payload_xml: bytes,
+          sender_role: str, recipient_role: str) -> ArchivedMessage:
+    """The archive entry of a message (its references: every ``*_message_id`` it names, and
+    a FlexOrder's ``order_reference``)."""
+    references = {key: str(value) for key, value in payload.items()
+                  if key.endswith("_message_id") and key != "message_id" and value is not None}
+    if message_type == "FlexOrder":
+        references.update({k: str(payload[k]) for k in _NAMING_FIELDS if payload.get(k)})
+    period = payload.get("period")
+    stamp = payload.get("time_stamp")
+    return ArchivedMessage(
+        direction=direction, message_type=message_type, message_id=str(payload["message_id"]),
+        conversation_id=str(payload["conversation_id"]),
+        sender_domain=str(payload["sender_domain"]), sender_role=sender_role,
+        recipient_domain=str(payload["recipient_domain"]), recipient_role=recipient_role,
+        time_stamp=stamp.timestamp() if isinstance(stamp, dt.datetime) else 0.0,
+        payload_xml=payload_xml, references=references,
+        period=period.isoformat() if isinstance(period, dt.date) else None)
+
+
+@functools.lru_cache(maxsize=256)  # the rules read the same FlexRequest for each offer
+def _parsed(xml: bytes) -> dict[str, Any]:
+    return parse_message(xml)[1]
+
+
+class StoreArchive:
+    """A store's archive as the rules read it: ``await find(...)``, ``await query(...)``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def find(self, counterparty: str, message_id: str,
+                   direction: str | None = None) -> ArchivedMessage | None:
+        return await self.store.call(self.store.find, counterparty, message_id, direction)
+
+    async def query(self, **criteria: Any) -> list[ArchivedMessage]:
+        return await self.store.call(functools.partial(self.store.query, **criteria))
+
+    def payload(self, message: ArchivedMessage) -> dict[str, Any]:
+        """The payload dict of an archived message (parsed once per distinct XML)."""
+        return _parsed(message.payload_xml)
+
+    async def put(self, message: ArchivedMessage) -> bool:
+        return await self.store.call(self.store.archive, message)
+
+    async def outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
+                      reasons: str | None = None) -> None:
+        try:
+            await self.store.call(self.store.set_outcome, direction, counterparty, message_id,
+                                  outcome, reasons)
+        except KeyError:
+            pass  # not archived (sent before the archive existed, or forgotten): nothing to note

@@ -1,0 +1,1 @@
+"""pyuftp.types: see docs/architecture.rst."""
