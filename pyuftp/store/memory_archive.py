@@ -16,6 +16,8 @@ logger = logging.getLogger("pyuftp.store.memory")
 
 WARN_INTERVAL = 600.0  # seconds between two warnings that a cap dropped records early
 Key = tuple[str, str, str]  # (direction, counterparty, message_id)
+# (direction, counterparty, message_type, period, congestion_point): highest_revision's index
+Group = tuple[str, str, str, str, str | None]
 _NO_REFERENCES: dict[str, str] = {}  # shared by the messages that reference nothing; never changed
 
 
@@ -27,6 +29,14 @@ def _out(stored: ArchivedMessage) -> ArchivedMessage:
     """A copy to hand out: the payload uncompressed, a references dict of its own."""
     return dataclasses.replace(stored, payload_xml=zlib.decompress(stored.payload_xml),
                                references=dict(stored.references))
+
+
+def _group(message: ArchivedMessage) -> Group | None:
+    """The revision group of a message that has a revision and a period, else None."""
+    if message.revision is None or message.period is None:
+        return None
+    return (message.direction, message.counterparty, message.message_type, message.period,
+            message.congestion_point)
 
 
 def _unlist(index: dict[str, list[Key]], name: str, key: Key) -> None:
@@ -52,13 +62,16 @@ class MemoryArchive:
         self._by_conversation: dict[str, list[Key]] = {}
         self._by_reference: dict[str, list[Key]] = {}
         self._by_type: dict[str, list[Key]] = {}
+        # group -> {message_id: revision}; highest_revision reads one group, not the payloads
+        self._revisions: dict[Group, dict[str, int]] = {}
         self._warned_at = float("-inf")
 
     def __len__(self) -> int:
         return len(self._messages)
 
     def clear(self) -> None:
-        for table in (self._messages, self._by_conversation, self._by_reference, self._by_type):
+        for table in (self._messages, self._by_conversation, self._by_reference, self._by_type,
+                      self._revisions):
             table.clear()
         self._order.clear()
 
@@ -76,6 +89,9 @@ class MemoryArchive:
         self._by_type.setdefault(message.message_type, []).append(key)
         for ref in dict.fromkeys(message.references.values()):
             self._by_reference.setdefault(ref, []).append(key)
+        group = _group(message)
+        if group is not None and message.revision is not None:
+            self._revisions.setdefault(group, {})[message.message_id] = message.revision
         if len(self._messages) > self.max_archived:
             self._drop_oldest()
         return True
@@ -86,6 +102,12 @@ class MemoryArchive:
         _unlist(self._by_type, message.message_type, key)
         for ref in dict.fromkeys(message.references.values()):
             _unlist(self._by_reference, ref, key)
+        group = _group(message)
+        revisions = self._revisions.get(group) if group is not None else None
+        if revisions is not None:
+            revisions.pop(message.message_id, None)
+            if not revisions:
+                del self._revisions[group]  # type: ignore[arg-type]
 
     def _drop_oldest(self) -> None:
         while len(self._messages) > self.max_archived and self._order:
@@ -134,7 +156,18 @@ class MemoryArchive:
             candidates = list(self._messages.values())
         found = [message for message in candidates if criteria.matches(message)]
         found.sort(key=lambda message: message.time_stamp)  # stable: the order archived
+        if criteria.newest_first:
+            found.reverse()
         return [_out(message) for message in found[:criteria.limit]]
+
+    def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                         period: str, congestion_point: str | None,
+                         excluding: str | None) -> int | None:
+        # one group: a party's messages of one type for one day and congestion point
+        revisions = self._revisions.get((direction, counterparty, message_type, period,
+                                         congestion_point), {})
+        return max((revision for message_id, revision in revisions.items()
+                    if message_id != excluding), default=None)
 
     def forget(self, before: float) -> int:
         old = [key for key, message in self._messages.items() if message.archived_at < before]
