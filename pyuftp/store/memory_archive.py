@@ -39,6 +39,35 @@ def _group(message: ArchivedMessage) -> Group | None:
             message.congestion_point)
 
 
+class _Revisions:
+    """One group's revisions by message id, with its top two kept as messages come (so that
+    the highest, leaving one out, is read in constant time; recomputed only after a removal
+    of one of them)."""
+
+    __slots__ = ("by_id", "top")
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, int] = {}
+        self.top: list[tuple[int, str]] | None = []
+
+    def add(self, message_id: str, revision: int) -> None:
+        self.by_id[message_id] = revision
+        if self.top is not None:
+            self.top = sorted(self.top + [(revision, message_id)], reverse=True)[:2]
+
+    def remove(self, message_id: str) -> None:
+        self.by_id.pop(message_id, None)
+        if self.top is not None and any(kept == message_id for _, kept in self.top):
+            self.top = None  # recomputed when next asked
+
+    def highest(self, excluding: str | None) -> int | None:
+        if self.top is None:
+            ranked = sorted(((r, m) for m, r in self.by_id.items()), reverse=True)
+            self.top = ranked[:2]
+        return next((revision for revision, message_id in self.top
+                     if message_id != excluding), None)
+
+
 def _unlist(index: dict[str, list[Key]], name: str, key: Key) -> None:
     keys = index.get(name)
     if keys is not None:
@@ -63,7 +92,7 @@ class MemoryArchive:
         self._by_reference: dict[str, list[Key]] = {}
         self._by_type: dict[str, list[Key]] = {}
         # group -> {message_id: revision}; highest_revision reads one group, not the payloads
-        self._revisions: dict[Group, dict[str, int]] = {}
+        self._revisions: dict[Group, _Revisions] = {}
         self._warned_at = float("-inf")
 
     def __len__(self) -> int:
@@ -91,7 +120,8 @@ class MemoryArchive:
             self._by_reference.setdefault(ref, []).append(key)
         group = _group(message)
         if group is not None and message.revision is not None:
-            self._revisions.setdefault(group, {})[message.message_id] = message.revision
+            self._revisions.setdefault(group, _Revisions()).add(message.message_id,
+                                                                message.revision)
         if len(self._messages) > self.max_archived:
             self._drop_oldest()
         return True
@@ -105,8 +135,8 @@ class MemoryArchive:
         group = _group(message)
         revisions = self._revisions.get(group) if group is not None else None
         if revisions is not None:
-            revisions.pop(message.message_id, None)
-            if not revisions:
+            revisions.remove(message.message_id)
+            if not revisions.by_id:
                 del self._revisions[group]  # type: ignore[arg-type]
 
     def _drop_oldest(self) -> None:
@@ -165,9 +195,8 @@ class MemoryArchive:
                          excluding: str | None) -> int | None:
         # one group: a party's messages of one type for one day and congestion point
         revisions = self._revisions.get((direction, counterparty, message_type, period,
-                                         congestion_point), {})
-        return max((revision for message_id, revision in revisions.items()
-                    if message_id != excluding), default=None)
+                                         congestion_point))
+        return None if revisions is None else revisions.highest(excluding)
 
     def forget(self, before: float) -> int:
         old = [key for key, message in self._messages.items() if message.archived_at < before]
