@@ -1267,7 +1267,8 @@ def _answer_line(answer: tuple[float, dict[str, Any]] | None, sent_at: float) ->
         return "no response"
     at, payload = answer
     reason = str(payload.get("rejection_reason", ""))[:70]
-    return f"{payload['result']} after {fmt_time(at - sent_at)}" + (f" ({reason})" if reason else "")
+    text = f"{payload['result']} after {fmt_time(at - sent_at)}"
+    return text + (f" ({reason})" if reason else "")
 
 
 async def attack_rules_duration(ctx: Ctx) -> None:

@@ -114,7 +114,8 @@ class Context:
         return await self.archive.query(message_type=message_type, counterparty=self.counterparty,
                                         direction=way, **criteria)
 
-    async def others(self, message_type: str, same_way: bool, **criteria: Any) -> list[dict[str, Any]]:
+    async def others(self, message_type: str, same_way: bool,
+                     **criteria: Any) -> list[dict[str, Any]]:
         """Payloads of archived messages of ``message_type`` with the counterparty (each one
         parsed: prefer :meth:`entries`, with a ``limit``, where the payloads are not read)."""
         archive = self.archive
