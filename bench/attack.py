@@ -36,6 +36,13 @@ error-body     pyuftp's AGR->DSO client (in a child) against servers answering 5
                client's peak RSS, the exception it raises, how long the send takes.
 log-size       a 100,000-byte garbage request line and an envelope with a 3 MB invalid
                SenderDomain: the longest line the service logs for each.
+rules-duration (a DSO child with every rule and a SQLite store, which first sends a real AGR
+               service here a FlexRequest) a FlexOffer naming that request with one ISP of
+               Duration 10,000,000: its response, probes every 50 ms meanwhile, the child's
+               peak RSS growth.
+rules-period   (same child) FlexOffers for Period 9999-12-31 and 0001-01-01: a response or not.
+rules-prognosis (same child) 1,000 D-Prognoses of one day (300 with --quick), one at a time:
+               median latency POST-to-response of the first and the last 100, child CPU.
 bearer         a service that checks bearer tokens (in this process, its JWKS beside it):
                Authorization headers of 8,000 B, 8 KB + 1, 64 KB, 1 MB; 1,000 tokens naming
                made-up key ids (JWKS fetches counted: at most one a minute); a hypothesis
@@ -124,6 +131,11 @@ ATTACKS += (
 )
 ATTACKS += ("dns-flood",)  # #19: discovery by DNS
 ATTACKS += ("bearer",)  # #19: OAuth2 bearer tokens in
+ATTACKS += (
+    "rules-duration",
+    "rules-period",
+    "rules-prognosis",
+)
 CHILD_DEADLINE = 1200  # seconds: a child ends by itself after this, whatever happens
 
 
@@ -2187,6 +2199,294 @@ async def attack_bearer(ctx: Ctx) -> None:
     ctx.row("bearer", f"fuzz: {ran} hostile headers", f"all refused, slowest {fmt_time(slowest)}")
 
 
+# =========================================================================================
+# #16 (helper B): the business rules under hostile values — rules-duration, rules-period,
+# rules-prognosis. A DSO child with every rule on and a SQLite store sends a real FlexRequest
+# to a real AGR service in this process (on a thread of its own) before the attacks, so the
+# offers name a request that was really exchanged; the DSO's responses come back to it.
+# =========================================================================================
+
+CHILD_RULES_SERVICE = _CHILD_COMMON + r'''
+import asyncio, datetime, json, logging
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+import pyuftp
+from pyuftp.discovery import Directory
+from pyuftp.message.examples import example
+from pyuftp.rules import DEFAULT_RULES
+from pyuftp.server.service import ShapeshifterDsoService
+
+
+async def main():
+    directory = Directory()
+    directory.add("agr.example.com", "AGR", os.environ["ATTACK_AGR_PUB"],
+                  os.environ["ATTACK_AGR_URL"])
+    service = ShapeshifterDsoService(
+        "dso.example.com", os.environ["ATTACK_DSO_KEY"], directory.key, directory.endpoint,
+        port=int(os.environ["ATTACK_PORT"]), store=os.environ["ATTACK_STORE"], rules=DEFAULT_RULES)
+    for message_type in ("TestMessage", "FlexOffer", "D-Prognosis"):
+        service.add_handler(message_type, lambda payload: None)
+    await service.start()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    request = {k: v for k, v in example("FlexRequest", now=now).items()
+               if k not in ("version", "message_id", "conversation_id", "time_stamp")}
+    sent, _ = await service.request("agr.example.com", "AGR", "FlexRequest", request, 30)
+    facts = {k: str(sent[k]) for k in ("message_id", "conversation_id", "period",
+                                       "congestion_point")}
+    sys.stdout.write("PORT %d %s %s\n" % (service.port, pyuftp.__file__, json.dumps(facts)))
+    sys.stdout.flush()
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+'''
+
+
+class AgrPeer:
+    """A real pyuftp AGR service on an event loop of its own (a thread): it accepts the DSO's
+    FlexRequest and notes when each response arrives, by the id of the message it answers."""
+
+    def __init__(self, ctx: Ctx, dso_port: int) -> None:
+        self.ctx = ctx
+        self.dso_url = f"http://{HOST}:{dso_port}{PATH}"
+        self.loop = asyncio.new_event_loop()
+        self.answers: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.url = ""
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="agr-peer", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        from pyuftp.discovery import Directory
+        from pyuftp.rules import DEFAULT_RULES
+        from pyuftp.server.service import ShapeshifterAgrService
+
+        directory = Directory()
+        directory.add(DSO, "DSO", self.ctx.dso_pub, self.dso_url)
+        # stateless rules: the requests answered were signed here, not sent by this service
+        agr = ShapeshifterAgrService(AGR, self.ctx.agr_priv, directory.key, directory.endpoint,
+                                     port=0, rules=DEFAULT_RULES.stateless())
+
+        def noted(key: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+            async def note(payload: dict[str, Any]) -> None:
+                self.answers.setdefault(str(payload[key]), (time.perf_counter(), payload))
+            return note
+
+        agr.add_handler("FlexRequest", noted("message_id"))
+        agr.add_handler("FlexOfferResponse", noted("flex_offer_message_id"))
+        agr.add_handler("D-PrognosisResponse", noted("d_prognosis_message_id"))
+        agr.add_handler("TestMessageResponse", noted("conversation_id"))
+        self._stop = asyncio.Event()
+        async with agr:
+            self.url = agr.url
+            await self._stop.wait()
+
+    def start(self) -> "AgrPeer":
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.url and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.url:
+            raise RuntimeError("the AGR peer did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+    async def answer(self, message_id: str, timeout: float) -> tuple[float, dict[str, Any]] | None:
+        deadline = time.perf_counter() + timeout
+        while message_id not in self.answers and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+        return self.answers.get(message_id)
+
+
+class RulesChild(Child):
+    """The DSO child of CHILD_RULES_SERVICE; ``request`` holds the FlexRequest it sent."""
+
+    def __init__(self, ctx: Ctx, peer_url: str, port: int) -> None:
+        super().__init__(ctx, "rules")
+        self.peer_url = peer_url
+        self.fixed_port = port
+        self.request: dict[str, str] = {}
+
+    def start(self, timeout: float = 60.0) -> "RulesChild":
+        env = dict(os.environ, PYTHONPATH=self.ctx.tree, PYTHONUNBUFFERED="1",
+                   ATTACK_DEADLINE=str(CHILD_DEADLINE), ATTACK_DSO_KEY=self.ctx.dso_priv,
+                   ATTACK_AGR_PUB=self.ctx.agr_pub, ATTACK_AGR_URL=self.peer_url,
+                   ATTACK_PORT=str(self.fixed_port),
+                   ATTACK_STORE=os.path.join(self.ctx.tmp, f"rules-{self.ctx.child_count}.sqlite"))
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", CHILD_RULES_SERVICE],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, env=env, cwd=self.ctx.tmp)
+        self.ctx.procs.append(self.proc)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line.startswith(b"PORT "):
+            self.kill()
+            raise RuntimeError(f"rules child did not start: {self.stderr_tail()}")
+        _, port, self.pyuftp_file, facts = line.decode().split(" ", 3)
+        self.port, self.request = int(port), json.loads(facts)
+        return self
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+async def _rules_scene(ctx: Ctx) -> tuple[AgrPeer, RulesChild]:
+    port = _free_port()
+    peer = AgrPeer(ctx, port).start()
+    try:
+        child = await asyncio.to_thread(RulesChild(ctx, peer.url, port).start)
+    except BaseException:
+        peer.stop()
+        raise
+    return peer, child
+
+
+def _hostile(ctx: Ctx, message_type: str, payload: dict[str, Any]) -> tuple[bytes, str]:
+    """Signed by the AGR, without the sender-side rule check (these break the rules)."""
+    from pyuftp.message.codec import build_message
+
+    payload = dict(payload, sender_domain=AGR, recipient_domain=DSO)
+    xml, sent = build_message(message_type, payload, rules=False)
+    return ctx.seal_xml(xml), str(sent["message_id"])
+
+
+def _offer_for(ctx: Ctx, request: dict[str, str], **fields: Any) -> dict[str, Any]:
+    from datetime import date
+    from decimal import Decimal
+
+    now = datetime.now(timezone.utc)
+    offer = {k: v for k, v in ctx.examples.example("FlexOffer", now=now).items()
+             if k not in ("version", "message_id", "time_stamp", "d_prognosis_message_id")}
+    offer.update(conversation_id=request["conversation_id"],
+                 flex_request_message_id=request["message_id"],
+                 period=date.fromisoformat(request["period"]),
+                 congestion_point=request["congestion_point"],
+                 expiration_date_time=now + timedelta(minutes=30),
+                 offer_options=[{"option_reference": "A", "price": Decimal("10.00"),
+                                 "isps": [{"start": 69, "power": -200000}]}])
+    offer.update(fields)
+    return offer
+
+
+def _answer_line(answer: tuple[float, dict[str, Any]] | None, sent_at: float) -> str:
+    if answer is None:
+        return "no response"
+    at, payload = answer
+    reason = str(payload.get("rejection_reason", ""))[:70]
+    text = f"{payload['result']} after {fmt_time(at - sent_at)}"
+    return text + (f" ({reason})" if reason else "")
+
+
+async def attack_rules_duration(ctx: Ctx) -> None:
+    peer, child = await _rules_scene(ctx)
+    try:
+        for _ in range(3):
+            await ctx.probe(child.port)  # warm
+        duration = 10_000_000
+        offer = _offer_for(ctx, child.request, offer_options=[{
+            "option_reference": "A", "price": __import__("decimal").Decimal("10.00"),
+            "isps": [{"start": 69, "duration": duration, "power": -200000}]}])
+        body, message_id = _hostile(ctx, "FlexOffer", offer)
+        before = child.memory()
+        probes = Probes(ctx, child.port, interval=0.05).start()
+        sent_at = time.perf_counter()
+        reply = await http_exchange(child.port, post_request(child.port, body), 30.0)
+        answer = await peer.answer(message_id, 60.0)
+        await asyncio.sleep(0.2)
+        await probes.finish()
+        after = child.memory()
+        grown = after.get("VmHWM", 0) - before.get("VmHWM", 0)
+        out(f"  FlexOffer of {len(body):,} bytes, one ISP of Duration {duration:,}: "
+            f"{reply.describe()}; response: {_answer_line(answer, sent_at)}")
+        out(f"  {probes.line()}")
+        out(f"  child peak RSS grew by {fmt_mib(grown)} (RSS {fmt_mib(before.get('VmRSS'))} -> "
+            f"{fmt_mib(after.get('VmRSS'))})")
+        ctx.row("rules-duration", "response", _answer_line(answer, sent_at)[:40])
+        ctx.row("rules-duration", "worst probe meanwhile", fmt_time(probes.stats()["worst"]))
+        ctx.row("rules-duration", "peak RSS growth", fmt_mib(grown))
+    finally:
+        child.kill()
+        peer.stop()
+
+
+async def attack_rules_period(ctx: Ctx) -> None:
+    from datetime import date
+
+    peer, child = await _rules_scene(ctx)
+    try:
+        for day in (date(9999, 12, 31), date(1, 1, 1)):
+            body, message_id = _hostile(ctx, "FlexOffer", _offer_for(ctx, child.request,
+                                                                     period=day))
+            sent_at = time.perf_counter()
+            reply = await http_exchange(child.port, post_request(child.port, body), 30.0)
+            answer = await peer.answer(message_id, 5.0 if ctx.quick else 15.0)
+            out(f"  FlexOffer for Period {day}: {reply.describe()}; response: "
+                f"{_answer_line(answer, sent_at)}")
+            ctx.row("rules-period", f"Period {day}", _answer_line(answer, sent_at)[:40])
+        log = child.stderr_since(0)
+        out(f"  OverflowError in the child's log: {log.count(b'OverflowError')} time(s)")
+    finally:
+        child.kill()
+        peer.stop()
+
+
+async def attack_rules_prognosis(ctx: Ctx) -> None:
+    count = 300 if ctx.quick else 1000
+    peer, child = await _rules_scene(ctx)
+    try:
+        now = datetime.now(timezone.utc)
+        base = {k: v for k, v in ctx.examples.example("D-Prognosis", now=now).items()
+                if k not in ("version", "message_id", "conversation_id", "time_stamp")}
+        latencies: list[float] = []
+        cpu_before = _cpu_seconds(child.pid)
+        results: Counter[str] = Counter()
+        for revision in range(1, count + 1):
+            body, message_id = _hostile(ctx, "D-Prognosis", dict(base, revision=revision))
+            sent_at = time.perf_counter()
+            await http_exchange(child.port, post_request(child.port, body), 30.0)
+            answer = await peer.answer(message_id, 30.0)
+            if answer is None:
+                results["no response"] += 1
+                continue
+            results[answer[1]["result"]] += 1
+            latencies.append(answer[0] - sent_at)
+        cpu = _cpu_seconds(child.pid) - cpu_before
+        first = statistics.median(latencies[:100]) if latencies else None
+        last = statistics.median(latencies[-100:]) if latencies else None
+        out(f"  {count} D-Prognoses of one day, revisions 1..{count}, one at a time: "
+            f"{dict(results)}")
+        out(f"  latency (POST to response) median of the first 100 {fmt_time(first)}, of the "
+            f"last 100 {fmt_time(last)}; child CPU {cpu:.1f} s in all")
+        ctx.row("rules-prognosis", "latency first 100 (median)", fmt_time(first))
+        ctx.row("rules-prognosis", "latency last 100 (median)", fmt_time(last))
+        ctx.row("rules-prognosis", f"child CPU for {count}", f"{cpu:.1f} s")
+    finally:
+        child.kill()
+        peer.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        parts = stat.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+# ============================ end of the #16 rules section ===============================
+
+
 ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "attributes": attack_attributes,
     "slow-headers": attack_slow_headers,
@@ -2206,6 +2506,9 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     **HARDENING_A,
     "dns-flood": attack_dns_flood,
     "bearer": attack_bearer,
+    "rules-duration": attack_rules_duration,
+    "rules-period": attack_rules_period,
+    "rules-prognosis": attack_rules_prognosis,
 }
 assert tuple(ATTACK_FUNCTIONS) == ATTACKS
 

@@ -1,11 +1,16 @@
 """What the business rules cost on receipt: a 96-ISP FlexOffer at a DSO, and a matching
 FlexOrder at the AGR, against the rest of taking a message in (open, verify, parse).
 
-    python bench/rules.py [--runs 15]
+    python bench/rules.py [--runs 15] [--series 1000]
 
 Each party's archive holds what the message names (the DSO's FlexRequest, the AGR's
 D-Prognosis and offer, a portfolio update) in a memory store and in a SQLite store. Figures
 are medians over ``--runs`` runs (min-max), in µs of one process's CPU per message.
+
+Then a day of D-Prognoses (#16.5): ``--series`` of them for one congestion point and day,
+revisions rising, each archived as the inbox does and then checked by every rule: the CPU of
+the rules for the first and the last 100 (median). It should not grow with the day's count
+(run it with ``PYTHONPATH=/work/before`` for the old figures).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import datetime as dt
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +106,34 @@ def run(store: Store, label: str, runs: int) -> None:
     loop.close()
 
 
+def series(store: Store, label: str, count: int) -> None:
+    """The rules' CPU per D-Prognosis over a day of ``count`` of them (each archived first)."""
+    from pyuftp.rules import DEFAULT_RULES, Context
+
+    archive = StoreArchive(store)
+    loop = asyncio.new_event_loop()
+    costs = []
+    for revision in range(1, count + 1):
+        payload = fresh("D-Prognosis", revision=revision, message_id=str(uuid.uuid4()),
+                        conversation_id=str(uuid.uuid4()))
+        archived(store, "in", "D-Prognosis", payload, ("AGR", "DSO"))
+        ctx = Context("D-Prognosis", payload, "in", "agr.example.com", NOW, archive=archive)
+        started = time.process_time()
+        problems = loop.run_until_complete(DEFAULT_RULES.check_all(ctx))
+        costs.append(time.process_time() - started)
+        assert not problems, problems
+    loop.close()
+    first, last = statistics.median(costs[:100]), statistics.median(costs[-100:])
+    print(f"{label:7s} {count} D-Prognoses of a day: rules CPU per message, median of the first "
+          f"100 {first * 1e3:6.2f} ms, of the last 100 {last * 1e3:6.2f} ms, all "
+          f"{sum(costs):5.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--series", type=int, default=1000,
+                        help="D-Prognoses in the day series (0: skip it)")
     args = parser.parse_args()
     run(MemoryStore(), "memory", args.runs)
     with tempfile.TemporaryDirectory() as folder:
@@ -111,6 +142,11 @@ def main() -> None:
             run(store, "sqlite", args.runs)
         finally:
             store.close()
+    if args.series:
+        series(MemoryStore(), "memory", args.series)
+        with tempfile.TemporaryDirectory() as folder:
+            with SQLiteStore(Path(folder) / "series.sqlite") as store:
+                series(store, "sqlite", args.series)
 
 
 if __name__ == "__main__":

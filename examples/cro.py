@@ -37,6 +37,7 @@ async def run(cro: Party) -> int:
         point = congestion_points.get(query["entity_address"])
         if point is None:
             from pyuftp import Rejected
+
             raise Rejected("unknown congestion point", time_zone=query["time_zone"],
                            period=query["period"])
         connections = []

@@ -2,7 +2,7 @@
 a notebook cell): the async client and service run on a private event loop in a private
 thread, and each call waits for its result.
 
-    from pyuftp.clients.client import ShapeshifterAgrDsoClient
+    from pyuftp.clients import ShapeshifterAgrDsoClient
     from pyuftp.sync import SyncClient
 
     with SyncClient(ShapeshifterAgrDsoClient, "agr.example.com", private_key,

@@ -106,6 +106,19 @@ to its sender; a FlexOfferRevocation names an offer its sender sent; a response 
 request its sender received. A party cannot name a message it never got, or one that went to
 somebody else.
 
+What a rule may cost, and when it fails
+   Every built-in rule runs in time and memory that follow the message's size, never a
+   number in it: ISPs are compared as sorted (start, end) intervals, so one ISP of Duration
+   2,147,483,647 costs what one of Duration 1 does, and is reported as lying beyond the day.
+   A Period whose day cannot be placed on the calendar (9999-12-31, or 0001-01-01 east of
+   Greenwich) is a problem of the message (``period.on_calendar``), not an error. Stateful
+   rules read indexed look-ups only: ``revision.increases`` asks the archive's
+   ``highest_revision(...)``, kept when a message is archived, and
+   ``congestion_point.known`` the newest portfolio message of each kind. A rule (yours
+   too) that raises an unexpected exception does not stop the others: it becomes the
+   problem ``rule <id> could not be checked: <ExceptionType>``, so the message is rejected
+   and answered, and one bounded, escaped warning is logged by ``pyuftp.rules``.
+
 Settings
 ========
 

@@ -21,16 +21,26 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..exceptions import RuleViolation
-from .context import (UTC, Archive, Check, Context, Rule, Settings, _now, day_bounds, isp_count,
-                      isp_end)
+from ..exceptions import RuleViolation, StoreError, excerpt
+from .context import (UTC, Archive, Check, Context, OutOfRange, Rule, Settings, _now, day_bounds,
+                      isp_count, isp_end)
 from .stateful import STATEFUL
 from .stateless import STATELESS
 
 BUILT_IN: tuple[Rule, ...] = STATELESS + STATEFUL
+logger = logging.getLogger(__name__)
+
+
+def _failed(rule: Rule, message_type: str, exc: Exception) -> list[str]:
+    """The problem a rule that raised becomes, logged once: a rule must not stop the others,
+    nor the message's answer (the sender gets a rejection that names the rule)."""
+    logger.warning("rule %s could not check a %s: %s: %s", rule.id, excerpt(message_type, 40),
+                   type(exc).__name__, excerpt(exc, 160))
+    return [f"rule {rule.id} could not be checked: {type(exc).__name__}"]
 
 class Rules:
     """The registry: every rule with its on/off state, and :attr:`settings`."""
@@ -98,11 +108,16 @@ class Rules:
                       self.settings)
         problems = []
         for rule in self.for_type(message_type, stateful=False):
-            found = rule.check(ctx)
-            if inspect.isawaitable(found):  # an async rule of the user's: checked in check_all
-                getattr(found, "close", lambda: None)()
+            try:
+                found = rule.check(ctx)
+                if inspect.isawaitable(found):  # an async rule of the user's: in check_all
+                    getattr(found, "close", lambda: None)()
+                    continue
+                texts = list(found)
+            except Exception as exc:  # noqa: BLE001 - any rule's fault is one problem
+                problems += _failed(rule, message_type, exc)
                 continue
-            problems += [f"{text} [{rule.id}]" for text in found]
+            problems += [f"{text} [{rule.id}]" for text in texts]
         return problems
 
     async def check_all(self, ctx: Context) -> list[str]:
@@ -110,10 +125,17 @@ class Rules:
         ctx.settings = self.settings
         problems = []
         for rule in self.for_type(ctx.message_type):
-            found = rule.check(ctx)
-            if inspect.isawaitable(found):
-                found = await found
-            problems += [f"{text} [{rule.id}]" for text in found]
+            try:
+                found = rule.check(ctx)
+                if inspect.isawaitable(found):
+                    found = await found
+                texts = list(found)
+            except StoreError:
+                raise  # the archive failed, not the rule: the caller's to handle (a 5xx)
+            except Exception as exc:  # noqa: BLE001 - any rule's fault is one problem
+                problems += _failed(rule, ctx.message_type, exc)
+                continue
+            problems += [f"{text} [{rule.id}]" for text in texts]
         return problems
 
     def refuse(self, message_type: str, problems: list[str]) -> None:
@@ -136,4 +158,4 @@ NOT_RULES = {
 }
 
 __all__ = ["DEFAULT_RULES", "Rule", "Rules", "Settings", "Context", "BUILT_IN", "NOT_RULES", "isp_count",
-           "isp_end", "day_bounds", "RuleViolation", "Archive", "Check", "UTC"]
+           "isp_end", "day_bounds", "OutOfRange", "RuleViolation", "Archive", "Check", "UTC"]

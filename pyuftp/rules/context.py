@@ -2,6 +2,7 @@
 calendar arithmetic of ISPs that many rules share (daylight-saving aware)."""
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import zoneinfo
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -52,6 +53,9 @@ class Archive(Protocol):
                    direction: str | None = None) -> Any: ...
     async def query(self, **criteria: Any) -> list[Any]: ...
     def payload(self, message: Any) -> dict[str, Any]: ...
+    async def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                               period: str, congestion_point: str | None, *,
+                               excluding: str | None = None) -> int | None: ...
 
 
 @dataclass
@@ -101,14 +105,24 @@ class Context:
         """The archive entry found by :meth:`referenced` (its ``outcome``, say)."""
         return self._found.get((message_type, message_id, same_way), (None, None))[0]
 
-    async def others(self, message_type: str, same_way: bool, **criteria: Any) -> list[dict[str, Any]]:
-        """Payloads of archived messages of ``message_type`` with the counterparty."""
+    async def entries(self, message_type: str, same_way: bool, **criteria: Any) -> list[Any]:
+        """Archive entries of ``message_type`` with the counterparty (unparsed: for a rule
+        that needs only their existence or outcome; give ``limit`` where a few will do)."""
         if self.archive is None:
             return []
         way = self.direction if same_way else ("out" if self.direction == "in" else "in")
-        found = await self.archive.query(message_type=message_type, counterparty=self.counterparty,
-                                         direction=way, **criteria)
-        return [self.archive.payload(entry) | {"_outcome": entry.outcome} for entry in found]
+        return await self.archive.query(message_type=message_type, counterparty=self.counterparty,
+                                        direction=way, **criteria)
+
+    async def others(self, message_type: str, same_way: bool,
+                     **criteria: Any) -> list[dict[str, Any]]:
+        """Payloads of archived messages of ``message_type`` with the counterparty (each one
+        parsed: prefer :meth:`entries`, with a ``limit``, where the payloads are not read)."""
+        archive = self.archive
+        if archive is None:
+            return []
+        found = await self.entries(message_type, same_way, **criteria)
+        return [archive.payload(entry) | {"_outcome": entry.outcome} for entry in found]
 
 
 def _now(payload: Mapping[str, Any]) -> dt.datetime:
@@ -128,24 +142,63 @@ def _zone(name: str) -> zoneinfo.ZoneInfo | None:
         return None
 
 
+class OutOfRange(ValueError):
+    """A day, an instant or an ISP that cannot be placed on the calendar (before year 1 or
+    after 9999 in UTC, or an ISP length that is not positive): a problem of the message."""
+
+
 @lru_cache(maxsize=1024)
 def day_bounds(period: dt.date, time_zone: str) -> tuple[dt.datetime, dt.datetime]:
-    """The start and end (UTC) of the calendar day ``period`` in ``time_zone``."""
+    """The start and end (UTC) of the calendar day ``period`` in ``time_zone``.
+
+    :class:`OutOfRange` (a ValueError) for a day whose start or end lies outside the years
+    1-9999 in UTC (0001-01-01 east of Greenwich, 9999-12-31 anywhere): the message names a
+    day no clock can reach, which the rule ``period.on_calendar`` reports."""
     zone = _zone(time_zone) or UTC
-    start = dt.datetime.combine(period, dt.time(), zone).astimezone(UTC)
-    end = dt.datetime.combine(period + dt.timedelta(days=1), dt.time(), zone).astimezone(UTC)
+    try:
+        start = dt.datetime.combine(period, dt.time(), zone).astimezone(UTC)
+        end = dt.datetime.combine(period + dt.timedelta(days=1), dt.time(), zone).astimezone(UTC)
+    except OverflowError:
+        raise OutOfRange(f"period {period} in {time_zone} lies outside the years 1-9999 "
+                         "(UTC)") from None
     return start, end
 
 
 def isp_count(period: dt.date, isp_duration: dt.timedelta, time_zone: str) -> int:
-    """ISPs in the day (daylight-saving aware): 92, 96 or 100 of 15 minutes in Amsterdam."""
+    """ISPs in the day (daylight-saving aware): 92, 96 or 100 of 15 minutes in Amsterdam.
+    :class:`OutOfRange` for a day off the calendar or an ISP length that is not positive."""
     start, end = day_bounds(period, time_zone)
+    if isp_duration <= dt.timedelta(0):
+        raise OutOfRange(f"isp_duration {isp_duration} is not a positive length")
     return int((end - start) // isp_duration)
 
 
 def isp_end(period: dt.date, isp_duration: dt.timedelta, time_zone: str, number: int) -> dt.datetime:
-    """When ISP ``number`` (1-based) of the day ends (UTC)."""
-    return day_bounds(period, time_zone)[0] + isp_duration * number
+    """When ISP ``number`` (1-based) of the day ends (UTC). :class:`OutOfRange` when that
+    instant lies off the calendar (a number far beyond the day's ISPs, say): arithmetic on
+    the number, never a count up to it."""
+    start = day_bounds(period, time_zone)[0]
+    try:
+        return start + isp_duration * number
+    except OverflowError:
+        raise OutOfRange(f"ISP {number} of {period} ends outside the years 1-9999") from None
+
+
+def shifted(moment: dt.datetime, seconds: float) -> dt.datetime:
+    """``moment`` plus ``seconds``, held at the ends of the calendar instead of overflowing
+    (a time stamp of 0001-01-01 minus the clock skew is still that time stamp)."""
+    try:
+        return moment + dt.timedelta(seconds=seconds)
+    except OverflowError:
+        return moment
+
+
+def local_date(moment: dt.datetime, zone: dt.tzinfo) -> dt.date:
+    """The date of ``moment`` in ``zone``; at the ends of the calendar, its date in UTC."""
+    try:
+        return moment.astimezone(zone).date()
+    except (OverflowError, ValueError):
+        return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
 
 
 def _isp_lists(message_type: str, payload: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
@@ -162,5 +215,28 @@ def _isp_lists(message_type: str, payload: Mapping[str, Any]) -> list[tuple[str,
 def _span(isp: Mapping[str, Any]) -> tuple[int, int]:
     start = int(isp["start"])
     return start, start + int(isp.get("duration", 1)) - 1
+
+
+def merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive (first, last) spans joined where they overlap or touch, sorted: the ISPs
+    they cover as intervals, whatever their numbers (never one entry per ISP)."""
+    joined: list[tuple[int, int]] = []
+    for first, last in sorted(s for s in spans if s[0] <= s[1]):
+        if joined and first <= joined[-1][1] + 1:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], last))
+        else:
+            joined.append((first, last))
+    return joined
+
+
+def meet(spans: Iterable[tuple[int, int]], joined: list[tuple[int, int]]) -> bool:
+    """Whether any span shares an ISP with the :func:`merged` spans ``joined`` (a binary
+    search each: time n log n in the spans, whatever their numbers)."""
+    starts = [first for first, _ in joined]
+    for first, last in spans:
+        at = bisect.bisect_right(starts, last) - 1  # the last joined span starting by ``last``
+        if at >= 0 and joined[at][1] >= first:
+            return True
+    return False
 
 

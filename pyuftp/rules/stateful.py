@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..message.catalog import spec
-from .context import Context, Rule, _span
+from .context import Context, Rule, _span, meet, merged
+from .stateless import exact
 
 RESPONSES = frozenset(t for t in spec().message_types if t.endswith("Response"))
 
@@ -25,8 +26,8 @@ async def _answers_our_request(ctx: Context) -> Iterable[str]:
         return []
     key = s.reference_key(request_type)
     if key is None:  # TestMessageResponse: its conversation names the TestMessage
-        found = await ctx.others(request_type, same_way=False,
-                                 conversation_id=ctx.payload["conversation_id"])
+        found = await ctx.entries(request_type, same_way=False, limit=1,
+                                  conversation_id=ctx.payload["conversation_id"])
         return [] if found else [f"no {request_type} in conversation "
                                  f"{ctx.payload['conversation_id']} went to {ctx.counterparty}"]
     request = await ctx.referenced(request_type, ctx.payload.get(key), same_way=False)
@@ -55,11 +56,11 @@ async def _offer_request(ctx: Context) -> Iterable[str]:
     for key in ("period", "congestion_point"):
         if request.get(key) != p.get(key):
             problems.append(f"{key} {p.get(key)} is not the FlexRequest's ({request.get(key)})")
-    requested = {n for i in request["isps"] if i.get("disposition", "Requested") == "Requested"
-                 for n in range(_span(i)[0], _span(i)[1] + 1)}
-    offered = {n for o in p.get("offer_options", []) for i in o.get("isps", [])
-               for n in range(_span(i)[0], _span(i)[1] + 1)}
-    if requested and not requested & offered:
+    # As intervals, never as sets of ISP numbers: a Duration of 2,147,483,647 is one span.
+    requested = merged(_span(i) for i in request["isps"]
+                       if i.get("disposition", "Requested") == "Requested")
+    offered = (_span(i) for o in p.get("offer_options", []) for i in o.get("isps", []))
+    if requested and not meet(offered, requested):
         problems.append("the offer covers none of the ISPs the FlexRequest requests")
     return problems
 
@@ -86,8 +87,8 @@ async def _order_offer(ctx: Context) -> Iterable[str]:
     if offer is None:
         return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
     problems = _expired("FlexOffer", offer_id, offer, p.get("time_stamp", ctx.now))
-    revocations = await ctx.others("FlexOfferRevocation", same_way=False, references=offer_id)
-    if any(r["_outcome"] != "Rejected" for r in revocations):
+    revocations = await ctx.entries("FlexOfferRevocation", same_way=False, references=offer_id)
+    if any(r.outcome != "Rejected" for r in revocations):
         problems.append(f"the FlexOffer {offer_id} was revoked")
     return problems
 
@@ -105,6 +106,7 @@ async def _order_match(ctx: Context) -> Iterable[str]:
     elif len(options) != 1:
         return ["option_reference is needed: the offer has several options"]
     option, problems = options[0], []
+    wide = exact()  # products of the message's numbers: no overflow trap
     factor = Decimal(p.get("activation_factor", 1))
     if factor < Decimal(option.get("min_activation_factor", 1)):
         problems.append(f"activation_factor {factor} is below the option's min_activation_factor "
@@ -115,11 +117,13 @@ async def _order_match(ctx: Context) -> Iterable[str]:
         problems.append("the ISPs are not the offer option's ISPs")
     else:
         for span, power in ordered.items():
-            if abs(Decimal(power) - Decimal(offered[span]) * factor) > 1:
+            if abs(wide.subtract(Decimal(power), wide.multiply(Decimal(offered[span]),
+                                                               factor))) > 1:
                 problems.append(f"the power of ISPs {span[0]}-{span[1]} is not the offered "
                                 f"{offered[span]} W times {factor}")
                 break
-    if abs(Decimal(p["price"]) - Decimal(option["price"]) * factor) > Decimal("0.01"):
+    scaled = wide.multiply(Decimal(option["price"]), factor)
+    if abs(wide.subtract(Decimal(p["price"]), scaled)) > Decimal("0.01"):
         problems.append(f"price {p['price']} is not the option's {option['price']} times {factor}")
     for key in ("currency", "period", "congestion_point"):
         if offer.get(key) != p.get(key):
@@ -131,8 +135,8 @@ async def _revocation(ctx: Context) -> Iterable[str]:
     offer_id = ctx.payload["flex_offer_message_id"]
     if await ctx.referenced("FlexOffer", offer_id, same_way=True) is None:
         return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
-    orders = await ctx.others("FlexOrder", same_way=False, references=offer_id)
-    if any(o["_outcome"] != "Rejected" for o in orders):
+    orders = await ctx.entries("FlexOrder", same_way=False, references=offer_id)
+    if any(o.outcome != "Rejected" for o in orders):
         return [f"the FlexOffer {offer_id} has an order already: it cannot be revoked"]
     return []
 
@@ -141,7 +145,8 @@ async def _settled_orders(ctx: Context) -> Iterable[str]:
     problems = []
     for i, s in enumerate(ctx.payload.get("flex_order_settlements", [])):
         reference = s.get("order_reference")
-        if reference and not await ctx.others("FlexOrder", same_way=True, references=reference):
+        if reference and not await ctx.entries("FlexOrder", same_way=True, references=reference,
+                                               limit=1):
             problems.append(f"flex_order_settlements[{i}]: order_reference {reference!r} names "
                             f"no FlexOrder sent to {ctx.counterparty}")
     return problems
@@ -161,12 +166,13 @@ async def _settlement_statuses(ctx: Context) -> Iterable[str]:
 
 async def _revision(ctx: Context) -> Iterable[str]:
     p = ctx.payload
-    if ctx.archive is None or "period" not in p:
+    if ctx.archive is None or "period" not in p or not isinstance(p.get("revision"), int):
         return []
     day = p["period"].isoformat()
-    earlier = await ctx.others(ctx.message_type, same_way=True, period_from=day, period_to=day)
-    highest = max((e["revision"] for e in earlier if e.get("congestion_point") == p.get("congestion_point")
-                   and e["message_id"] != p.get("message_id")), default=None)
+    # One indexed look-up (kept when archiving), never a re-read of the day's messages.
+    highest = await ctx.archive.highest_revision(
+        ctx.direction, ctx.counterparty, ctx.message_type, day, p.get("congestion_point"),
+        excluding=p.get("message_id"))
     if highest is not None and p["revision"] <= highest:
         return [f"revision {p['revision']} is not above the {highest} already sent for "
                 f"{p.get('congestion_point')} on {day}"]
@@ -185,8 +191,11 @@ async def _congestion_point(ctx: Context) -> Iterable[str]:
         return []
     # What the portfolio messages say: a DSO's own update to the CRO, or what the CRO told
     # an AGR in answer to its query (the latest of either).
-    found: list[Any] = await ctx.archive.query(message_type="DSOPortfolioUpdate", direction="out")
-    found += await ctx.archive.query(message_type="AGRPortfolioQueryResponse", direction="in")
+    # The newest of each kind only (an indexed read of one row each), not every one archived.
+    found: list[Any] = await ctx.archive.query(message_type="DSOPortfolioUpdate", direction="out",
+                                               newest_first=True, limit=1)
+    found += await ctx.archive.query(message_type="AGRPortfolioQueryResponse", direction="in",
+                                     newest_first=True, limit=1)
     if not found:
         return []
     latest = max(found, key=lambda entry: entry.time_stamp)

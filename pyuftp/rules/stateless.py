@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .context import (FLEX, Context, Declared, Rule, _zone, isp_count,
-                      isp_end)
+from .context import (FLEX, Context, Declared, OutOfRange, Rule, _zone, day_bounds, isp_count,
+                      isp_end, local_date, shifted)
 from .currencies import MINOR_UNITS
 
 
@@ -38,7 +39,10 @@ def _within_period(ctx: Context) -> Iterable[str]:
     p = ctx.payload
     if not {"period", "isp_duration", "time_zone"} <= set(p) or _zone(p["time_zone"]) is None:
         return
-    count = isp_count(p["period"], p["isp_duration"], p["time_zone"])
+    try:
+        count = isp_count(p["period"], p["isp_duration"], p["time_zone"])
+    except OutOfRange:
+        return  # period.on_calendar or isp.duration says so
     for path, spans in ctx.spans():
         if spans and (min(spans)[0] >= 1 and max(last for _, last in spans) <= count):
             continue  # the common case, in C: every ISP inside the day
@@ -46,6 +50,17 @@ def _within_period(ctx: Context) -> Iterable[str]:
             if first < 1 or last > count:
                 yield (f"{path}[{index}]: ISPs {first}-{last} lie outside {p['period']}, which "
                        f"has ISPs 1-{count} in {p['time_zone']}")
+
+
+def _on_calendar(ctx: Context) -> Iterable[str]:
+    p = ctx.payload
+    period = p.get("period")
+    if isinstance(period, dt.date):
+        try:
+            day_bounds(period, p.get("time_zone") or "UTC")
+        except OutOfRange:
+            yield (f"period {period} cannot be placed in time: its day in "
+                   f"{p.get('time_zone') or 'UTC'} begins or ends outside the years 1-9999")
 
 
 def _no_overlap(ctx: Context) -> Iterable[str]:
@@ -60,7 +75,7 @@ def _no_overlap(ctx: Context) -> Iterable[str]:
 
 def _expiration_future(ctx: Context) -> Iterable[str]:
     expires = ctx.payload.get("expiration_date_time")
-    if expires is not None and expires <= ctx.now - dt.timedelta(seconds=ctx.settings.clock_skew):
+    if expires is not None and expires <= shifted(ctx.now, -ctx.settings.clock_skew):
         yield f"expiration_date_time {expires.isoformat()} has passed"
 
 
@@ -71,7 +86,10 @@ def _expiration_before_end(ctx: Context) -> Iterable[str]:
         return
     last = max((last for _, spans in ctx.spans() for _, last in spans), default=None)
     if last is not None:
-        end = isp_end(p["period"], p["isp_duration"], p["time_zone"], last)
+        try:
+            end = isp_end(p["period"], p["isp_duration"], p["time_zone"], last)
+        except OutOfRange:
+            return  # off the calendar: period.on_calendar or isp.within_period says so
         if expires > end:
             yield (f"expiration_date_time {expires.isoformat()} is after the end of the last ISP "
                    f"listed ({last}, {end.isoformat()})")
@@ -81,7 +99,7 @@ def _period_today_or_later(ctx: Context) -> Iterable[str]:
     p = ctx.payload
     zone = _zone(p.get("time_zone", "")) if "period" in p else None
     if zone is not None:
-        today = ctx.now.astimezone(zone).date()
+        today = local_date(ctx.now, zone)
         if p["period"] < today:
             yield f"period {p['period']} is before today ({today} in {p['time_zone']})"
 
@@ -177,9 +195,28 @@ def _price_decimals(ctx: Context) -> Iterable[str]:
     prices = [("price", p.get("price"))] + [(f"offer_options[{i}].price", o.get("price"))
                                             for i, o in enumerate(p.get("offer_options", []))]
     for path, price in prices:
-        exponent = Decimal(price).normalize().as_tuple().exponent if price is not None else 0
-        if isinstance(exponent, int) and -exponent > digits:
+        if price is not None and _decimals(Decimal(price)) > digits:
             yield f"{path} {price} has more decimals than {p['currency']} has ({digits})"
+
+
+def _decimals(value: Decimal) -> int:
+    """Digits after the point, trailing zeros aside (no rounding, no context: normalize()
+    would overflow on a price of a million digits)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0 or not any(digits):
+        return 0  # a whole number, zero (or NaN, infinity: no decimals to count)
+    trailing = 0
+    for digit in reversed(digits):
+        if digit or trailing >= -exponent:
+            break
+        trailing += 1
+    return -exponent - trailing
+
+
+def exact() -> decimal.Context:
+    """A decimal context for sums and products of the message's numbers: no trap (an
+    overflow is a result, not an exception) and the widest exponents."""
+    return decimal.Context(prec=100, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[])
 
 
 def _rejection_reason(ctx: Context) -> Iterable[str]:
@@ -195,7 +232,7 @@ def _dispute_reason(ctx: Context) -> Iterable[str]:
 
 def _net_settlement(ctx: Context) -> Iterable[str]:
     for i, s in enumerate(ctx.payload.get("flex_order_settlements", [])):
-        expected = Decimal(s["price"]) - Decimal(s.get("penalty", 0))
+        expected = exact().subtract(Decimal(s["price"]), Decimal(s.get("penalty", 0)))
         if Decimal(s["net_settlement"]) != expected:
             yield (f"flex_order_settlements[{i}]: net_settlement {s['net_settlement']} is not "
                    f"price - penalty ({expected})")
@@ -235,6 +272,7 @@ STATELESS: tuple[Rule, ...] = (
     Rule("isp.duration", frozenset(FLEX + ("Metering",)), "ISP-Duration is one of the allowed ISP lengths (settings.isp_durations)", _isp_duration, java=("IspDurationValidator",)),
     Rule("timezone.supported", frozenset(FLEX + ("Metering", "AGRPortfolioQuery", "AGRPortfolioQueryResponse", "AGRPortfolioUpdate", "DSOPortfolioQuery", "DSOPortfolioQueryResponse", "DSOPortfolioUpdate")), "TimeZone is a real IANA zone (and an allowed one, settings.time_zones)", _time_zone, java=("TimeZoneSupportedValidator",)),
     Rule("isp.within_period", frozenset(FLEX + ("Metering",)), "every ISP lies within the day, whose ISP count follows the time zone's daylight saving", _within_period, java=("IspPeriodBoundaryValidator",)),
+    Rule("period.on_calendar", frozenset(FLEX + ("Metering",)), "the Period's day lies within the years 1-9999 in its time zone (a day no clock reaches cannot be traded)", _on_calendar),
     Rule("isp.no_overlap", frozenset(FLEX + ("Metering",)), "no ISP is addressed twice (duration included)", _no_overlap, java=("IspConflictsValidator",)),
     Rule("expiration.in_future", frozenset({"FlexRequest", "FlexOffer"}), "ExpirationDateTime has not passed (within the clock skew)", _expiration_future, java=("ExpirationInTheFutureValidator",)),
     Rule("expiration.before_isps_end", frozenset({"FlexRequest", "FlexOffer"}), "ExpirationDateTime is not after the end of the last ISP listed", _expiration_before_end, java=("ExpirationBeforeIspsListedEndValidator",)),

@@ -18,6 +18,8 @@ from . import ArchivedMessage, Store
 RETENTION = 62 * 24 * 3600.0
 # The fields, besides ``*_message_id``, by which one message names another.
 _NAMING_FIELDS = ("order_reference",)
+# The messages whose revision the archive indexes (Archive.highest_revision).
+_REVISED = ("D-Prognosis", "FlexRequest")
 
 
 def entry(direction: str, message_type: str, payload: Mapping[str, Any], payload_xml: bytes,
@@ -30,6 +32,8 @@ def entry(direction: str, message_type: str, payload: Mapping[str, Any], payload
         references.update({k: str(payload[k]) for k in _NAMING_FIELDS if payload.get(k)})
     period = payload.get("period")
     stamp = payload.get("time_stamp")
+    revised = message_type in _REVISED and isinstance(payload.get("revision"), int)
+    point = payload.get("congestion_point") if revised else None
     return ArchivedMessage(
         direction=direction, message_type=message_type, message_id=str(payload["message_id"]),
         conversation_id=str(payload["conversation_id"]),
@@ -37,7 +41,9 @@ def entry(direction: str, message_type: str, payload: Mapping[str, Any], payload
         recipient_domain=str(payload["recipient_domain"]), recipient_role=recipient_role,
         time_stamp=stamp.timestamp() if isinstance(stamp, dt.datetime) else 0.0,
         payload_xml=payload_xml, references=references,
-        period=period.isoformat() if isinstance(period, dt.date) else None)
+        period=period.isoformat() if isinstance(period, dt.date) else None,
+        congestion_point=point if isinstance(point, str) and point else None,
+        revision=payload["revision"] if revised else None)
 
 
 @functools.lru_cache(maxsize=256)  # the rules read the same FlexRequest for each offer
@@ -57,6 +63,13 @@ class StoreArchive:
 
     async def query(self, **criteria: Any) -> list[ArchivedMessage]:
         return await self.store.call(functools.partial(self.store.query, **criteria))
+
+    async def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                               period: str, congestion_point: str | None, *,
+                               excluding: str | None = None) -> int | None:
+        return await self.store.call(functools.partial(
+            self.store.highest_revision, direction, counterparty, message_type, period,
+            congestion_point, excluding=excluding))
 
     def payload(self, message: ArchivedMessage) -> dict[str, Any]:
         """The payload dict of an archived message (parsed once per distinct XML)."""

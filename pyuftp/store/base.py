@@ -218,6 +218,9 @@ class ArchivedMessage:
     # key -> the message id it names, e.g. {"flex_request_message_id": "..."}
     references: dict[str, str] = field(default_factory=dict)
     period: str | None = None     # ISO date of the message's Period, if it has one
+    # a D-Prognosis's or FlexRequest's congestion point and revision (highest_revision's index)
+    congestion_point: str | None = None
+    revision: int | None = None
     outcome: str | None = None    # "Accepted", "Rejected", "Revoked" (set_outcome) or None
     reasons: str | None = None    # the rejection reasons, if any
     archived_at: float = 0.0      # set by the store: unix time of storing
@@ -267,7 +270,8 @@ class Archive(abc.ABC):
               counterparty: str | None = None, direction: str | None = None,
               references: str | None = None, period_from: str | None = None,
               period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None) -> list[ArchivedMessage]:
+              until: float | None = None, limit: int | None = None,
+              newest_first: bool = False) -> list[ArchivedMessage]:
         """The archived messages meeting every criterion given (None: any):
 
         - ``conversation_id``, ``message_type``, ``counterparty``, ``direction``: equal;
@@ -278,8 +282,19 @@ class Archive(abc.ABC):
           without a period then does not match);
         - ``since``, ``until``: inclusive bounds on ``time_stamp`` (unix time).
 
-        Ordered by ``time_stamp``, then the order archived; the first ``limit`` (1 or more)
-        only, when given. A lower bound after its upper bound is a ValueError."""
+        Ordered by ``time_stamp``, then the order archived (``newest_first``: the reverse);
+        the first ``limit`` (1 or more) only, when given. A lower bound after its upper bound
+        is a ValueError."""
+
+    @abc.abstractmethod
+    def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                         period: str, congestion_point: str | None, *,
+                         excluding: str | None = None) -> int | None:
+        """The highest ``revision`` among the archived messages of this ``direction``,
+        ``counterparty``, ``message_type``, ``period`` (ISO date) and ``congestion_point``
+        (None: those without one), leaving out the one whose message_id is ``excluding``;
+        None if there is none. Answered from an index kept when archiving (never by reading
+        the stored payloads): the rule ``revision.increases`` asks it for every message."""
 
     @abc.abstractmethod
     def forget_archived(self, before: float) -> int:

@@ -250,7 +250,31 @@ def check_archived(message: ArchivedMessage) -> ArchivedMessage:
         recipient_role=_shared(message.recipient_role, "recipient_role"),
         time_stamp=when(message.time_stamp, "time_stamp"), payload_xml=payload,
         references=references(message.references), period=iso_date(message.period, "period"),
-        outcome=result, reasons=reasons)
+        congestion_point=optional(message.congestion_point, "congestion_point"),
+        revision=revision(message.revision), outcome=result, reasons=reasons)
+
+
+def revision(value: Any) -> int | None:
+    """None or an int that SQLite can keep (64 bits; the schema allows 32)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"revision must be None or an int, not {_kind(value)}")
+    if not -2**63 <= value < 2**63:
+        raise ValueError(f"revision {value} is out of the 64-bit range")
+    return value
+
+
+def revision_args(direction_: Any, counterparty: Any, message_type: Any, period: Any,
+                  congestion_point: Any, excluding: Any
+                  ) -> tuple[str, str, str, str, str | None, str | None]:
+    """The checked arguments of :meth:`Archive.highest_revision`."""
+    day = iso_date(period, "period")
+    if day is None:
+        raise TypeError("period must be an ISO date str, not None")
+    return (direction(direction_), text(counterparty, "counterparty"),
+            text(message_type, "message_type"), day,
+            optional(congestion_point, "congestion_point"), optional(excluding, "excluding"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -267,6 +291,7 @@ class Query:
     since: float | None
     until: float | None
     limit: int | None
+    newest_first: bool = False
 
     def matches(self, message: ArchivedMessage) -> bool:
         """Whether ``message`` meets every criterion (``references`` aside: the memory store
@@ -285,7 +310,7 @@ class Query:
 
 def query(conversation_id: Any, message_type: Any, counterparty: Any, direction_: Any,
           references_: Any, period_from: Any, period_to: Any, since: Any, until: Any,
-          limit: Any) -> Query:
+          limit: Any, newest_first: Any = False) -> Query:
     checked = Query(
         optional(conversation_id, "conversation_id"), optional(message_type, "message_type"),
         optional(counterparty, "counterparty"),
@@ -293,7 +318,7 @@ def query(conversation_id: Any, message_type: Any, counterparty: Any, direction_
         optional(references_, "references"), iso_date(period_from, "period_from"),
         iso_date(period_to, "period_to"), None if since is None else when(since, "since"),
         None if until is None else when(until, "until"),
-        None if limit is None else count(limit, "limit", 1))
+        None if limit is None else count(limit, "limit", 1), newest_first=bool(newest_first))
     if checked.period_from and checked.period_to and checked.period_from > checked.period_to:
         raise ValueError(f"period_from {checked.period_from} is after period_to "
                          f"{checked.period_to}")

@@ -360,11 +360,21 @@ class MemoryStore(Store):
               counterparty: str | None = None, direction: str | None = None,
               references: str | None = None, period_from: str | None = None,
               period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None) -> list[ArchivedMessage]:
+              until: float | None = None, limit: int | None = None,
+              newest_first: bool = False) -> list[ArchivedMessage]:
         criteria = checks.query(conversation_id, message_type, counterparty, direction,
-                                references, period_from, period_to, since, until, limit)
+                                references, period_from, period_to, since, until, limit,
+                                newest_first)
         with self._use():
             return self._archive.query(criteria)
+
+    def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                         period: str, congestion_point: str | None, *,
+                         excluding: str | None = None) -> int | None:
+        args = checks.revision_args(direction, counterparty, message_type, period,
+                                    congestion_point, excluding)
+        with self._use():
+            return self._archive.highest_revision(*args)
 
     def forget_archived(self, before: float) -> int:
         before = checks.when(before, "before")

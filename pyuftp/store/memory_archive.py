@@ -16,6 +16,8 @@ logger = logging.getLogger("pyuftp.store.memory")
 
 WARN_INTERVAL = 600.0  # seconds between two warnings that a cap dropped records early
 Key = tuple[str, str, str]  # (direction, counterparty, message_id)
+# (direction, counterparty, message_type, period, congestion_point): highest_revision's index
+Group = tuple[str, str, str, str, str | None]
 _NO_REFERENCES: dict[str, str] = {}  # shared by the messages that reference nothing; never changed
 
 
@@ -27,6 +29,43 @@ def _out(stored: ArchivedMessage) -> ArchivedMessage:
     """A copy to hand out: the payload uncompressed, a references dict of its own."""
     return dataclasses.replace(stored, payload_xml=zlib.decompress(stored.payload_xml),
                                references=dict(stored.references))
+
+
+def _group(message: ArchivedMessage) -> Group | None:
+    """The revision group of a message that has a revision and a period, else None."""
+    if message.revision is None or message.period is None:
+        return None
+    return (message.direction, message.counterparty, message.message_type, message.period,
+            message.congestion_point)
+
+
+class _Revisions:
+    """One group's revisions by message id, with its top two kept as messages come (so that
+    the highest, leaving one out, is read in constant time; recomputed only after a removal
+    of one of them)."""
+
+    __slots__ = ("by_id", "top")
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, int] = {}
+        self.top: list[tuple[int, str]] | None = []
+
+    def add(self, message_id: str, revision: int) -> None:
+        self.by_id[message_id] = revision
+        if self.top is not None:
+            self.top = sorted(self.top + [(revision, message_id)], reverse=True)[:2]
+
+    def remove(self, message_id: str) -> None:
+        self.by_id.pop(message_id, None)
+        if self.top is not None and any(kept == message_id for _, kept in self.top):
+            self.top = None  # recomputed when next asked
+
+    def highest(self, excluding: str | None) -> int | None:
+        if self.top is None:
+            ranked = sorted(((r, m) for m, r in self.by_id.items()), reverse=True)
+            self.top = ranked[:2]
+        return next((revision for revision, message_id in self.top
+                     if message_id != excluding), None)
 
 
 def _unlist(index: dict[str, list[Key]], name: str, key: Key) -> None:
@@ -52,13 +91,16 @@ class MemoryArchive:
         self._by_conversation: dict[str, list[Key]] = {}
         self._by_reference: dict[str, list[Key]] = {}
         self._by_type: dict[str, list[Key]] = {}
+        # group -> {message_id: revision}; highest_revision reads one group, not the payloads
+        self._revisions: dict[Group, _Revisions] = {}
         self._warned_at = float("-inf")
 
     def __len__(self) -> int:
         return len(self._messages)
 
     def clear(self) -> None:
-        for table in (self._messages, self._by_conversation, self._by_reference, self._by_type):
+        for table in (self._messages, self._by_conversation, self._by_reference, self._by_type,
+                      self._revisions):
             table.clear()
         self._order.clear()
 
@@ -76,6 +118,10 @@ class MemoryArchive:
         self._by_type.setdefault(message.message_type, []).append(key)
         for ref in dict.fromkeys(message.references.values()):
             self._by_reference.setdefault(ref, []).append(key)
+        group = _group(message)
+        if group is not None and message.revision is not None:
+            self._revisions.setdefault(group, _Revisions()).add(message.message_id,
+                                                                message.revision)
         if len(self._messages) > self.max_archived:
             self._drop_oldest()
         return True
@@ -86,6 +132,12 @@ class MemoryArchive:
         _unlist(self._by_type, message.message_type, key)
         for ref in dict.fromkeys(message.references.values()):
             _unlist(self._by_reference, ref, key)
+        group = _group(message)
+        revisions = self._revisions.get(group) if group is not None else None
+        if revisions is not None:
+            revisions.remove(message.message_id)
+            if not revisions.by_id:
+                del self._revisions[group]  # type: ignore[arg-type]
 
     def _drop_oldest(self) -> None:
         while len(self._messages) > self.max_archived and self._order:
@@ -134,7 +186,17 @@ class MemoryArchive:
             candidates = list(self._messages.values())
         found = [message for message in candidates if criteria.matches(message)]
         found.sort(key=lambda message: message.time_stamp)  # stable: the order archived
+        if criteria.newest_first:
+            found.reverse()
         return [_out(message) for message in found[:criteria.limit]]
+
+    def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                         period: str, congestion_point: str | None,
+                         excluding: str | None) -> int | None:
+        # one group: a party's messages of one type for one day and congestion point
+        revisions = self._revisions.get((direction, counterparty, message_type, period,
+                                         congestion_point))
+        return None if revisions is None else revisions.highest(excluding)
 
     def forget(self, before: float) -> int:
         old = [key for key, message in self._messages.items() if message.archived_at < before]

@@ -12,18 +12,19 @@ from .checks import Query
 
 _COLUMNS = ("direction, message_type, message_id, conversation_id, sender_domain, sender_role, "
             "recipient_domain, recipient_role, time_stamp, payload_xml, refs, period, outcome, "
-            "reasons, archived_at")
+            "reasons, archived_at, congestion_point, revision")
 _KEY = "counterparty = ? AND message_id = ? AND direction = ?"
 
 
 def _message(row: tuple[Any, ...]) -> ArchivedMessage:
     (direction, message_type, message_id, conversation_id, sender_domain, sender_role,
      recipient_domain, recipient_role, time_stamp, payload_xml, refs, period, outcome, reasons,
-     archived_at) = row
+     archived_at, congestion_point, revision) = row
     return ArchivedMessage(direction, message_type, message_id, conversation_id, sender_domain,
                            sender_role, recipient_domain, recipient_role, time_stamp,
-                           bytes(payload_xml), json.loads(refs), period, outcome, reasons,
-                           archived_at)
+                           bytes(payload_xml), json.loads(refs), period,
+                           congestion_point=congestion_point, revision=revision,
+                           outcome=outcome, reasons=reasons, archived_at=archived_at)
 
 
 def archive(conn: sqlite3.Connection, message: ArchivedMessage) -> bool:
@@ -31,13 +32,14 @@ def archive(conn: sqlite3.Connection, message: ArchivedMessage) -> bool:
     archived already."""
     cursor = conn.execute(
         f"INSERT INTO archive ({_COLUMNS}, counterparty) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (counterparty, message_id, direction) DO NOTHING",
         (message.direction, message.message_type, message.message_id, message.conversation_id,
          message.sender_domain, message.sender_role, message.recipient_domain,
          message.recipient_role, message.time_stamp, message.payload_xml,
          json.dumps(message.references), message.period, message.outcome,
-         message.reasons, message.archived_at, message.counterparty))
+         message.reasons, message.archived_at, message.congestion_point, message.revision,
+         message.counterparty))
     if cursor.rowcount != 1:
         return False
     conn.executemany("INSERT INTO archive_refs (message, key, ref_id) VALUES (?, ?, ?)",
@@ -88,11 +90,26 @@ def query(conn: sqlite3.Connection, criteria: Query) -> list[ArchivedMessage]:
     sql = f"SELECT {_COLUMNS} FROM archive"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY time_stamp, id"
+    sql += (" ORDER BY time_stamp DESC, id DESC" if criteria.newest_first
+            else " ORDER BY time_stamp, id")
     if criteria.limit is not None:
         sql += " LIMIT ?"
         args.append(criteria.limit)
     return [_message(row) for row in conn.execute(sql, args)]
+
+
+def highest_revision(conn: sqlite3.Connection, direction: str, counterparty: str,
+                     message_type: str, period: str, congestion_point: str | None,
+                     excluding: str | None) -> int | None:
+    """The top two revisions of the group by the index ``archive_revision`` (a seek, however
+    many messages the day has): the first that is not ``excluding``'s."""
+    rows = conn.execute(
+        "SELECT revision, message_id FROM archive WHERE message_type = ? AND counterparty = ? "
+        "AND direction = ? AND period = ? AND congestion_point IS ? AND revision IS NOT NULL "
+        "ORDER BY revision DESC LIMIT 2",
+        (message_type, counterparty, direction, period, congestion_point)).fetchall()
+    return next((int(revision) for revision, message_id in rows if message_id != excluding),
+                None)
 
 
 def forget(conn: sqlite3.Connection, before: float) -> int:

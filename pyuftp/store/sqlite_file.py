@@ -6,11 +6,14 @@ import logging
 import os
 import sqlite3
 
+from lxml import etree  # type: ignore[import-untyped, unused-ignore]
+
 from ..exceptions import StoreError, excerpt
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 1: no claims; 2: outbox.claimed_until; 3: the archive
+# 1: no claims; 2: outbox.claimed_until; 3: the archive; 4: archive.congestion_point, revision
+SCHEMA_VERSION = 4
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAGIC = b"SQLite format 3\x00"
 
@@ -76,12 +79,18 @@ _SCHEMA = (
         outcome TEXT,
         reasons TEXT,
         archived_at REAL NOT NULL,
+        congestion_point TEXT,
+        revision INTEGER,
         UNIQUE (counterparty, message_id, direction)
     )""",
     "CREATE INDEX IF NOT EXISTS archive_conversation ON archive (conversation_id)",
     "CREATE INDEX IF NOT EXISTS archive_type ON archive (message_type, counterparty, period)",
     "CREATE INDEX IF NOT EXISTS archive_time ON archive (time_stamp)",
     "CREATE INDEX IF NOT EXISTS archive_age ON archive (archived_at)",  # forget_archived
+    # highest_revision: a seek to the top of one party's day and congestion point; partial,
+    # so the messages without a revision cost it nothing
+    """CREATE INDEX IF NOT EXISTS archive_revision ON archive (message_type, counterparty,
+        direction, period, congestion_point, revision) WHERE revision IS NOT NULL""",
     # archive.refs is the references as given (JSON, for the round trip); this table is their
     # index, one row per reference, so that query(references=id) is a lookup.
     """CREATE TABLE IF NOT EXISTS archive_refs (
@@ -175,6 +184,45 @@ def open_file(path: str, synchronous: str, busy_timeout: float, check_integrity:
     return conn
 
 
+def _add_revision_columns(conn: sqlite3.Connection, tables: set[str]) -> bool:
+    """Schema 3 to 4: the archive's congestion_point and revision columns; True if added
+    (the rows archived before then get their values from their payloads)."""
+    if "archive" not in tables:
+        return False
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(archive)")}
+    if "revision" in columns:
+        return False
+    if "congestion_point" not in columns:
+        conn.execute("ALTER TABLE archive ADD COLUMN congestion_point TEXT")
+    conn.execute("ALTER TABLE archive ADD COLUMN revision INTEGER")
+    return True
+
+
+def _fill_revisions(conn: sqlite3.Connection) -> None:
+    """The congestion point and revision of each D-Prognosis and FlexRequest archived under
+    schema 3, read from the root element's attributes of its stored payload (once, at the
+    migration; no entity is resolved, nothing fetched)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    last = 0
+    while rows := conn.execute(  # in batches: an archive of a year need not fit in memory
+            "SELECT id, payload_xml FROM archive WHERE id > ? AND message_type IN "
+            "('D-Prognosis', 'FlexRequest') ORDER BY id LIMIT 500", (last,)).fetchall():
+        last = rows[-1][0]
+        _fill_batch(conn, parser, rows)
+
+
+def _fill_batch(conn: sqlite3.Connection, parser: etree.XMLParser,
+                rows: list[tuple[int, bytes]]) -> None:
+    for row_id, xml in rows:
+        try:
+            root = etree.fromstring(bytes(xml), parser)
+            revision = int(root.get("Revision", ""))
+        except (etree.XMLSyntaxError, ValueError):
+            continue  # not readable: the rule then sees no earlier revision for it
+        conn.execute("UPDATE archive SET congestion_point = ?, revision = ? WHERE id = ?",
+                     (root.get("CongestionPoint"), revision, row_id))
+
+
 def _migrate(conn: sqlite3.Connection, path: str, sole_user: bool) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
@@ -187,8 +235,11 @@ def _migrate(conn: sqlite3.Connection, path: str, sole_user: bool) -> None:
     if "outbox" in tables and "claimed_until" not in {
             row[1] for row in conn.execute("PRAGMA table_info(outbox)")}:
         conn.execute("ALTER TABLE outbox ADD COLUMN claimed_until REAL NOT NULL DEFAULT 0")
+    backfill = _add_revision_columns(conn, tables)
     for statement in _SCHEMA:
         conn.execute(statement)
+    if backfill:
+        _fill_revisions(conn)
     if sole_user:
         # A claim in the file was made by a process now gone (we hold the lock): its items
         # are due again at once, not when its lease would have ended.

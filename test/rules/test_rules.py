@@ -214,6 +214,11 @@ CASES: dict[str, list[tuple[str, Change, Change, dt.datetime | None, Callable[[]
         ("FlexOrder", _set(period=dt.date(2026, 11, 23)), _set(period=dt.date(2026, 11, 22)), None,
          lambda: DEFAULT_RULES),
     ],
+    "period.on_calendar": [
+        ("D-Prognosis", _set(period=dt.date(9999, 12, 30)), _set(period=dt.date(9999, 12, 31)), None,
+         lambda: DEFAULT_RULES),
+        ("FlexOffer", _nothing, _set(period=dt.date(9999, 12, 31)), None, lambda: DEFAULT_RULES),
+    ],
     "period.start_before_end": [
         ("AGRPortfolioUpdate", _agr_connection_end(dt.date(2026, 11, 1)),
          _agr_connection_end(dt.date(2026, 10, 31)), None, lambda: DEFAULT_RULES),
