@@ -71,7 +71,7 @@ class ShapeshifterService:
     :param unknown_key_ttl: seconds a look-up that found no key is remembered, so that a
         flood from unknown senders costs one look-up per (domain, role) (see
         :mod:`pyuftp.discovery.cache`; at most 10,000 pairs); 0 looks up every time.
-        :attr:`key_cache` is that memory (``service.key_cache.forget(domain, role)``).
+        ``key_cache`` is that memory (``service.key_cache.forget(domain, role)``).
     :param endpoint_lookup: ``(domain, role) -> url`` of other parties' services.
     :param host, port, path: where to listen: 127.0.0.1, 8080 and
         ``/shapeshifter/api/v3/message`` unless you say otherwise (port 0 picks a free port;
