@@ -177,6 +177,26 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(quiet=args.quiet)
 
 
+def _store(args: argparse.Namespace) -> int:
+    from .store import StoreError, open_store
+
+    try:
+        store = open_store(args.url)
+    except (StoreError, ValueError) as exc:
+        print(f"pyuftp store migrate: {exc}", file=sys.stderr)
+        return 1
+    try:
+        migrate = getattr(store, "migrate", None)  # SQLite and memory stores migrate on open
+        found = migrate() if migrate is not None else None
+    except StoreError as exc:
+        print(f"pyuftp store migrate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{store!r}: schema up to date" + (f" (was {found})" if found is not None else ""))
+    return 0
+
+
 def _types_epilog(message_types: tuple[str, ...]) -> str:
     return "message types:\n" + textwrap.fill(", ".join(message_types), width=78,
                                                initial_indent="  ", subsequent_indent="  ",
@@ -222,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "answered. Exits 0 when all are.")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(run=_demo)
+
+    store = commands.add_parser(
+        "store", help="manage a store (migrate its schema)",
+        description="'store migrate URL' makes or upgrades the store's tables now (a store "
+                    "also does it on first use), e.g. before starting several instances.")
+    store.add_argument("action", choices=("migrate",), help="what to do: migrate")
+    store.add_argument("url", help="the store: postgresql://user@host/db, sqlite:///path")
+    store.set_defaults(run=_store)
     return parser
 
 

@@ -20,11 +20,11 @@ from typing import Any, NamedTuple
 from .archiving import RETENTION, StoreArchive, entry
 from .delivery import Courier
 from .envelope import Received, reopen
-from .exceptions import MessageError, excerpt
+from .exceptions import MessageError, StoreError, excerpt
 from .exchange import Exchange, Verdict, Waiting
 from .handlers import NO_HANDLER, Handlers
 from .outbox import PRUNE_INTERVAL, positive_int
-from .store import Store
+from .store import Store, responses
 from .transport import maybe_await
 
 logger = logging.getLogger(__name__)
@@ -106,13 +106,30 @@ class Inbox:
         self._waiting: dict[str, Waiting] = {}
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next_prune = 0.0
+        self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def resume(self) -> None:
         """Start sending, and handle what an earlier run answered 200 but did not handle."""
         await self.courier.start()
-        for sender_domain, message_id, data in await self.store.call(self.store.unhandled):
+        await self._recover(await self.store.call(self.store.unhandled))
+        recover = getattr(self.store, "recover_unhandled", None)
+        if recover is not None and self._sweeper is None:  # a store several instances share
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(recover))
+
+    async def _sweep(self, recover: Callable[[], list[tuple[str, str, bytes]]]) -> None:
+        """Now and then, handle what another instance sharing the store left unhandled when
+        it died (its handling lease ended)."""
+        while True:
+            await asyncio.sleep(float(getattr(self.store, "recovery_interval", 10.0)))
+            try:
+                await self._recover(await self.store.call(recover))
+            except Exception:  # the store is away for a moment: the next sweep tries again
+                logger.exception("cannot look for messages left unhandled")
+
+    async def _recover(self, rows: list[tuple[str, str, bytes]]) -> None:
+        for sender_domain, message_id, data in rows:
             try:
                 received = reopen(data)
             except MessageError as exc:
@@ -126,6 +143,10 @@ class Inbox:
 
     async def finish(self) -> None:
         """Let the messages being handled finish, then stop sending."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.courier.close()
@@ -157,7 +178,9 @@ class Inbox:
         try:
             await self.courier.queue(message_type, data, sent, role, xml=xml)
             try:
-                return sent, await asyncio.wait_for(future, timeout)
+                # the response may reach another instance sharing our store: look there too
+                return sent, await asyncio.wait_for(
+                    responses.first(future, self.store, domain, request_id, answer), timeout)
             except asyncio.TimeoutError:
                 raise asyncio.TimeoutError(
                     f"no {answer} from {domain} for {message_type} {request_id} within "
@@ -186,9 +209,15 @@ class Inbox:
             # Recorded and archived in one transaction, before the 200.
             kept = entry("in", received.message_type, received.payload, received.payload_xml,
                          received.sender_role, self.exchange.role)
-            result = await self.store.call(functools.partial(
-                self.store.record_received, received.sender_domain, received.message_id,
-                received.digest, received.signed_xml or b"", time.time(), archive=kept))
+            try:
+                result = await self.store.call(functools.partial(
+                    self.store.record_received, received.sender_domain, received.message_id,
+                    received.digest, received.signed_xml or b"", time.time(), archive=kept))
+            except StoreError as exc:  # not recorded: never 200; the sender tries again
+                self._admission.leave()
+                logger.error("cannot record %s: %s", who, exc)
+                return _refused(Reply(503, "the message cannot be recorded now; try again",
+                                      30), who)
             decision = self.exchange.after_record(result)
             if decision == "drop":
                 self._admission.leave()

@@ -73,6 +73,10 @@ class PostgreSQLStore(Store):
     The archive keeps every message until :meth:`forget_archived` deletes it.
     """
 
+    #: Several processes use this store at once: an inbox sweeps for what a dead one left
+    #: (:meth:`recover_unhandled`) and a request looks for its response in the archive too.
+    shared = True
+
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 4,
                  handling_lease: float = 120.0, pool_timeout: float = 10.0,
                  instance: str | None = None) -> None:
@@ -100,6 +104,12 @@ class PostgreSQLStore(Store):
             raise StoreError(f"cannot use {self.url}: {schema_.describe(exc)}") from exc
         # Several calls at once, each on a pooled connection (see Store.call).
         self._worker = ThreadPoolExecutor(self.pool_size, thread_name_prefix="pyuftp-store")
+
+    @property
+    def recovery_interval(self) -> float:
+        """How often an inbox calls :meth:`recover_unhandled`: a quarter of the lease (0.5
+        to 30 s), so a dead instance's message waits at most 1.25 leases."""
+        return min(30.0, max(0.5, self.handling_lease / 4))
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"
@@ -156,30 +166,15 @@ class PostgreSQLStore(Store):
             "error": checked.last_error, "status": checked.last_status, "now": now}
         # One statement: mark the request handled, queue its answer, archive the answer and
         # note the request's outcome; all or nothing, one round trip.
-        parts, guard = [], ""
+        sql = pa.add_statement(answered is not None, kept is not None, result is not None)
         if answered is not None:
             args.update(sender=answered[0], mid=answered[1])
-            parts.append("h AS (UPDATE received SET handled_at = COALESCE(handled_at, %(now)s), "
-                         f"data = NULL WHERE {_RECEIVED_KEY} RETURNING 1)")
-            guard = " WHERE EXISTS (SELECT 1 FROM h)"
-        parts.append(
-            "o AS (INSERT INTO outbox (message_id, message_type, sender_domain, recipient_domain, "
-            "recipient_role, body, created_at, expires_at, attempts, next_attempt_at, state, "
-            "last_error, last_status, updated_at) SELECT %(mid_)s::text, %(type)s::text, "
-            "%(from)s::text, %(to)s::text, %(role)s::text, %(body)s::bytea, %(created)s::float8, "
-            "%(expires)s::float8, %(attempts)s::integer, %(next)s::float8, %(state)s::text, "
-            f"%(error)s::text, %(status)s::integer, %(now)s::float8{guard} RETURNING id)")
         if kept is not None:
-            parts.append(pa.ctes("EXISTS (SELECT 1 FROM o)"))
             args.update(pa.params(kept))
         if result is not None:
             args.update(outcome=result[0], reasons=result[1])
-            parts.append("c AS (UPDATE archive SET outcome = %(outcome)s, reasons = %(reasons)s "
-                         "WHERE counterparty = %(sender)s AND message_id = %(mid)s AND "
-                         "direction = 'in' AND EXISTS (SELECT 1 FROM h))")
         with self._connection("add_outgoing") as conn:
-            row = conn.execute(f"WITH {', '.join(parts)} SELECT (SELECT id FROM o)",
-                               args).fetchone()
+            row = conn.execute(sql, args).fetchone()
         if row is None or row[0] is None:
             assert answered is not None
             raise KeyError(f"no received message {answered[1]} from {answered[0]}")

@@ -66,6 +66,33 @@ def params(kept: ArchivedMessage) -> dict[str, Any]:
     }
 
 
+def add_statement(answers: bool, archive: bool, outcome: bool) -> str:
+    """The one statement of ``PostgreSQLStore.add_outgoing``: with ``answers``, mark the
+    request ``%(sender)s, %(mid)s`` handled (``h``; nothing is queued if it is unknown); queue
+    the item (``o``); with ``archive``, archive the message of :func:`params`; with
+    ``outcome``, note the request's outcome. It selects the new item's id (NULL: unknown)."""
+    parts, guard = [], ""
+    if answers:
+        parts.append("h AS (UPDATE received SET handled_at = COALESCE(handled_at, %(now)s), "
+                     "data = NULL WHERE sender_domain = %(sender)s AND message_id = %(mid)s "
+                     "RETURNING 1)")
+        guard = " WHERE EXISTS (SELECT 1 FROM h)"
+    parts.append(
+        "o AS (INSERT INTO outbox (message_id, message_type, sender_domain, recipient_domain, "
+        "recipient_role, body, created_at, expires_at, attempts, next_attempt_at, state, "
+        "last_error, last_status, updated_at) SELECT %(mid_)s::text, %(type)s::text, "
+        "%(from)s::text, %(to)s::text, %(role)s::text, %(body)s::bytea, %(created)s::float8, "
+        "%(expires)s::float8, %(attempts)s::integer, %(next)s::float8, %(state)s::text, "
+        f"%(error)s::text, %(status)s::integer, %(now)s::float8{guard} RETURNING id)")
+    if archive:
+        parts.append(ctes("EXISTS (SELECT 1 FROM o)"))
+    if answers and outcome:
+        parts.append("c AS (UPDATE archive SET outcome = %(outcome)s, reasons = %(reasons)s "
+                     "WHERE counterparty = %(sender)s AND message_id = %(mid)s AND "
+                     "direction = 'in' AND EXISTS (SELECT 1 FROM h))")
+    return f"WITH {', '.join(parts)} SELECT (SELECT id FROM o)"
+
+
 def archive(conn: Any, kept: ArchivedMessage) -> bool:
     """Archive a checked message unless its key is archived already: one statement."""
     row = conn.execute(f"WITH {ctes(None)} SELECT count(*) FROM arc", params(kept)).fetchone()
