@@ -38,19 +38,29 @@ def two(schema: str, **options: Any) -> tuple[Any, Any]:
 
 
 def test_two_instances_share_claims_and_the_journal(schema):
-    a, b = two(schema)
+    a, b = two(schema, handling_lease=1)
     try:
+        now = time.time()
         ids = [a.add_outgoing(item(n)) for n in range(10)]
-        first = a.claim_due(100.0, limit=4, lease=60.0)
-        second = b.claim_due(100.0, limit=100, lease=60.0)
+        # a stored them, so a may deliver them at once: another instance does not get them
+        assert b.claim_due(now) == [] and b.next_due_time() >= now + 1
+        assert a.next_due_time() == 0.0  # a's own claim_due may take them now
+        first = a.claim_due(now, limit=4, lease=60.0)
+        a.release(ids[4:])  # a gives the rest up: anyone's now
+        second = b.claim_due(now, limit=100, lease=60.0)
         assert names(first) == [f"id-{n}" for n in range(4)]
         assert names(second) == [f"id-{n}" for n in range(4, 10)]  # the rest, not a's
-        assert b.claim_due(159.0) == [] and a.claim_due(159.0) == []
+        assert b.claim_due(now + 59) == [] and a.claim_due(now + 59) == []
         b.mark_delivered(ids[0])  # another instance's verdict stands
         a.mark_retry(ids[0], 1, 0.0, "late", 503)
         assert a.outgoing("delivered")[0].id == ids[0]
-        assert names(b.claim_due(160.0, limit=2)) == ["id-1", "id-2"]  # a's lease ended
+        assert names(b.claim_due(now + 60, limit=2)) == ["id-1", "id-2"]  # a's lease ended
         assert b.pending_counts() == {("dso.example.com", "DSO"): 9}
+        # an item a stored and never delivered (a died): b's once a's lease has ended
+        late = a.add_outgoing(item(99))
+        assert b.claim_due(time.time()) == []
+        time.sleep(1.1)
+        assert [i.id for i in b.claim_due(time.time())] == [late]
         # one message recorded by both: new once; the other sees a duplicate or conflict
         assert a.record_received("agr.example.com", "m1", "d", b"x", time.time()) == "new"
         assert b.record_received("agr.example.com", "m1", "d", b"x", time.time()) == "duplicate"

@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -63,8 +62,14 @@ class PostgreSQLStore(Store):
     object); give a restarted instance its old name to take its messages back at once,
     never give two live instances one name.
 
-    Connections come from a pool of at most ``pool_size``; calls through :meth:`call` run on
-    as many worker threads. A call that cannot get a connection within ``pool_timeout``
+    The outbox: an item is stored claimed by this store for ``handling_lease`` seconds (an
+    outbox delivers a new item at once, without a claim_due round trip; no other instance
+    may take it meanwhile), yet this store's own :meth:`claim_due` may take it at once.
+
+    Connections come from a pool of at most ``pool_size``. Calls through :meth:`call` run on
+    the store's one worker thread, in order (the outbox relies on a submit's commit being
+    seen before a later claim's): a process's calls take one connection; more serve threads
+    that call the store directly. A call that cannot get a connection within ``pool_timeout``
     seconds, or whose database is unreachable or fails mid-call, raises
     :class:`~pyuftp.exceptions.StoreError` and writes nothing (each change is one statement
     or one transaction); the pool replaces broken connections by itself. The tables are made
@@ -102,8 +107,6 @@ class PostgreSQLStore(Store):
             self._pool.open(wait=False)
         except psycopg.Error as exc:
             raise StoreError(f"cannot use {self.url}: {schema_.describe(exc)}") from exc
-        # Several calls at once, each on a pooled connection (see Store.call).
-        self._worker = ThreadPoolExecutor(self.pool_size, thread_name_prefix="pyuftp-store")
 
     @property
     def recovery_interval(self) -> float:
@@ -163,7 +166,8 @@ class PostgreSQLStore(Store):
             "role": checked.recipient_role, "body": checked.body, "created": checked.created_at,
             "expires": checked.expires_at, "attempts": checked.attempts,
             "next": checked.next_attempt_at, "state": checked.state,
-            "error": checked.last_error, "status": checked.last_status, "now": now}
+            "error": checked.last_error, "status": checked.last_status, "now": now,
+            "claim": now + self.handling_lease, "me": self.instance}
         # One statement: mark the request handled, queue its answer, archive the answer and
         # note the request's outcome; all or nothing, one round trip.
         sql = pa.add_statement(answered is not None, kept is not None, result is not None)
@@ -184,13 +188,16 @@ class PostgreSQLStore(Store):
     def claim_due(self, now: float, limit: int = 100, lease: float = 300.0,
                   exclude_peers: Collection[tuple[str, str]] = ()) -> list[OutboxItem]:
         now, limit, lease, peers = checks.claim_args(now, limit, lease, exclude_peers)
-        sql = f"SELECT id FROM outbox WHERE {_READY} <= %s"
-        args: list[Any] = [now + lease, now]
+        # claimable: due and not claimed, or stored by this store and not claimed since
+        sql = (f"SELECT id FROM outbox WHERE ({_READY} <= %s OR (state = 'pending' AND "
+               "added_by = %s AND next_attempt_at <= %s))")
+        args: list[Any] = [now + lease, now, self.instance, now]
         for domain, role in sorted(peers):  # a few peers at most: one condition each
             sql += " AND NOT (recipient_domain = %s AND recipient_role = %s)"
             args += [domain, role]
         # SKIP LOCKED: what another instance is claiming right now is simply not ours
-        sql = (f"UPDATE outbox SET claimed_until = %s WHERE id IN ({sql} ORDER BY id LIMIT %s "
+        sql = (f"UPDATE outbox SET claimed_until = %s, added_by = NULL WHERE id IN ({sql} "
+               "ORDER BY id LIMIT %s "
                f"FOR UPDATE SKIP LOCKED) RETURNING {_ITEM_COLUMNS}")
         with self._connection("claim_due") as conn:
             rows = conn.execute(sql, (*args, limit)).fetchall()
@@ -199,13 +206,15 @@ class PostgreSQLStore(Store):
     def release(self, item_ids: Iterable[int]) -> None:
         ids = sorted(checks.item_ids(item_ids, "item_ids"))
         with self._connection("release") as conn:
-            conn.execute("UPDATE outbox SET claimed_until = 0 WHERE id = ANY(%s) AND "
-                         "state = 'pending'", (ids,))
+            conn.execute("UPDATE outbox SET claimed_until = 0, added_by = NULL WHERE "
+                         "id = ANY(%s) AND state = 'pending'", (ids,))
 
     def next_due_time(self) -> float | None:
         with self._connection("next_due_time") as conn:
-            row = conn.execute("SELECT min(GREATEST(next_attempt_at, claimed_until)) FROM outbox "
-                               "WHERE state = 'pending'").fetchone()
+            row = conn.execute(
+                "SELECT min(CASE WHEN added_by = %s THEN next_attempt_at ELSE "
+                "GREATEST(next_attempt_at, claimed_until) END) FROM outbox WHERE "
+                "state = 'pending'", (self.instance,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     def pending_counts(self) -> dict[tuple[str, str], int]:
@@ -218,7 +227,7 @@ class PostgreSQLStore(Store):
     def _change(self, action: str, item_id: int, sql: str, args: tuple[Any, ...]) -> None:
         with self._connection(action) as conn:
             changed = conn.execute(
-                f"UPDATE outbox SET {sql}, claimed_until = 0, updated_at = %s "
+                f"UPDATE outbox SET {sql}, claimed_until = 0, added_by = NULL, updated_at = %s "
                 "WHERE id = %s AND state = 'pending'", (*args, time.time(), item_id)).rowcount
             if changed:
                 return
@@ -233,7 +242,7 @@ class PostgreSQLStore(Store):
         with self._connection("mark_delivered") as conn:
             changed = conn.execute(
                 "UPDATE outbox SET state = 'delivered', body = '', claimed_until = 0, "
-                "updated_at = %s WHERE id = %s", (time.time(), item_id)).rowcount
+                "added_by = NULL, updated_at = %s WHERE id = %s", (time.time(), item_id)).rowcount
         if changed == 0:
             raise KeyError(f"no outbox item {item_id}")
 

@@ -38,13 +38,16 @@ _SCHEMA_1 = (
         last_error TEXT,
         last_status INTEGER,
         updated_at DOUBLE PRECISION NOT NULL,
-        claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0
+        claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        added_by TEXT
     )""",
     # claim_due, next_due_time and pending_counts: partial, so delivered items cost nothing
     """CREATE INDEX IF NOT EXISTS outbox_ready ON outbox
         (GREATEST(next_attempt_at, claimed_until), id) WHERE state = 'pending'""",
     "CREATE INDEX IF NOT EXISTS outbox_age ON outbox (state, updated_at)",
-    # owner and claimed_until: which instance handles an unhandled message, until when (the
+    # outbox.added_by: the instance that stored an item, which holds its claim from then
+    # until its own claim_due takes it (see PostgreSQLStore.add_outgoing).
+    # received.owner and claimed_until: which instance handles an unhandled message, until when (the
     # lease; after it another instance recovers the message). seq: the order of recording.
     """CREATE TABLE IF NOT EXISTS received (
         sender_domain TEXT NOT NULL,
