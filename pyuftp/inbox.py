@@ -180,7 +180,8 @@ class Inbox:
             try:
                 # the response may reach another instance sharing our store: look there too
                 return sent, await asyncio.wait_for(
-                    responses.first(future, self.store, domain, request_id, answer), timeout)
+                    responses.first(future, self.store, domain, request_id, answer,
+                                    sent["conversation_id"]), timeout)
             except asyncio.TimeoutError:
                 raise asyncio.TimeoutError(
                     f"no {answer} from {domain} for {message_type} {request_id} within "
@@ -205,11 +206,11 @@ class Inbox:
             return _refused(Reply(503, "too many messages being handled; try again", 1), who)
         problems, record = verdict.problems, verdict.record
         if record:
-            await self._prune()
             # Recorded and archived in one transaction, before the 200.
             kept = entry("in", received.message_type, received.payload, received.payload_xml,
                          received.sender_role, self.exchange.role)
             try:
+                await self._prune()
                 result = await self.store.call(functools.partial(
                     self.store.record_received, received.sender_domain, received.message_id,
                     received.digest, received.signed_xml or b"", time.time(), archive=kept))

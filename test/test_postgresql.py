@@ -228,3 +228,72 @@ def test_a_database_that_goes_away_is_a_store_error_and_comes_back(schema):
     finally:
         store.close()
         relay.close()
+
+
+def test_a_service_whose_database_is_away_answers_503_never_200(schema):
+    """A message that cannot be recorded is refused with a temporary status (the sender
+    keeps it and retries); once the database is back it is taken, handled and answered."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import aiohttp
+
+    from conftest import fresh
+    from pyuftp.crypto import generate_keypair
+    from pyuftp.discovery import Directory
+    from pyuftp.envelope import seal_message
+    from pyuftp.service import ShapeshifterAgrService, ShapeshifterDsoService
+
+    target = urlsplit(pg.URL)
+    relay = Relay(target.hostname or "127.0.0.1", target.port or 5432)
+    url = pg.URL.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{relay.port}")
+    store = f"{url}?schema={schema}&pool_timeout=2"
+    dso_key, dso_public = generate_keypair()
+    agr_key, agr_public = generate_keypair()
+
+    async def scenario() -> tuple[list[int], list[str], list[str]]:
+        directory = Directory()
+        dso = ShapeshifterDsoService("dso.example.com", dso_key, directory.key,
+                                     directory.endpoint, port=0, store=store)
+        agr = ShapeshifterAgrService("agr.example.com", agr_key, directory.key,
+                                     directory.endpoint, port=0)
+        handled: list[str] = []
+        answers: list[str] = []
+        dso.add_handler("FlexOffer", lambda offer: handled.append(offer["message_id"]))
+        agr.add_handler("FlexOfferResponse", lambda r: answers.append(
+            r["flex_offer_message_id"]))
+        statuses = []
+        async with dso, agr, aiohttp.ClientSession() as session:
+            directory.add("dso.example.com", "DSO", dso_public, dso.url)
+            directory.add("agr.example.com", "AGR", agr_public, agr.url)
+            data, _ = seal_message("FlexOffer", fresh("FlexOffer", sender_domain="agr.example.com",
+                                                      recipient_domain="dso.example.com"),
+                                   agr_key, "AGR")
+            headers = {"Content-Type": "text/xml; charset=utf-8"}
+            relay.cut()
+            for _ in range(3):
+                async with session.post(dso.url, data=data, headers=headers) as response:
+                    statuses.append(response.status)
+                    assert response.status != 503 or response.headers["Retry-After"]
+            assert handled == []
+            relay.open = True
+            for _ in range(100):  # bounded: the pool reconnects within seconds
+                async with session.post(dso.url, data=data, headers=headers) as response:
+                    statuses.append(response.status)
+                if response.status == 200:
+                    break
+                await asyncio.sleep(0.2)
+            assert await dso.drain(10)
+            for _ in range(100):
+                if answers:
+                    break
+                await asyncio.sleep(0.05)
+        return statuses, handled, answers
+
+    try:
+        statuses, handled, answers = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        relay.close()
+    assert statuses[:3] == [503, 503, 503] and statuses[-1] == 200
+    assert set(statuses[3:-1]) <= {503}
+    assert len(handled) == 1 and answers == handled

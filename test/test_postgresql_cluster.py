@@ -213,7 +213,8 @@ def test_one_message_posted_to_two_instances_at_once_is_handled_once(tmp_path, s
 
 def test_a_sender_killed_mid_delivery_leaves_its_outbox_to_another(tmp_path, schema):
     count, kill_after = 400, 150
-    store = pg.store_url(schema)
+    # the lease of items stored and not yet claimed (the store's), as well as the outbox's
+    store = pg.store_url(schema, handling_lease=LEASE)
     port = free_port()
     url = f"http://127.0.0.1:{port}/shapeshifter/api/v3/message"
     agr_key, agr_public = generate_keypair()
@@ -255,3 +256,39 @@ def test_a_sender_killed_mid_delivery_leaves_its_outbox_to_another(tmp_path, sch
     stored = count_rows(schema, "SELECT count(*) FROM outbox")
     assert set(committed) <= set(handled) and len(handled) == stored
     assert count_rows(schema, "SELECT count(*) FROM outbox WHERE state <> 'delivered'") == 0
+
+
+def test_a_request_is_settled_by_a_response_that_reaches_another_instance(schema):
+    """AGR instances A and B share one database; the DSO answers to B (the AGR's published
+    endpoint), yet A's request() returns the response: A finds it in the shared archive."""
+    from conftest import fresh
+
+    store = pg.store_url(schema)
+    dso_key, dso_public = generate_keypair()
+    agr_key, agr_public = generate_keypair()
+
+    async def scenario() -> tuple[dict, dict, list[str]]:
+        directory = Directory()
+        a = ShapeshifterAgrService("agr.example.com", agr_key, directory.key,
+                                   directory.endpoint, port=0, store=store)
+        b = ShapeshifterAgrService("agr.example.com", agr_key, directory.key,
+                                   directory.endpoint, port=0, store=store)
+        dso = ShapeshifterDsoService("dso.example.com", dso_key, directory.key,
+                                     directory.endpoint, port=0)
+        at_b: list[str] = []
+        b.add_handler("FlexOfferResponse", lambda response: at_b.append(
+            response["flex_offer_message_id"]))
+        dso.add_handler("FlexOffer", lambda offer: {"result": "Accepted"})
+        async with a, b, dso:
+            directory.add("dso.example.com", "DSO", dso_public, dso.url)
+            directory.add("agr.example.com", "AGR", agr_public, b.url)  # answers go to B
+            sent, response = await a.request("dso.example.com", "DSO", "FlexOffer",
+                                             fresh("FlexOffer"), timeout=20)
+            await b.drain(5)
+        return sent, response, at_b
+
+    sent, response, at_b = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert response["flex_offer_message_id"] == sent["message_id"]
+    assert response["conversation_id"] == sent["conversation_id"]
+    assert response["result"] == "Accepted"
+    assert at_b == [sent["message_id"]]  # it did reach B, not A

@@ -30,15 +30,16 @@ POLL_INTERVAL = 0.25
 
 
 async def archived_response(store: Store, counterparty: str, request_id: str,
-                            response_type: str, interval: float = POLL_INTERVAL
-                            ) -> dict[str, Any]:
+                            response_type: str, conversation_id: str | None = None,
+                            interval: float = POLL_INTERVAL) -> dict[str, Any]:
     """The payload of the first ``response_type`` received from ``counterparty`` that
-    references ``request_id``, once it is in the archive (polled every ``interval`` s)."""
+    references ``request_id`` (in ``conversation_id``, if given), once it is in the archive
+    (polled every ``interval`` s)."""
     while True:
         try:
             found = await store.call(lambda: store.query(
                 references=request_id, direction="in", counterparty=counterparty,
-                message_type=response_type, limit=1))
+                message_type=response_type, conversation_id=conversation_id, limit=1))
         except StoreError as exc:  # the database is away for a moment: keep waiting
             logger.warning("looking for the response to %s: %s", request_id, exc)
             found = []
@@ -48,7 +49,7 @@ async def archived_response(store: Store, counterparty: str, request_id: str,
 
 
 async def first(local: asyncio.Future[dict[str, Any]], store: Store, counterparty: str,
-                request_id: str, response_type: str,
+                request_id: str, response_type: str, conversation_id: str | None = None,
                 interval: float = POLL_INTERVAL) -> dict[str, Any]:
     """The response's payload: from ``local`` (set by this process's inbox) or, for a store
     that several instances share (its ``shared`` is true), from the archive, whichever comes
@@ -56,7 +57,7 @@ async def first(local: asyncio.Future[dict[str, Any]], store: Store, counterpart
     if not getattr(store, "shared", False):
         return await local
     polled = asyncio.ensure_future(archived_response(store, counterparty, request_id,
-                                                     response_type, interval))
+                                                     response_type, conversation_id, interval))
     try:
         done, _ = await asyncio.wait({local, polled}, return_when=asyncio.FIRST_COMPLETED)
         winner = local if local in done and not local.cancelled() else polled
