@@ -460,6 +460,10 @@ def test_open_store_forms(tmp_path, monkeypatch):
         opened.close()
     with pytest.raises(ValueError, match="schema must be a lower-case SQL name"):
         open_store("postgresql://127.0.0.1:1/uftp?schema=x;drop")
+    with pytest.raises(ValueError, match="URL's pool_size must be a number"):
+        open_store("postgresql://127.0.0.1:1/uftp?pool_size=many")
+    with pytest.raises(ValueError, match="handling_lease must be a positive"):
+        open_store("postgresql://127.0.0.1:1/uftp?handling_lease=0")
     for spec in ("mysql://db/uftp", "sqlite://relative.sqlite", "sqlite:///", ""):
         with pytest.raises(ValueError, match="sqlite:///"):
             open_store(spec)

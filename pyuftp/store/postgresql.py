@@ -38,13 +38,6 @@ def _row_item(row: tuple[Any, ...]) -> OutboxItem:
                       last_error, last_status)
 
 
-def _seconds(value: Any, name: str) -> float:
-    seconds = checks.when(value, name)
-    if seconds <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-    return seconds
-
-
 class PostgreSQLStore(Store):
     """A :class:`Store` in a PostgreSQL database that several processes share at once.
 
@@ -66,14 +59,13 @@ class PostgreSQLStore(Store):
     outbox delivers a new item at once, without a claim_due round trip; no other instance
     may take it meanwhile), yet this store's own :meth:`claim_due` may take it at once.
 
-    Connections come from a pool of at most ``pool_size``. Calls through :meth:`call` run on
-    the store's one worker thread, in order (the outbox relies on a submit's commit being
-    seen before a later claim's): a process's calls take one connection; more serve threads
-    that call the store directly. A call that cannot get a connection within ``pool_timeout``
-    seconds, or whose database is unreachable or fails mid-call, raises
-    :class:`~pyuftp.exceptions.StoreError` and writes nothing (each change is one statement
-    or one transaction); the pool replaces broken connections by itself. The tables are made
-    (or migrated) on first use, in ``schema`` if given (else the connection's search path).
+    Calls through :meth:`call` run in order on the store's one worker thread (the outbox
+    relies on a submit's commit being seen before a later claim's), or inline on the event
+    loop with ``threaded=False`` (URL ``threaded=0``: cheaper for a near database, a stall for
+    a slow one); more pooled connections (``pool_size``) serve threads calling directly. A
+    call that gets no connection within ``pool_timeout`` s, or whose database is unreachable
+    or fails mid-call, raises :class:`~pyuftp.exceptions.StoreError` and writes nothing; the
+    pool reconnects by itself. The tables are made or migrated on first use, in ``schema``.
 
     The archive keeps every message until :meth:`forget_archived` deletes it.
     """
@@ -84,19 +76,27 @@ class PostgreSQLStore(Store):
 
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 4,
                  handling_lease: float = 120.0, pool_timeout: float = 10.0,
-                 instance: str | None = None) -> None:
+                 instance: str | None = None, threaded: bool = True) -> None:
         if not isinstance(url, str) or not url:
             raise TypeError(f"url must be a non-empty str, not {url!r}")
         dsn, options = schema_.split_url(url)
         self.schema = schema_.schema_name(options.get("schema", schema))
-        self.pool_size = checks.count(int(options.get("pool_size", pool_size)), "pool_size", 1)
-        self.handling_lease = _seconds(float(options.get("handling_lease", handling_lease)),
-                                       "handling_lease")
-        self.pool_timeout = _seconds(float(options.get("pool_timeout", pool_timeout)),
+        self.pool_size = checks.count(schema_.option(options, "pool_size", int, pool_size),
+                                      "pool_size", 1)
+        self.handling_lease = schema_.seconds(
+            schema_.option(options, "handling_lease", float, handling_lease), "handling_lease")
+        self.pool_timeout = schema_.seconds(schema_.option(options, "pool_timeout", float, pool_timeout),
                                      "pool_timeout")
         self.instance = checks.text(instance or f"{socket.gethostname()}:{os.getpid()}:"
                                     f"{uuid.uuid4().hex[:12]}", "instance")
         self.url = schema_.safe_url(url)
+        flag = options.get("threaded", threaded)
+        if isinstance(flag, str):
+            flag = {"1": True, "true": True, "0": False, "false": False}.get(flag.lower(), flag)
+        if not isinstance(flag, bool):
+            raise TypeError(f"threaded must be a bool (in the URL: 1, 0, true, false), "
+                            f"not {flag!r}")
+        self.blocking = flag
         self._prepared = False
         self._prepare_lock = threading.Lock()
         self._pool = psycopg_pool.ConnectionPool(

@@ -9,12 +9,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..exceptions import StoreError, excerpt
+from . import checks
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 #: pyuftp's own URL parameters, taken out before the URL goes to the driver.
-OPTIONS = ("schema", "pool_size", "handling_lease", "pool_timeout")
+OPTIONS = ("schema", "pool_size", "handling_lease", "pool_timeout", "threaded")
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # One advisory lock key for "migrating": several instances starting at once migrate once.
 _MIGRATION_LOCK = 0x70797566  # "pyuf"
@@ -115,6 +116,25 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
         else:
             kept.append((name, value))
     return urlunsplit(parts._replace(query=urlencode(kept))), ours
+
+
+def option(options: dict[str, str], name: str, kind: type[Any], default: Any) -> Any:
+    """A URL option as ``kind`` (the keyword argument ``default`` when it is not given)."""
+    if name not in options:
+        return default
+    try:
+        return kind(options[name])
+    except ValueError:
+        raise ValueError(f"the store URL's {name} must be a number, not "
+                         f"{options[name][:40]!r}") from None
+
+
+def seconds(value: Any, name: str) -> float:
+    """A positive number of seconds (a lease, a timeout)."""
+    number = checks.when(value, name)
+    if number <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return number
 
 
 def schema_name(value: Any) -> str | None:
