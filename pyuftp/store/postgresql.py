@@ -70,8 +70,7 @@ class PostgreSQLStore(Store):
     The archive keeps every message until :meth:`forget_archived` deletes it.
     """
 
-    #: Several processes use this store at once: an inbox sweeps for what a dead one left
-    #: (:meth:`recover_unhandled`) and a request looks for its response in the archive too.
+    #: Shared by processes: inboxes sweep (recover_unhandled), requests poll the archive.
     shared = True
 
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 4,
@@ -91,7 +90,7 @@ class PostgreSQLStore(Store):
                                     f"{uuid.uuid4().hex[:12]}", "instance")
         self.url = schema_.safe_url(url)
         flag = options.get("threaded", threaded)
-        if isinstance(flag, str):
+        if isinstance(flag, str):  # from the URL
             flag = {"1": True, "true": True, "0": False, "false": False}.get(flag.lower(), flag)
         if not isinstance(flag, bool):
             raise TypeError(f"threaded must be a bool (in the URL: 1, 0, true, false), "
@@ -327,8 +326,7 @@ class PostgreSQLStore(Store):
                 f"WHERE handled_at IS NULL AND {whose} FOR UPDATE SKIP LOCKED) "
                 "RETURNING received_at, seq, sender_domain, message_id, data",
                 {"me": self.instance, "now": now, "until": now + self.handling_lease}).fetchall()
-        rows.sort(key=lambda row: (row[0], row[1]))
-        return [(sender, mid, bytes(data or b"")) for _, _, sender, mid, data in rows]
+        return [(sender, mid, bytes(data or b"")) for _, _, sender, mid, data in sorted(rows)]
 
     def unhandled(self) -> list[tuple[str, str, bytes]]:
         """The unhandled messages that are this store's (recorded or claimed by it) or whose
