@@ -2,6 +2,7 @@
 
     python bench/soak.py [--seconds 60] [--senders 32] [--tree PATH]
     python bench/soak.py --compare /work/before [--pairs 1]
+    python bench/soak.py --store postgresql://user@127.0.0.1:port/db [--processes 1,2,4]
 
 One ``pyuftp.server.service.ShapeshifterDsoService`` in a process of its own on 127.0.0.1 (see
 bench/benchlib.py), its store a SQLite file in a temporary directory; its FlexOffer handler
@@ -15,7 +16,11 @@ session, ``attempts=1``) calling ``send_flex_offer`` with a 96-ISP FlexOffer in 
 It prints a line per ``--every`` seconds (msg/s accepted and answered, p50/p99 latency of the
 sends that ended in it, the response backlog), then the totals. ``--compare PATH`` runs this
 repository's tree and PATH one after the other (``--pairs N``: N times, in the order A B,
-B A, ...) and prints both figures and their ratio. See bench/README.md.
+B A, ...) and prints both figures and their ratio. ``--store postgresql://…`` runs the SQLite
+service first (the baseline, one process), then ``--processes`` service processes sharing one
+PostgreSQL database (a fresh schema each run, dropped after), the senders split evenly between
+them, and prints each run's figures beside the SQLite ones, with the database's round trips
+(statements, from pg_stat_database) per message received and answered. See bench/README.md.
 """
 from __future__ import annotations
 
@@ -39,11 +44,11 @@ WARM_UP_SENDS = 10  # per sender
 
 
 class Soak:
-    def __init__(self, args: Any, tree: str, store: str) -> None:
+    def __init__(self, args: Any, tree: str, store: str, processes: int = 1) -> None:
         from pyuftp.signing.crypto import generate_keypair
         from pyuftp.message.examples import flex_offer_96
 
-        self.args, self.tree, self.store = args, tree, store
+        self.args, self.tree, self.store, self.processes = args, tree, store, processes
         self.agr_private, self.agr_public = generate_keypair()
         self.dso_private, self.dso_public = generate_keypair()
         offer = dict(dated_for_now(flex_offer_96()), sender_domain=AGR_DOMAIN,
@@ -65,13 +70,16 @@ class Soak:
 
         lifetime = 4 * self.args.seconds + 600
         agr = await asyncio.to_thread(Child, "agr", self.config(), lifetime)
+        services: list[Child] = []
         try:
-            svc = await asyncio.to_thread(
-                Child, "pyuftp", self.config(agr_endpoint=agr.url, store=self.store), lifetime,
-                None if self.tree == ROOT else self.tree)
+            for _ in range(self.processes):
+                services.append(await asyncio.to_thread(
+                    Child, "pyuftp", self.config(agr_endpoint=agr.url, store=self.store),
+                    lifetime, None if self.tree == ROOT else self.tree))
+            svc = Services(services)
             clients = [ShapeshifterAgrDsoClient(AGR_DOMAIN, self.agr_private, DSO_DOMAIN,
-                                                svc.url, attempts=1)
-                       for _ in range(self.args.senders)]
+                                                services[n % len(services)].url, attempts=1)
+                       for n in range(self.args.senders)]
             try:
                 return await self._run(svc, agr, clients)
             finally:
@@ -79,9 +87,11 @@ class Soak:
                     await close_client(client)
                 svc.kill()
         finally:
+            for service in services:
+                service.kill()
             agr.kill()
 
-    async def _run(self, svc: Child, agr: Child, clients: list) -> dict[str, Any]:
+    async def _run(self, svc: Any, agr: Child, clients: list) -> dict[str, Any]:
         out: dict[str, Any] = {"pyuftp": svc.ready["pyuftp"], "idle": memory(svc.pid)}
         await self._send(clients, time.perf_counter() + 30, WARM_UP_SENDS)
         out["warm_up"] = first = self.accepted
@@ -90,6 +100,7 @@ class Soak:
         svc0, agr0 = await asyncio.to_thread(svc.stats), await asyncio.to_thread(agr.stats)
         self.errors, self.error_texts, self.events = 0, [], []
         began, done = time.perf_counter(), asyncio.Event()
+        trips0 = await asyncio.to_thread(round_trips, self.store)
         cpu0 = cpu()
         reporter = asyncio.create_task(self._report(agr, began, done, out))
         try:
@@ -108,6 +119,10 @@ class Soak:
         out["closed"] = memory(svc.pid)
         out["window_cpu"] = closed_svc["cpu"] - svc0["cpu"]
         out["drained"], out["drain"] = await self._drain(svc, agr, self.args.drain)
+        await asyncio.sleep(1.0 if trips0 is not None else 0)  # the server's counters lag
+        trips1 = await asyncio.to_thread(round_trips, self.store)
+        out["round_trips"] = (None if trips0 is None or trips1 is None
+                              else (trips1 - trips0) / max(1, out["sent"]))
         after_svc = await asyncio.to_thread(svc.stats)
         out["end"] = memory(svc.pid)
         out["cpu_all"] = after_svc["cpu"] - svc0["cpu"]
@@ -171,7 +186,7 @@ class Soak:
                 return
             last_t, last_n, tick = now, accepted, tick + 1
 
-    async def _drain(self, svc: Child, agr: Child, limit: float) -> tuple[bool, float]:
+    async def _drain(self, svc: Any, agr: Child, limit: float) -> tuple[bool, float]:
         started = time.monotonic()
         while True:
             responses = (await asyncio.to_thread(agr.stats))["handled"]
@@ -179,6 +194,65 @@ class Soak:
             if done or time.monotonic() - started > limit:
                 return done, time.monotonic() - started
             await asyncio.sleep(0.1)
+
+
+class Services:
+    """Several service processes (one database) seen as one: stats summed, memory of the
+    first."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+        self.ready, self.pid = children[0].ready, children[0].pid
+
+    def stats(self) -> dict[str, Any]:
+        each = [child.stats() for child in self.children]
+        return {"handled": sum(s["handled"] for s in each), "cpu": sum(s["cpu"] for s in each)}
+
+    def quit(self) -> None:
+        for child in self.children:
+            child.quit()
+
+    def stderr(self) -> str:
+        return "".join(child.stderr() for child in self.children)
+
+    def kill(self) -> None:
+        for child in self.children:
+            child.kill()
+
+
+def round_trips(store: str) -> int | None:
+    """Statements the PostgreSQL server has run in this database so far (each store call is
+    one round trip, in autocommit), or None for another store."""
+    if not store.startswith(("postgresql://", "postgres://")):
+        return None
+    import psycopg
+
+    from pyuftp.store.postgresql_schema import split_url
+
+    with psycopg.connect(split_url(store)[0], autocommit=True) as conn:
+        row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                           "WHERE datname = current_database()").fetchone()
+    return int(row[0]) - 1  # this query
+
+
+def count_pg_rows(store: str) -> dict[str, Any]:
+    """What a PostgreSQL store holds (its schema), then the schema is dropped."""
+    import psycopg
+
+    from pyuftp.store.postgresql_schema import split_url
+
+    url, options = split_url(store)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {options['schema']}")
+        received, unhandled = conn.execute(
+            "SELECT COUNT(*), COUNT(*) - COUNT(handled_at) FROM received").fetchone()
+        outbox = dict(conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+        size = conn.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN "
+                            "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                            "AND c.relkind = 'r'", (options["schema"],)).fetchone()[0]
+        conn.execute(f"DROP SCHEMA {options['schema']} CASCADE")
+    return {"received": received, "unhandled": unhandled, "outbox": outbox,
+            "bytes": int(size or 0), "kind": "PostgreSQL"}
 
 
 def count_rows(path: str) -> dict[str, Any]:
@@ -193,7 +267,8 @@ def count_rows(path: str) -> dict[str, Any]:
     finally:
         conn.close()
     size = sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-    return {"received": received, "unhandled": unhandled, "outbox": outbox, "bytes": size}
+    return {"received": received, "unhandled": unhandled, "outbox": outbox, "bytes": size,
+            "kind": "SQLite"}
 
 
 def figures(soak: Soak, out: dict[str, Any]) -> dict[str, float]:
@@ -215,6 +290,8 @@ def figures(soak: Soak, out: dict[str, Any]) -> dict[str, float]:
         "errors": soak.errors,
         "service RSS start MiB": out["start"]["VmRSS"],
         "service RSS end MiB": out["end"]["VmRSS"],
+        "DB round trips per message (received + answered)": (
+            float("nan") if out.get("round_trips") is None else out["round_trips"]),
     }
 
 
@@ -239,7 +316,10 @@ def report(soak: Soak, out: dict[str, Any], rows: dict[str, Any]) -> dict[str, f
           f"after the warm-up, {out['closed']['VmRSS']:.1f} as the window closed, "
           f"{out['end']['VmRSS']:.1f} after the drain; peak {out['end']['VmHWM']:.1f} MiB")
     outbox = ", ".join(f"{n} {s}" for s, n in sorted(rows["outbox"].items())) or "empty"
-    print(f"  SQLite: {rows['received']} received rows ({rows['unhandled']} not handled) for "
+    if out.get("round_trips") is not None:
+        print(f"  database round trips (statements) per message received and answered: "
+              f"{out['round_trips']:.2f}")
+    print(f"  {rows['kind']}: {rows['received']} received rows ({rows['unhandled']} not handled) for "
           f"{soak.accepted} accepted; outbox {outbox}; {rows['bytes'] / 2**20:.1f} MiB")
     if out["stderr"]:
         print(f"  service stderr: {len(out['stderr'])} lines; the first:")
@@ -248,13 +328,38 @@ def report(soak: Soak, out: dict[str, Any], rows: dict[str, Any]) -> dict[str, f
     return f
 
 
-def one_run(args: Any, tree: str) -> dict[str, float]:
+def one_run(args: Any, tree: str, store: str | None = None,
+            processes: int = 1) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="pyuftp-soak-") as tmp:
-        store = os.path.join(tmp, "dso.sqlite")
-        soak = Soak(args, tree, store)
+        if store is None:
+            store = os.path.join(tmp, "dso.sqlite")
+        else:  # a fresh schema of its own in the database
+            store += f"{'&' if '?' in store else '?'}schema=soak_{os.getpid()}_{time.time_ns()}"
+        soak = Soak(args, tree, store, processes)
         out = asyncio.run(soak.run())
         print(f"  (service ran pyuftp from {out['pyuftp']})")
-        return report(soak, out, count_rows(store))
+        rows = count_pg_rows(store) if round_trips(store) is not None else count_rows(store)
+        return report(soak, out, rows)
+
+
+def postgresql_runs(args: Any) -> None:
+    """SQLite with one process, then PostgreSQL with each of --processes; a table."""
+    runs = [("SQLite, 1 process", None, 1)] + [
+        (f"PostgreSQL, {n} process{'es' if n > 1 else ''}", args.store, n)
+        for n in args.processes]
+    results = {}
+    for name, store, n in runs:
+        print(f"\n{name}:", flush=True)
+        results[name] = one_run(args, os.path.abspath(args.tree), store, n)
+    base = results[runs[0][0]]["msg/s accepted (HTTP 200)"]
+    print(f"\n{'':<26} {'msg/s':>7} {'answered/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'trips/msg':>9} {'vs SQLite':>9}")
+    for name, f in results.items():
+        rate = f["msg/s accepted (HTTP 200)"]
+        print(f"{name:<26} {rate:>7.0f} {f['msg/s answered (responses at the AGR)']:>10.0f} "
+              f"{f['p50 latency ms']:>7.1f} {f['p99 latency ms']:>7.1f} "
+              f"{f['DB round trips per message (received + answered)']:>9.2f} "
+              f"{rate / base:>9.0%}")
 
 
 def main() -> None:
@@ -268,7 +373,19 @@ def main() -> None:
     parser.add_argument("--compare", metavar="PATH",
                         help="run this repository's tree and PATH, one after the other")
     parser.add_argument("--pairs", type=int, default=1, help="with --compare: runs per tree")
+    parser.add_argument("--store", metavar="URL",
+                        help="postgresql://…: SQLite, then --processes services on this database")
+    parser.add_argument("--processes", default="1,2,4", type=lambda text: [
+        int(n) for n in text.split(",")], help="with --store: service processes (default 1,2,4)")
     args = parser.parse_args()
+    if args.store:
+        if not args.store.startswith(("postgresql://", "postgres://")):
+            parser.error("--store takes a postgresql:// URL (SQLite is the baseline)")
+        print(f"pyuftp DSO service: SQLite, then PostgreSQL with {args.processes} processes on "
+              f"127.0.0.1; {args.senders} senders for {args.seconds:g} s per run; 96-ISP "
+              f"FlexOffer; {os.cpu_count()} CPUs", flush=True)
+        postgresql_runs(args)
+        return
     trees = [os.path.abspath(args.tree)]
     if args.compare:
         trees = [ROOT, os.path.abspath(args.compare)]

@@ -2,6 +2,9 @@
 
     python crash_sender.py send   STORE URL PRIVATE_KEY COUNT   # print each id once committed
     python crash_sender.py resume STORE URL PRIVATE_KEY SECONDS # deliver what is pending, exit
+
+An optional last argument LEASE (seconds) sets the outbox's claim lease: short when a second
+sender on the same PostgreSQL store must take over what a killed one had claimed.
 """
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ OPTIONS = {"first_backoff": 0.05, "max_backoff": 0.2, "poll_interval": 0.1}
 def client(store: str, url: str, key: str) -> ShapeshifterAgrDsoClient:
     return ShapeshifterAgrDsoClient("agr.example.com", key, "dso.example.com", url,
                                     store=store, timeout=2.0, outbox_options=OPTIONS)
+
+
+if len(sys.argv) > 6:  # the lease (see the docstring)
+    OPTIONS = dict(OPTIONS, lease=float(sys.argv[6]))
 
 
 async def send(store: str, url: str, key: str, count: int) -> int:

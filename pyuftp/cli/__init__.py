@@ -40,6 +40,7 @@ COMMANDS: tuple[Callable[..., None], ...] = (
     net.add_ping,
     lookup.add_lookup_command,
     store.add_outbox,
+    store.add_store,
     archive.add_archive,
     keys.add_keygen,
     keys.add_keys,

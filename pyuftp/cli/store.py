@@ -10,6 +10,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import StoreError
 from ._common import (BAD, OK, Bad, Commands, Progress, Usage, add_command, add_json,
                       duration, oneline, open_existing_store, print_json, when)
 
@@ -217,3 +218,39 @@ def add_outbox(commands: Commands[argparse.ArgumentParser]) -> None:
                         help="older than this, e.g. 7d, 12h, P30D")
     parser.add_argument("--state", choices=("delivered", "failed", "all"), default="all")
     add_json(parser)
+
+
+# --- store migrate ------------------------------------------------------------------------
+
+
+def add_store(commands: Commands[argparse.ArgumentParser]) -> None:
+    group = add_command(
+        commands, "store", "manage a store (migrate its schema)",
+        "Manage a store itself: 'store migrate URL' makes or upgrades its tables now (a "
+        "store also does it on first use), e.g. before starting several instances.",
+        lambda _args: OK)
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    parser = add_command(actions, "migrate", "make or upgrade the store's tables",
+                         "Create the store's tables, or upgrade an older schema in place.",
+                         _migrate)
+    parser.add_argument("url", help="the store: postgresql://user@host/db, sqlite:///path")
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from ..store import open_store
+
+    try:
+        store = open_store(args.url)
+    except ValueError as exc:
+        raise Usage(str(exc)) from None
+    except StoreError as exc:
+        raise Bad(str(exc)) from None
+    try:
+        migrate = getattr(store, "migrate", None)  # SQLite and memory stores migrate on open
+        found = migrate() if migrate is not None else None
+    except StoreError as exc:
+        raise Bad(str(exc)) from None
+    finally:
+        store.close()
+    print(f"{store!r}: schema up to date" + (f" (was {found})" if found is not None else ""))
+    return OK

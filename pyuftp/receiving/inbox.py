@@ -28,6 +28,7 @@ from ..core.exchange import Exchange, Verdict, Waiting
 from .handlers import NO_HANDLER, Handlers
 from ..sending.outbox import PRUNE_INTERVAL, positive_int
 from ..store import Store
+from . import responses
 from ..sending.transport import maybe_await
 
 logger = logging.getLogger(__name__)
@@ -117,13 +118,30 @@ class Inbox:
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next_prune = 0.0
         self._unrecorded: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def resume(self) -> None:
         """Start sending, and handle what an earlier run answered 200 but did not handle."""
         await self.courier.start()
-        for sender_domain, message_id, data in await self.store.call(self.store.unhandled):
+        await self._recover(await self.store.call(self.store.unhandled))
+        recover = getattr(self.store, "recover_unhandled", None)
+        if recover is not None and self._sweeper is None:  # a store several instances share
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(recover))
+
+    async def _sweep(self, recover: Callable[[], list[tuple[str, str, bytes]]]) -> None:
+        """Now and then, handle what another instance sharing the store left unhandled when
+        it died (its handling lease ended)."""
+        while True:
+            await asyncio.sleep(float(getattr(self.store, "recovery_interval", 10.0)))
+            try:
+                await self._recover(await self.store.call(recover))
+            except Exception:  # the store is away for a moment: the next sweep tries again
+                logger.exception("cannot look for messages left unhandled")
+
+    async def _recover(self, rows: list[tuple[str, str, bytes]]) -> None:
+        for sender_domain, message_id, data in rows:
             try:
                 received = reopen(data)
             except MessageError as exc:
@@ -138,6 +156,10 @@ class Inbox:
 
     async def finish(self) -> None:
         """Let the messages being handled finish, then stop sending."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.courier.close()
@@ -169,7 +191,10 @@ class Inbox:
         try:
             await self.courier.queue(message_type, data, sent, role, xml=xml)
             try:
-                return sent, await asyncio.wait_for(future, timeout)
+                # the response may reach another instance sharing our store: look there too
+                return sent, await asyncio.wait_for(
+                    responses.first(future, self.store, domain, request_id, answer,
+                                    sent["conversation_id"]), timeout)
             except asyncio.TimeoutError:
                 raise asyncio.TimeoutError(
                     f"no {answer} from {domain} for {message_type} {request_id} within "

@@ -14,7 +14,9 @@ forgets them (:meth:`Archive.forget_archived`, with its retention).
 The contract every backend implements is in :mod:`pyuftp.store.base` (:class:`Store`, made of
 :class:`OutboxStore`, :class:`Journal` and :class:`Archive`); :mod:`pyuftp.store.checks` holds
 the argument checks they share; :mod:`pyuftp.store.sqlite` (with ``sqlite_file`` and
-``sqlite_archive``) and :mod:`pyuftp.store.memory` (with ``memory_archive``) the backends.
+``sqlite_archive``), :mod:`pyuftp.store.memory` (with ``memory_archive``) and
+:mod:`pyuftp.store.postgresql` (with ``postgresql_archive`` and ``postgresql_schema``; for
+several processes sharing one database) the backends.
 """
 from __future__ import annotations
 
@@ -40,15 +42,17 @@ from .checks import check_archived, check_item
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
+    from .postgresql import PostgreSQLStore
     from .sqlite import SQLiteStore
 
 __all__ = ["Store", "OutboxStore", "Journal", "Archive", "OutboxItem", "ArchivedMessage",
-           "SQLiteStore", "MemoryStore", "open_store", "owned", "check_item", "check_archived",
+           "SQLiteStore", "MemoryStore", "PostgreSQLStore", "open_store", "owned", "check_item", "check_archived",
            "STATES", "RECEIVED_RESULTS", "DIRECTIONS", "OUTCOMES", "StoreError"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 FORMS = ("None or 'memory:' (a new memory store), 'sqlite:///relative/path.sqlite' or "
-         "'sqlite:////absolute/path.sqlite', a file path, or a Store")
+         "'sqlite:////absolute/path.sqlite', a file path, 'postgresql://user@host/db', "
+         "or a Store")
 
 
 def __getattr__(name: str) -> Any:
@@ -57,6 +61,10 @@ def __getattr__(name: str) -> Any:
         from .sqlite import SQLiteStore
 
         return SQLiteStore
+    if name == "PostgreSQLStore":  # psycopg is an extra: imported when wanted
+        from .postgresql import PostgreSQLStore
+
+        return PostgreSQLStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -68,7 +76,9 @@ def open_store(spec: "Store | str | os.PathLike[str] | None") -> Store:
     - ``"sqlite:///relative/path.sqlite"``, ``"sqlite:////absolute/path.sqlite"`` (the path
       is what follows ``sqlite:///``), or a plain path (str or os.PathLike): a
       :class:`SQLiteStore` on that file;
-    - ``"postgresql://…"`` or ``"postgres://…"``: StoreError, not available in this version.
+    - ``"postgresql://user@host/db"`` or ``"postgres://…"``: a :class:`PostgreSQLStore`
+      (shared by several processes; needs ``pip install 'pyuftp[postgresql]'``). pyuftp's
+      options may be given in the query: ``?schema=name&pool_size=4&handling_lease=120``.
 
     Any other ``scheme://`` is a ValueError. Whoever passes a path or URL (or None) owns the
     store made for it and closes it; a Store passed in is never closed by pyuftp (see
@@ -93,7 +103,12 @@ def open_store(spec: "Store | str | os.PathLike[str] | None") -> Store:
         return SQLiteStore(path)
     scheme = _URL.match(spec)
     if scheme and scheme.group().lower() in ("postgresql://", "postgres://"):
-        raise StoreError("a PostgreSQL store is not available in this version of pyuftp")
+        try:
+            from .postgresql import PostgreSQLStore
+        except ImportError as exc:
+            raise StoreError("a PostgreSQL store needs psycopg 3 and psycopg_pool: pip install "
+                             "'pyuftp[postgresql]'") from exc
+        return PostgreSQLStore(spec)
     if scheme or not spec:
         raise ValueError(f"unknown store {spec[:80]!r}: use {FORMS}")
     return SQLiteStore(spec)

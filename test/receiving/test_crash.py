@@ -6,9 +6,7 @@ import pytest
 import asyncio
 import datetime as dt
 import os
-import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,33 +17,13 @@ from pyuftp.discovery import Directory
 from pyuftp.server.service import ShapeshifterDsoService
 from pyuftp.store import SQLiteStore
 
+from procs import free_port, read_line, sender  # noqa: E402
+
 pytestmark = pytest.mark.slow  # subprocesses, sockets or mypy: seconds each
 
 HERE = Path(__file__).resolve().parents[1]  # test/: the helper scripts
 COUNT = 1000
 KILL_AFTER = 300  # committed messages before the kill
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def sender(log: Path, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    # stderr (retry warnings, plenty of them while the DSO is down) goes to a file: a pipe
-    # nobody reads would fill up and stall the sender.
-    return subprocess.Popen([sys.executable, str(HERE / "crash_sender.py"), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-
-
-def read_line(process: subprocess.Popen, deadline: float) -> str:
-    """The next line of the process's output, or '' once the deadline has passed."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0 or not select.select([process.stdout], [], [], remaining)[0]:
-        return ""
-    return process.stdout.readline()
 
 
 def test_sigkill_mid_send_then_restart_delivers_everything_exactly_once(tmp_path):

@@ -16,6 +16,8 @@ import uuid
 from typing import Any, Callable
 
 import pytest
+
+import pg
 from test_store import BACKENDS
 
 from pyuftp.store import (
@@ -39,6 +41,7 @@ def store(request, tmp_path):
     made = BACKENDS[request.param](tmp_path)
     yield made
     made.close()
+    pg.dropped(made)
 
 
 def message(message_id: str = "m1", *, direction: str = "in", peer: str = AGR,

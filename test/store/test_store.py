@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import pytest
 
+import pg
+
 from pyuftp.store import (
     MemoryStore,
     OutboxItem,
@@ -45,6 +47,7 @@ BACKENDS: dict[str, Callable[[Path], Store]] = {
     "sqlite": lambda tmp_path: SQLiteStore(tmp_path / "store.sqlite"),
     "sqlite-threaded": lambda tmp_path: SQLiteStore(tmp_path / "store.sqlite", threaded=True),
     "memory": lambda tmp_path: MemoryStore(),
+    "postgresql": lambda tmp_path: pg.fresh_store(),
 }
 
 
@@ -53,6 +56,7 @@ def store(request, tmp_path):
     made = BACKENDS[request.param](tmp_path)
     yield made
     made.close()
+    pg.dropped(made)
 
 
 def item(n: int = 0, *, recipient: str = "dso.example.com", created_at: float = 1000.0,
@@ -444,9 +448,22 @@ def test_open_store_forms(tmp_path, monkeypatch):
         opened = open_store(spec)
         assert isinstance(opened, SQLiteStore) and Path(opened.path).resolve() == path
         opened.close()
-    for spec in ("postgresql://user@db/uftp", "postgres://db/uftp"):
-        with pytest.raises(StoreError, match="PostgreSQL store is not available"):
-            open_store(spec)
+    pytest.importorskip("psycopg")
+    # a PostgreSQL URL opens a PostgreSQLStore; nothing listens on port 1 of loopback, so
+    # using it is a StoreError (temporary), never a driver error
+    for spec in ("postgresql://user@127.0.0.1:1/uftp?pool_timeout=1",
+                 "postgres://127.0.0.1:1/uftp?pool_timeout=1&schema=pyuftp"):
+        opened = open_store(spec)
+        assert type(opened).__name__ == "PostgreSQLStore" and owned(spec)
+        with pytest.raises(StoreError, match="127.0.0.1:1.*record_received failed"):
+            opened.record_received("a", "m", "d", b"x", 1.0)
+        opened.close()
+    with pytest.raises(ValueError, match="schema must be a lower-case SQL name"):
+        open_store("postgresql://127.0.0.1:1/uftp?schema=x;drop")
+    with pytest.raises(ValueError, match="URL's pool_size must be a number"):
+        open_store("postgresql://127.0.0.1:1/uftp?pool_size=many")
+    with pytest.raises(ValueError, match="handling_lease must be a positive"):
+        open_store("postgresql://127.0.0.1:1/uftp?handling_lease=0")
     for spec in ("mysql://db/uftp", "sqlite://relative.sqlite", "sqlite:///", ""):
         with pytest.raises(ValueError, match="sqlite:///"):
             open_store(spec)
