@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # dnspython is an extra (pip install pyuftp[dns]): imported only when DNS is used.
+    # dnspython is an extra (pip install usef-uftp[dns]): imported only when DNS is used.
     if name == "DnsDiscovery":
         from .dns import DnsDiscovery
         return DnsDiscovery

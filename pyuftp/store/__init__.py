@@ -77,7 +77,7 @@ def open_store(spec: "Store | str | os.PathLike[str] | None") -> Store:
       is what follows ``sqlite:///``), or a plain path (str or os.PathLike): a
       :class:`SQLiteStore` on that file;
     - ``"postgresql://user@host/db"`` or ``"postgres://…"``: a :class:`PostgreSQLStore`
-      (shared by several processes; needs ``pip install 'pyuftp[postgresql]'``). pyuftp's
+      (shared by several processes; needs ``pip install 'usef-uftp[postgresql]'``). pyuftp's
       options may be given in the query: ``?schema=name&pool_size=4&handling_lease=120``.
 
     Any other ``scheme://`` is a ValueError. Whoever passes a path or URL (or None) owns the
@@ -107,7 +107,7 @@ def open_store(spec: "Store | str | os.PathLike[str] | None") -> Store:
             from .postgresql import PostgreSQLStore
         except ImportError as exc:
             raise StoreError("a PostgreSQL store needs psycopg 3 and psycopg_pool: pip install "
-                             "'pyuftp[postgresql]'") from exc
+                             "'usef-uftp[postgresql]'") from exc
         return PostgreSQLStore(spec)
     if scheme or not spec:
         raise ValueError(f"unknown store {spec[:80]!r}: use {FORMS}")

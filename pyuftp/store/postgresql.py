@@ -1,5 +1,5 @@
 """The store in a PostgreSQL database, shared by any number of processes on any number of
-machines (psycopg 3 and its connection pool; ``pip install 'pyuftp[postgresql]'``)."""
+machines (psycopg 3 and its connection pool; ``pip install 'usef-uftp[postgresql]'``)."""
 from __future__ import annotations
 
 import logging
@@ -16,9 +16,7 @@ import psycopg
 import psycopg_pool
 
 from ..exceptions import StoreError
-from . import checks
-from . import postgresql_archive as pa
-from . import postgresql_schema as schema_
+from . import checks, postgresql_archive as pa, postgresql_schema as schema_
 from .base import ArchivedMessage, OutboxItem, Store
 
 logger = logging.getLogger(__name__)
@@ -370,9 +368,11 @@ class PostgreSQLStore(Store):
               counterparty: str | None = None, direction: str | None = None,
               references: str | None = None, period_from: str | None = None,
               period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None) -> list[ArchivedMessage]:
+              until: float | None = None, limit: int | None = None,
+              newest_first: bool = False) -> list[ArchivedMessage]:
         criteria = checks.query(conversation_id, message_type, counterparty, direction,
-                                references, period_from, period_to, since, until, limit)
+                                references, period_from, period_to, since, until, limit,
+                                newest_first)
         with self._connection("query") as conn:
             return pa.query(conn, criteria)
 

@@ -142,7 +142,8 @@ def query(conn: Any, criteria: Query) -> list[ArchivedMessage]:
     sql = f"SELECT {_COLUMNS} FROM archive"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY time_stamp, id"
+    sql += (" ORDER BY time_stamp DESC, id DESC" if criteria.newest_first
+            else " ORDER BY time_stamp, id")
     if criteria.limit is not None:
         sql += " LIMIT %s"
         args.append(criteria.limit)
