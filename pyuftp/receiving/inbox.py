@@ -197,8 +197,8 @@ class Inbox:
         if isinstance(step, Admit):
             admitted = await self._admission.enter()
             step = reception.admitted(admitted)
-            if not admitted:
-                return _refused(step, reception.who)
+            if not admitted:  # no slot was taken: none to give back
+                return _refused(step, reception.who) if isinstance(step, Refuse) else OK
             try:
                 if isinstance(step, Record):
                     try:
