@@ -92,7 +92,8 @@ class Party:
 
     def __init__(self, domain: str, role: str, poster: LoopbackPoster,
                  keys: dict[tuple[str, str], str], *, keypair: tuple[str, str] | None = None,
-                 store: Store | str | os.PathLike[str] = "memory:", rules: Rules | bool | None = None,
+                 store: Store | str | os.PathLike[str] = "memory:",
+                 rules: Rules | bool | None = None,
                  version: str | None = None, clock: Callable[[], float] = time.time,
                  max_age: float = 24 * 3600.0, max_clock_skew: float = 300.0,
                  outbox_options: Mapping[str, Any] | None = None,

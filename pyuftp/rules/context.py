@@ -178,7 +178,8 @@ def isp_count(period: dt.date, isp_duration: dt.timedelta, time_zone: str) -> in
     return int((end - start) // isp_duration)
 
 
-def isp_end(period: dt.date, isp_duration: dt.timedelta, time_zone: str, number: int) -> dt.datetime:
+def isp_end(period: dt.date, isp_duration: dt.timedelta, time_zone: str,
+            number: int) -> dt.datetime:
     """When ISP ``number`` (1-based) of the day ends (UTC). :class:`OutOfRange` when that
     instant lies off the calendar (a number far beyond the day's ISPs, say): arithmetic on
     the number, never a count up to it."""

@@ -33,7 +33,8 @@ def _answers_our_request(ctx: Context) -> Iterable[str]:
                                  f"{ctx.payload['conversation_id']} went to {ctx.counterparty}"]
     request = ctx.referenced(request_type, ctx.payload.get(key), same_way=False)
     if request is None:
-        return [f"{key} {ctx.payload.get(key)} names no {request_type} that went to {ctx.counterparty}"]
+        return [f"{key} {ctx.payload.get(key)} names no {request_type} that went to "
+                f"{ctx.counterparty}"]
     if request["conversation_id"] != ctx.payload["conversation_id"]:
         return [f"{key} {ctx.payload.get(key)} is a {request_type} of another conversation"]
     return []
@@ -42,7 +43,9 @@ def _answers_our_request(ctx: Context) -> Iterable[str]:
 def _expired(message_type: str, message_id: str, found: dict[str, Any], at: Any) -> list[str]:
     """The problem, if the referenced message had expired when this one was sent."""
     expires = found["expiration_date_time"]
-    return [f"the {message_type} {message_id} expired at {expires.isoformat()}"] if expires < at else []
+    if expires < at:
+        return [f"the {message_type} {message_id} expired at {expires.isoformat()}"]
+    return []
 
 
 def _offer_request(ctx: Context) -> Iterable[str]:
@@ -52,7 +55,8 @@ def _offer_request(ctx: Context) -> Iterable[str]:
         return []
     request = ctx.referenced("FlexRequest", request_id, same_way=False)
     if request is None:
-        return [f"flex_request_message_id {request_id} names no FlexRequest from {ctx.counterparty}"]
+        return [f"flex_request_message_id {request_id} names no FlexRequest from "
+                f"{ctx.counterparty}"]
     problems = _expired("FlexRequest", request_id, request, p.get("time_stamp", ctx.now))
     for key in ("period", "congestion_point"):
         if request.get(key) != p.get(key):
@@ -103,7 +107,8 @@ def _order_match(ctx: Context) -> Iterable[str]:
     if p.get("option_reference") is not None:
         options = [o for o in options if o["option_reference"] == p["option_reference"]]
         if len(options) != 1:
-            return [f"option_reference {p['option_reference']!r} names no single option of the offer"]
+            return [f"option_reference {p['option_reference']!r} names no single option of "
+                    "the offer"]
     elif len(options) != 1:
         return ["option_reference is needed: the offer has several options"]
     option, problems = options[0], []
@@ -209,14 +214,47 @@ def _congestion_point(ctx: Context) -> Iterable[str]:
 
 
 STATEFUL: tuple[Rule, ...] = (
-    Rule("response.answers_our_request", RESPONSES, "a response names a request that went to the responder, in the same conversation", _answers_our_request, stateful=True, java=("ReferencedRequestMessageIdInResponseValidator", "ReferencedFlexSettlementReferenceValidator")),
-    Rule("offer.request_exists", frozenset({"FlexOffer"}), "the FlexRequest an offer answers exists, came from the DSO, has not expired, has its period and congestion point, and the offer covers a requested ISP", _offer_request, stateful=True, java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator", "PeriodReferenceValidator")),
-    Rule("prognosis.exists", frozenset({"FlexOffer", "FlexOrder"}), "the D-Prognosis named exists (sent by the AGR)", _prognosis, stateful=True, java=("ReferencedDPrognosisMessageIdValidator",)),
-    Rule("order.offer_exists", frozenset({"FlexOrder"}), "the FlexOffer an order buys exists, came from that AGR, has not expired and is not revoked", _order_offer, stateful=True, java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator", "NotExpiredValidator")),
-    Rule("order.matches_offer", frozenset({"FlexOrder"}), "an order's option, ISPs, power, price (scaled by the activation factor, not below the option's minimum), currency, period and congestion point match the offer", _order_match, stateful=True, java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator", "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator", "FlexOrderCurrencyValidator", "MinActivationFactorValidator")),
-    Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}), "the revoked offer exists, came from the revoking AGR, and has no order", _revocation, stateful=True, java=("FlexOfferRevocationSenderDomainValidator",)),
-    Rule("settlement.orders_exist", frozenset({"FlexSettlement"}), "every order settled was ordered from that AGR", _settled_orders, stateful=True, java=("ReferencedFlexOrderMessageIdValidator",)),
-    Rule("settlement.statuses_known", frozenset({"FlexSettlementResponse"}), "every order a settlement response judges is in the settlement", _settlement_statuses, stateful=True, java=("ReferencedFlexSettlementResponseOrderReferenceValidator",)),
-    Rule("revision.increases", frozenset({"FlexRequest", "D-Prognosis"}), "revisions for a congestion point and day only increase", _revision, stateful=True),
-    Rule("congestion_point.known", frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "D-Prognosis", "FlexReservationUpdate"}), "the congestion point is declared known, or in the latest portfolio message", _congestion_point, stateful=True, java=("CongestionPointValidator",)),
+    Rule("response.answers_our_request", RESPONSES,
+         "a response names a request that went to the responder, in the same conversation",
+         _answers_our_request, stateful=True,
+         java=("ReferencedRequestMessageIdInResponseValidator",
+               "ReferencedFlexSettlementReferenceValidator")),
+    Rule("offer.request_exists", frozenset({"FlexOffer"}),
+         "the FlexRequest an offer answers exists, came from the DSO, has not expired, has its "
+         "period and congestion point, and the offer covers a requested ISP",
+         _offer_request, stateful=True,
+         java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator",
+               "PeriodReferenceValidator")),
+    Rule("prognosis.exists", frozenset({"FlexOffer", "FlexOrder"}),
+         "the D-Prognosis named exists (sent by the AGR)", _prognosis, stateful=True,
+         java=("ReferencedDPrognosisMessageIdValidator",)),
+    Rule("order.offer_exists", frozenset({"FlexOrder"}),
+         "the FlexOffer an order buys exists, came from that AGR, has not expired and is not "
+         "revoked",
+         _order_offer, stateful=True,
+         java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator",
+               "NotExpiredValidator")),
+    Rule("order.matches_offer", frozenset({"FlexOrder"}),
+         "an order's option, ISPs, power, price (scaled by the activation factor, not below the "
+         "option's minimum), currency, period and congestion point match the offer",
+         _order_match, stateful=True,
+         java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator",
+               "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator",
+               "FlexOrderCurrencyValidator", "MinActivationFactorValidator")),
+    Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}),
+         "the revoked offer exists, came from the revoking AGR, and has no order", _revocation,
+         stateful=True, java=("FlexOfferRevocationSenderDomainValidator",)),
+    Rule("settlement.orders_exist", frozenset({"FlexSettlement"}),
+         "every order settled was ordered from that AGR", _settled_orders, stateful=True,
+         java=("ReferencedFlexOrderMessageIdValidator",)),
+    Rule("settlement.statuses_known", frozenset({"FlexSettlementResponse"}),
+         "every order a settlement response judges is in the settlement", _settlement_statuses,
+         stateful=True, java=("ReferencedFlexSettlementResponseOrderReferenceValidator",)),
+    Rule("revision.increases", frozenset({"FlexRequest", "D-Prognosis"}),
+         "revisions for a congestion point and day only increase", _revision, stateful=True),
+    Rule("congestion_point.known",
+         frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "D-Prognosis",
+                    "FlexReservationUpdate"}),
+         "the congestion point is declared known, or in the latest portfolio message",
+         _congestion_point, stateful=True, java=("CongestionPointValidator",)),
 )
