@@ -85,3 +85,26 @@ def test_a_posted_message_is_handled_once_and_a_resend_dropped():
             assert seen == [sent["message_id"]]
             assert [a["flex_offer_message_id"] for a in answers] == [sent["message_id"]]
     run(scenario())
+
+
+def test_a_users_async_rule_is_awaited_on_receipt_after_the_sync_ones():
+    from pyuftp.rules import Rules
+
+    rules = Rules(rules=[])
+    looked: list[str] = []
+
+    @rules.rule("offer.known_elsewhere", ["FlexOffer"], "asks another system")
+    async def known_elsewhere(ctx):
+        # the look-ups are the core's sync ones, also for an async rule
+        looked.append(type(ctx.lookups).__name__)
+        return ["not known elsewhere"]
+
+    async def scenario():
+        async with pair(dict(DSO, rules=rules), AGR) as (dso, agr):
+            dso.on("FlexOffer", lambda offer: None)
+            _, response = await agr.request("dso.example.com", "DSO", "FlexOffer",
+                                            fresh("FlexOffer"), timeout=10)
+            assert response["result"] == "Rejected"
+            assert "not known elsewhere [offer.known_elsewhere]" in response["rejection_reason"]
+    run(scenario())
+    assert looked == ["StoreLookups"]
