@@ -85,6 +85,7 @@ class Reception:
         #: whether an answer was queued (the request is then marked handled with it)
         self.is_answered = False
         self._fallback_used = False
+        self._answer_made = False
 
     @property
     def who(self) -> str:
@@ -223,13 +224,16 @@ class Reception:
         return self._answer(self.exchange.outcome(received, result))
 
     def failed(self, error: BaseException) -> Step:
-        """A step of the driver's failed unexpectedly: answer with the failure (once)."""
-        if self.is_answered:
+        """A step of the driver's failed unexpectedly (a store call, say): answer with the
+        failure, unless an answer was already made (handing it over is what failed: the
+        request is then marked handled unanswered, never answered in a loop)."""
+        if self._answer_made:
             return DONE
         return self._answer(self.exchange.outcome(self._message(), error))
 
     def _answer(self, fields: dict[str, Any] | None) -> Step:
         received = self._message()
+        self._answer_made = True
         reply = None if fields is None else self.exchange.response(received, fields)
         if reply is None:
             return DONE

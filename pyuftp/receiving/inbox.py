@@ -29,8 +29,6 @@ from ..exceptions import MessageError, excerpt
 from ..core.decisions import (Accept, Admit, Answer, AwaitRules, CheckRules, Done, Handle,
                               MarkHandled, Record, Refuse, Step)
 from ..core.exchange import Exchange, Verdict, Waiting
-from ..core.reception import STORE_RETRY as STORE_RETRY
-from ..core.reception import UNRECORDED_ANSWERS as UNRECORDED_ANSWERS
 from ..core.reception import AnsweredMemory, Reception
 from .handlers import NO_HANDLER, Handlers
 from ..sending.outbox import PRUNE_INTERVAL, positive_int

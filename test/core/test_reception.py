@@ -202,3 +202,11 @@ def test_a_response_settles_our_request_and_notes_its_outcome():
     assert step.note == ("out", "dso.example.com", request_id, "Rejected", "too dear")
     assert isinstance(r.handled(found=False), Done)  # a response is not answered
     assert isinstance(r.finish(), MarkHandled)
+
+
+def test_a_failure_handing_the_answer_over_ends_the_reception_without_a_loop():
+    r = accepted(reception(rules=False))
+    r.begin()
+    assert isinstance(r.failed(RuntimeError("note failed")), Answer)  # answered with it
+    assert isinstance(r.failed(StoreError("queue failed")), Done)  # not a second answer
+    assert isinstance(r.finish(), MarkHandled)
