@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pyuftp
-from pyuftp.store.archiving import StoreArchive, entry
+from pyuftp.store.archiving import StoreLookups, entry
 from pyuftp.signing.envelope import open_envelope, seal_message
 from pyuftp.message.examples import example, flex_offer_96
 from pyuftp.core.exchange import Exchange
@@ -86,43 +86,38 @@ def cpu(action: Any, seconds: float = 0.05) -> float:
 
 def run(store: Store, label: str, runs: int) -> None:
     offer_data, order_data = scene(store)
-    archive = StoreArchive(store)
-    loop = asyncio.new_event_loop()
+    archive = StoreLookups(store)
     parties = {"FlexOffer": (Exchange("dso.example.com", "DSO"), offer_data, "AGR"),
                "FlexOrder": (Exchange("agr.example.com", "AGR"), order_data, "DSO")}
     for message_type, (exchange, data, sender) in parties.items():
         received = exchange.judge(open_envelope(data), KEYS[sender][1], data).received
         assert received is not None
-        problems = loop.run_until_complete(exchange.rule_problems(received, archive))
+        problems = exchange.rule_problems(received, archive)
         take, rules = [], []
         for _ in range(runs):
             take.append(cpu(lambda: exchange.judge(open_envelope(data), KEYS[sender][1], data)))
-            rules.append(cpu(lambda: loop.run_until_complete(
-                exchange.rule_problems(received, archive))))
+            rules.append(cpu(lambda: exchange.rule_problems(received, archive)))
         t, r = statistics.median(take), statistics.median(rules)
         print(f"{label:7s} {message_type:10s} open+verify+parse {t:7.1f} µs ({min(take):.0f}-"
               f"{max(take):.0f})   all rules {r:7.1f} µs ({min(rules):.0f}-{max(rules):.0f})"
               f"   rules / taking it in {r / t:5.1%}   problems: {problems or 'none'}")
-    loop.close()
 
 
 def series(store: Store, label: str, count: int) -> None:
     """The rules' CPU per D-Prognosis over a day of ``count`` of them (each archived first)."""
     from pyuftp.rules import DEFAULT_RULES, Context
 
-    archive = StoreArchive(store)
-    loop = asyncio.new_event_loop()
+    archive = StoreLookups(store)
     costs = []
     for revision in range(1, count + 1):
         payload = fresh("D-Prognosis", revision=revision, message_id=str(uuid.uuid4()),
                         conversation_id=str(uuid.uuid4()))
         archived(store, "in", "D-Prognosis", payload, ("AGR", "DSO"))
-        ctx = Context("D-Prognosis", payload, "in", "agr.example.com", NOW, archive=archive)
+        ctx = Context("D-Prognosis", payload, "in", "agr.example.com", NOW, lookups=archive)
         started = time.process_time()
-        problems = loop.run_until_complete(DEFAULT_RULES.check_all(ctx))
+        problems = DEFAULT_RULES.check_all(ctx)
         costs.append(time.process_time() - started)
         assert not problems, problems
-    loop.close()
     first, last = statistics.median(costs[:100]), statistics.median(costs[-100:])
     print(f"{label:7s} {count} D-Prognoses of a day: rules CPU per message, median of the first "
           f"100 {first * 1e3:6.2f} ms, of the last 100 {last * 1e3:6.2f} ms, all "

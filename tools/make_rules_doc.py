@@ -156,10 +156,16 @@ service a rule set of its own with its ``rules=`` argument. An unknown id raises
 
 A rule of your own is a function of the context (``ctx.payload``, ``ctx.message_type``,
 ``ctx.direction``: ``"in"`` or ``"out"``, ``ctx.counterparty``, ``ctx.now``,
-``ctx.settings``, ``ctx.archive``) that returns or yields its problems. It may be sync or
-async; an async one runs where the archive is at hand (on receipt and in ``send_*``), and
-may look messages up in ``ctx.archive`` with ``await ctx.archive.find(counterparty,
-message_id, direction)`` and ``await ctx.archive.query(...)``:
+``ctx.settings``, ``ctx.lookups``) that returns or yields its problems. Write it as a plain
+function: the exchange core runs the rules without an event loop, and runs a received
+message's rules where the store runs its calls (on a worker thread for a threaded store).
+A stateful rule looks messages up through ``ctx.lookups`` (sync: ``find(counterparty,
+message_id, direction)``, ``query(...)``, ``payload(entry)``, ``highest_revision(...)``;
+None where no archive is at hand, on ``create_message``) or the context's helpers
+``ctx.referenced(...)``, ``ctx.entries(...)`` and ``ctx.others(...)``; register it with
+``stateful=True``. An ``async def`` rule still works (it is awaited right after the sync
+rules, on receipt and in ``send_*``, with the same sync look-ups), but it runs on the event
+loop: prefer a plain function.
 
 .. code-block:: python
 
@@ -168,12 +174,13 @@ message_id, direction)`` and ``await ctx.archive.query(...)``:
        if ctx.payload.get("currency") != "EUR":
            yield f"currency {{ctx.payload.get('currency')}} is not EUR"
 
-   @DEFAULT_RULES.rule("order.known_offer", ["FlexOrder"], "the offer was received")
-   async def known_offer(ctx):
+   @DEFAULT_RULES.rule("order.known_offer", ["FlexOrder"], "the offer was received",
+                       stateful=True)
+   def known_offer(ctx):
        offer_id = ctx.payload.get("flex_offer_message_id")
-       if ctx.archive is None or offer_id is None:   # no archive here: nothing to say
+       if ctx.lookups is None or offer_id is None:   # no archive here: nothing to say
            return []
-       if await ctx.archive.find(ctx.counterparty, offer_id, "in") is None:
+       if ctx.lookups.find(ctx.counterparty, offer_id, "in") is None:
            return [f"flex_offer_message_id {{offer_id}} names no offer received"]
        return []
 

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..message.catalog import Node, Spec, spec
+from ..message.catalog import Spec, spec
 from ..message.codec import complete_payload
 from ..signing.crypto import VerifyKey
 from ..signing.envelope import Envelope, Received, open_envelope, open_message
@@ -42,7 +40,10 @@ from ..exceptions import (
     excerpt,
     quote,
 )
-from ..rules import DEFAULT_RULES, Archive, Context, Rules
+from ..rules import Context, Lookups, Rules, chosen
+from .responses import MAX_REASON as MAX_REASON
+from .responses import fill, rejection
+from .responses import problem as problem_of
 
 if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
     from ..auth.bearer import BearerCheck, BearerDecision
@@ -54,16 +55,9 @@ Clock = Callable[[], float]
 #: Content types a service takes; the spec says text/xml, some peers send application/xml.
 CONTENT_TYPES = ("text/xml", "application/xml")
 MAX_BODY = 4 * 1024 * 1024
-# The fields a response never copies from its request: they are its own.
-_OWN_FIELDS = frozenset({"message_id", "time_stamp", "sender_domain", "recipient_domain",
-                         "result", "rejection_reason"})
-# Response message ids are derived from the request (see Exchange.response).
-_RESPONSE_IDS = uuid.UUID("6f7c1a52-3c55-4d0e-9a43-2f1b0d7e5a10")
 #: At most this many public keys are tried on one message (each try costs a signature check
 #: over the whole message; a party publishes two while it rotates its key).
 MAX_KEYS = 2
-#: The longest RejectionReason sent (the schemas set no limit; peers' databases do).
-MAX_REASON = 1000
 
 
 @dataclass(frozen=True)
@@ -126,8 +120,7 @@ class Exchange:
         self.max_body = max_body
         self.clock = clock
         self.accepted_types = self.spec.accepted_by(role)
-        self.rules: Rules | None = (None if rules is False else
-                                    DEFAULT_RULES if rules is None or rules is True else rules)
+        self.rules: Rules | None = chosen(rules)
 
     # --- a request arrives ----------------------------------------------------------------
 
@@ -135,7 +128,8 @@ class Exchange:
                    content_length: int | None) -> RequestRefused | None:
         """The refusal for a request whose headers are wrong, before its body is read."""
         if content_type not in CONTENT_TYPES:
-            return RequestRefused(f"Content-Type must be text/xml, not {quote(content_type or 'absent')}", 400)
+            return RequestRefused("Content-Type must be text/xml, not "
+                                  f"{quote(content_type or 'absent')}", 400)
         if charset and charset.lower() not in ("utf-8", "utf8"):
             return RequestRefused(f"charset must be utf-8, not {quote(charset)}", 400)
         if content_length is None:
@@ -210,25 +204,18 @@ class Exchange:
             found.append(f"time_stamp {payload['time_stamp'].isoformat()} is in the future")
         return found
 
-    async def rule_problems(self, received: Received, archive: Archive | None) -> list[str]:
-        """What the business rules find wrong with a verified message (all rules, the
-        archive's too when one is given), as of this party's clock."""
+    def rule_context(self, received: Received, lookups: Lookups | None) -> Context:
+        """What the business rules see of a verified message, as of this party's clock."""
+        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        return Context(received.message_type, received.payload, "in", received.sender_domain,
+                       now, lookups=lookups)
+
+    def rule_problems(self, received: Received, lookups: Lookups | None) -> list[str]:
+        """What the sync business rules find wrong with a verified message (all of them,
+        the stateful ones through ``lookups``), as of this party's clock."""
         if self.rules is None:
             return []
-        now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
-        ctx = Context(received.message_type, received.payload, "in", received.sender_domain,
-                      now, archive=archive)
-        return await self.rules.check_all(ctx)
-
-    @staticmethod
-    def after_record(result: str) -> str | None:
-        """What the journal's answer means: None to handle the message, ``"drop"`` for a
-        resend (already handled, answered before), or a reason to reject it."""
-        if result == "new":
-            return None
-        if result == "duplicate":
-            return "drop"
-        return "duplicate message id: a different message with this MessageID was received before"
+        return self.rules.check_all(self.rule_context(received, lookups))
 
     # --- the answer ------------------------------------------------------------------------
 
@@ -257,9 +244,10 @@ class Exchange:
         fields.setdefault("result", "Accepted")
         return fields
 
-    def rejection(self, problems: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    @staticmethod
+    def rejection(problems: tuple[str, ...] | list[str]) -> dict[str, Any]:
         """Response fields that reject a message for all these problems at once."""
-        return {"result": "Rejected", "rejection_reason": _reason("; ".join(problems))}
+        return rejection(problems)
 
     def response(self, received: Received,
                  fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -282,15 +270,16 @@ class Exchange:
         node = answer_spec.messages[answer]
         try:
             # None is "absent" in a payload dict: the request's value fills it in.
-            payload = self._response(received, answer, node,
-                                     {k: v for k, v in fields.items() if v is not None})
+            payload = fill(self.domain, self.spec.version, received, answer, node,
+                           {k: v for k, v in fields.items() if v is not None})
             complete_payload(answer, payload)  # as the courier will complete and check it
             return answer, payload
         except Exception as exc:  # noqa: BLE001 - a handler's value: any failure is possible
-            problem = f"the response could not be made: {_problem(exc)}"
+            problem = f"the response could not be made: {problem_of(exc)}"
         logger.warning("answering %s %s from %s Rejected: %s", received.message_type,
                        received.message_id, received.sender_domain, excerpt(problem, 200))
-        payload = self._response(received, answer, node, self.rejection((problem,)))
+        payload = fill(self.domain, self.spec.version, received, answer, node,
+                       rejection((problem,)))
         try:
             complete_payload(answer, payload)
         except Exception as exc:  # noqa: BLE001
@@ -299,38 +288,6 @@ class Exchange:
                          excerpt(exc, 200))
             return None
         return answer, payload
-
-    def _response(self, received: Received, answer: str, node: Node,
-                  payload: dict[str, Any]) -> dict[str, Any]:
-        request = received.payload
-        answer_spec = spec(request.get("version", self.spec.version))
-        if answer == "TestMessageResponse":  # it only echoes: no result
-            payload.pop("result", None)
-            payload.pop("rejection_reason", None)
-        else:
-            key = answer_spec.reference_key(received.message_type)
-            if key is not None:
-                payload.setdefault(key, request["message_id"])
-            reason = payload.get("rejection_reason")
-            if payload.get("result") == "Rejected" and not reason:
-                reason = payload["rejection_reason"] = f"rejected by {self.domain}"
-            if reason is not None:
-                payload["rejection_reason"] = _reason(reason if isinstance(reason, str)
-                                                      else quote(reason, MAX_REASON))
-        payload.setdefault("conversation_id", request["conversation_id"])
-        payload.setdefault("version", request.get("version", self.spec.version))
-        for key in node.keys():
-            if key not in payload and key in request and key not in _OWN_FIELDS:
-                payload[key] = request[key]
-        payload.setdefault("sender_domain", self.domain)
-        payload.setdefault("recipient_domain", received.sender_domain)
-        payload.setdefault("message_id", str(uuid.uuid5(
-            _RESPONSE_IDS, f"{received.sender_domain}\n{request['message_id']}\n{received.digest}")))
-        if payload.get("result") == "Rejected":
-            request_node = answer_spec.received.get(received.message_type)
-            payload.update(rejection_parts(node, payload, request_node, request,
-                                           str(payload.get("rejection_reason") or "")))
-        return payload
 
     # --- a response arrives ----------------------------------------------------------------
 
@@ -369,54 +326,3 @@ def _refused(error: PyUFTPError, prefix: str = "") -> Verdict:
     return Verdict(error.http_status, f"{prefix}{error}")
 
 
-# The value of an enumeration that says "no" (a rejected request's part says so, too).
-_REFUSING = {"result": "Rejected", "settlement_disposition": "Disputed"}
-
-
-def rejection_parts(node: Node, value: Mapping[str, Any], request_node: Node | None,
-                    request: Mapping[str, Any], reason: str) -> dict[str, Any]:
-    """The required children ``value`` (a rejection of ``node``'s type) lacks, built from
-    the field table: one item per item of the request's list whose node shares an
-    attribute with the child's (a FlexOrderSettlementStatus per FlexOrderSettlement, its
-    OrderReference copied), else as few as the table requires; each item "no" in its
-    enumerations and its ``..._reason`` text the rejection's. A part that cannot be made
-    without inventing data (a domain, an address) stays missing: the check says so."""
-    found: dict[str, Any] = {}
-    for child in node.children:
-        if child.min == 0 or value.get(child.key):
-            continue
-        keys = {a.key for a in child.node.attrs}
-        sources: list[Any] = [{}] * child.min
-        for twin in request_node.children if request_node is not None else ():
-            items = request.get(twin.key)
-            if keys & {a.key for a in twin.node.attrs} and isinstance(items, list) and items:
-                sources = items if twin.many else items[:1]
-                break
-        made = []
-        for source in sources:
-            item = {a.key: source[a.key] for a in child.node.attrs
-                    if isinstance(source, Mapping) and source.get(a.key) is not None}
-            for a in child.node.attrs:
-                if a.key not in item and (a.required or a.key.endswith("_reason")):
-                    item[a.key] = _REFUSING.get(a.type, reason if a.type == "string" else None)
-            item = {k: v for k, v in item.items() if v is not None}
-            made.append({**item, **rejection_parts(child.node, item, None, {}, reason)})
-        found[child.key] = made if child.many else made[0]
-    return found
-
-
-def _problem(exc: BaseException) -> str:
-    """What went wrong, for a RejectionReason: a check's own words, else the type only."""
-    if isinstance(exc, MessageError):
-        return str(exc)
-    return type(exc).__name__
-
-
-# What XML 1.0 cannot carry (controls but tab and line breaks, lone surrogates, U+FFFE/F).
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _reason(text: str) -> str:
-    """A RejectionReason: at most MAX_REASON characters, what XML cannot carry escaped."""
-    text = _NOT_XML.sub(lambda m: repr(m.group())[1:-1], text[: MAX_REASON * 2])
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
 from ..exceptions import UnsupportedVersion, quote
@@ -456,8 +455,8 @@ def response_type(message_type: str) -> str | None:
     return spec().response_type(message_type)
 
 
-@lru_cache(maxsize=None)  # every response names its request: once per message type
-def reference_key(message_type: str) -> str:
-    """The dict key by which a response names the request it answers."""
-    key = spec().reference_key(message_type)
-    return key if key is not None else snake_case(message_type) + "_message_id"
+def reference_key(message_type: str) -> str | None:
+    """The dict key by which a response names the request ``message_type`` it answers, in
+    the default version: :meth:`Spec.reference_key`, the one source (None when the response
+    names it only by conversation: TestMessageResponse; or when it has no response)."""
+    return spec().reference_key(message_type)

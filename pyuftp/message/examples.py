@@ -42,7 +42,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from .catalog import DEFAULT_VERSION, MESSAGES, reference_key
+from .catalog import DEFAULT_VERSION, MESSAGES, reference_key, spec
 from ..exceptions import UnknownMessageType
 from .codec import supported_version
 
@@ -387,7 +387,8 @@ CONTENT: dict[str, dict[str, Any]] = {
 
 
 def _request_of(response_type: str) -> str | None:
-    request = response_type[: -len("Response")] if response_type.endswith("Response") else None
+    # The catalog pairs requests and responses (Spec.request_type): the one source.
+    request = spec().request_type(response_type)
     return request if request in CONTENT else None
 
 
@@ -440,8 +441,9 @@ def _example(message_type: str, version: str) -> dict[str, Any]:
         "conversation_id": CONVERSATION_IDS[conversation],
     }
     request = _request_of(message_type)
-    if request is not None and reference_key(request) in node.keys():
-        payload[reference_key(request)] = MESSAGE_IDS[request]
+    key = reference_key(request) if request is not None else None
+    if request is not None and key is not None and key in node.keys():
+        payload[key] = MESSAGE_IDS[request]
     payload.update(copy.deepcopy(CONTENT[message_type]))
     # Leave out what this version of the message lacks (3.0.0: no `unsolicited` ...); any
     # other key stays, so that a slip in the table above fails loudly in the checker.

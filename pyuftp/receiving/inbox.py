@@ -1,12 +1,15 @@
 """Receiving for one party: from request bytes to a handled message and its queued answer.
 
-An :class:`Inbox` sits between an HTTP server (the aiohttp service) and the exchange core. It
-opens and judges each request (big ones on a worker thread), keeps the journal of received
-messages (a resend is dropped, a message answered 200 but not handled before a crash is
-handled after the restart), admits messages first come first served within ``max_pending``,
-runs the user's handler and hands the answer to its :class:`~pyuftp.sending.delivery.Courier` in the
-same transaction that marks the request handled. It also keeps the requests that wait for
-their response (``request()``). asyncio, but no HTTP server: any transport can feed it.
+An :class:`Inbox` sits between an HTTP server (the aiohttp service) and the exchange core,
+and only does I/O: the order of steps and every decision are the core's
+(:class:`~pyuftp.core.reception.Reception`). It opens and judges each request (big ones on
+a worker thread), looks keys up, keeps the journal of received messages (a resend is
+dropped, a message answered 200 but not handled before a crash is handled after the
+restart), admits messages first come first served within ``max_pending``, runs the rules'
+step through ``store.call``, the user's handler, and hands the answer to its
+:class:`~pyuftp.sending.delivery.Courier` (``answer``) in the same transaction that marks
+the request handled. It also keeps the requests that wait for their response
+(``request()``). asyncio, but no HTTP server: any transport can feed it.
 """
 from __future__ import annotations
 
@@ -14,17 +17,19 @@ import asyncio
 import functools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from ..store.archiving import RETENTION, StoreArchive, entry
+from ..store.archiving import RETENTION, StoreLookups, note_outcome
 from ..sending.delivery import Courier
 from ..discovery.cache import refresher
 from ..discovery.records import DiscoveryError
-from ..signing.envelope import Envelope, Received, reopen
-from ..exceptions import MessageError, StoreError, excerpt, summary
+from ..signing.envelope import Envelope, reopen
+from ..exceptions import MessageError, excerpt
+from ..core.decisions import (Accept, Admit, Answer, AwaitRules, CheckRules, Done, Handle,
+                              MarkHandled, Record, Refuse, Step)
 from ..core.exchange import Exchange, Verdict, Waiting
+from ..core.reception import AnsweredMemory, Reception
 from .handlers import NO_HANDLER, Handlers
 from ..sending.outbox import PRUNE_INTERVAL, positive_int
 from ..store import Store
@@ -38,11 +43,6 @@ KeyLookup = Callable[[str, str],
                      "str | Sequence[str] | None | Awaitable[str | Sequence[str] | None]"]
 #: Bodies at least this big are opened on a worker thread, so the loop serves others meanwhile.
 THREAD_BODY = 256 * 1024
-#: Seconds a sender is asked to wait (Retry-After) while the store cannot record messages.
-STORE_RETRY = 5
-#: Answered messages that are not recorded (another sender's name, a conflicting id) that the
-#: inbox remembers, so that a replay of one is not answered again: memory stays bounded.
-UNRECORDED_ANSWERS = 4096
 
 
 class Reply(NamedTuple):
@@ -108,7 +108,8 @@ class Inbox:
         assert courier.store is not None, "an inbox needs a courier with a store"
         self.exchange, self.courier, self.key_lookup = exchange, courier, key_lookup
         self.store: Store = courier.store
-        self.archive = StoreArchive(self.store)
+        #: the archive as the rules read it (sync: the core's rule step runs in store.call)
+        self.lookups = StoreLookups(self.store)
         self.retention = retention
         self.handlers = Handlers(exchange.role, exchange.accepted_types)
         self.max_backlog = max_backlog
@@ -117,7 +118,7 @@ class Inbox:
         self._waiting: dict[str, Waiting] = {}
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next_prune = 0.0
-        self._unrecorded: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._memory = AnsweredMemory()
         self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -152,7 +153,8 @@ class Inbox:
             logger.warning("handling %s %s from %s, received before a restart",
                            received.message_type, message_id, sender_domain)
             await self._admission.enter()
-            self._later(received, tuple(self.exchange.problems(received)), record=True)
+            verdict = Verdict(200, "OK", received, tuple(self.exchange.problems(received)))
+            self._later(Reception(self.exchange, verdict, self._memory, self._waiting))
 
     async def finish(self) -> None:
         """Let the messages being handled finish, then stop sending."""
@@ -207,69 +209,41 @@ class Inbox:
     # --- a request arrives -----------------------------------------------------------------
 
     async def receive(self, data: bytes) -> Reply:
-        """Judge, admit and record one request body; the HTTP answer to give. Whatever
-        fails, the admission slot taken is given back; while the store cannot record, the
-        answer is 503 at once (the sender retries, service resumes when the store does)."""
+        """Judge, admit and record one request body; the HTTP answer to give. The order of
+        steps is the core's (:class:`~pyuftp.core.reception.Reception`); this only does
+        the I/O each decision asks for. Whatever fails, the admission slot taken is given
+        back; while the store cannot record, the answer is 503 at once (the sender
+        retries, service resumes when the store does)."""
         verdict, sender = await self._judge(data)
-        if not verdict.accepted or verdict.received is None:
-            retry = 60 if verdict.status == 503 else None
-            return _refused(Reply(verdict.status, verdict.text, retry), sender)
-        received = verdict.received
-        peer = (received.sender_domain, received.sender_role)
-        who = f"{excerpt(peer[0])} ({peer[1]}), {received.message_type} {received.message_id}"
-        if not verdict.record and self._answered_before(received, who):
-            return OK
-        if not await self._admission.enter():
-            return _refused(Reply(503, "too many messages being handled; try again", 1), who)
-        handed_over = False
-        try:
-            problems, record = verdict.problems, verdict.record
-            if record:
-                try:
-                    result = await self._record(received)
-                except Exception as exc:  # noqa: BLE001 - the store's trouble, not the sender's
-                    if not isinstance(exc, StoreError):
-                        logger.exception("recording %s failed", who)
-                    return _refused(Reply(503, "cannot record messages just now "
-                                          f"({type(exc).__name__}); try again later",
-                                          STORE_RETRY), who)
-                decision = self.exchange.after_record(result)
-                if decision == "drop":
-                    logger.info("%s again: already received, not handled twice", who)
+        reception = Reception(self.exchange, verdict, self._memory, self._waiting)
+        step = reception.start()
+        if isinstance(step, Admit):
+            admitted = await self._admission.enter()
+            step = reception.admitted(admitted)
+            if not admitted:  # no slot was taken: none to give back
+                return _refused(step, reception.who) if isinstance(step, Refuse) else OK
+            try:
+                if isinstance(step, Record):
+                    try:
+                        await self._prune()
+                        result = await self.store.call(functools.partial(
+                            self.store.record_received, step.sender_domain, step.message_id,
+                            step.digest, step.signed_xml, time.time(), archive=step.entry))
+                    except Exception as exc:  # noqa: BLE001 - the store's, not the sender's
+                        step = reception.recorded(error=exc)
+                    else:
+                        step = reception.recorded(result)
+                if isinstance(step, Accept):
+                    # HTTP 200 means "received": handling and the answer come after it.
+                    self._later(reception)  # the task gives the slot back when it is done
                     return OK
-                if decision is not None:
-                    if self._answered_before(received, who):
-                        return OK
-                    problems, record = (decision,), False
-            if not record:
-                self._unrecorded[(received.sender_domain, received.message_id,
-                                  received.digest)] = None
-                while len(self._unrecorded) > UNRECORDED_ANSWERS:
-                    self._unrecorded.popitem(last=False)
-            self._later(received, problems, record)
-            handed_over = True  # the task gives the slot back when it is done
-            return OK
-        finally:
-            if not handed_over:
+            except BaseException:
                 self._admission.leave()
-
-    async def _record(self, received: Received) -> str:
-        """Record and archive a message in one transaction, before its 200."""
-        await self._prune()
-        kept = entry("in", received.message_type, received.payload, received.payload_xml,
-                     received.sender_role, self.exchange.role)
-        return await self.store.call(functools.partial(
-            self.store.record_received, received.sender_domain, received.message_id,
-            received.digest, received.signed_xml or b"", time.time(), archive=kept))
-
-    def _answered_before(self, received: Received, who: str) -> bool:
-        """An unrecorded message (not ours to journal) answered already: not again."""
-        key = (received.sender_domain, received.message_id, received.digest)
-        if key not in self._unrecorded:
-            return False
-        self._unrecorded.move_to_end(key)
-        logger.info("%s again: answered before, not answered twice", who)
-        return True
+                raise
+            self._admission.leave()
+        if isinstance(step, Refuse):
+            return _refused(step, sender if reception.received is None else reception.who)
+        return OK  # Drop: a resend, answered 200 and nothing more
 
     async def _judge(self, data: bytes) -> tuple[Verdict, str]:
         """The verdict, and who the envelope says sent it (for the log)."""
@@ -326,102 +300,70 @@ class Inbox:
 
     # --- handling --------------------------------------------------------------------------
 
-    def _later(self, received: Received, problems: tuple[str, ...], record: bool) -> None:
-        # HTTP 200 means "received": handling and the response happen after it.
-        task = asyncio.get_running_loop().create_task(self._handle(received, problems, record))
+    def _later(self, reception: Reception) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(reception))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, received: Received, problems: tuple[str, ...], record: bool) -> None:
-        answered = False
+    async def _handle(self, reception: Reception) -> None:
+        """Carry out the core's steps after the 200, until it is done; then give the slot
+        back and, when no answer did so, mark the request handled."""
         try:
-            try:
-                fields = await self._outcome(received, problems)
-            except Exception as exc:  # noqa: BLE001 - whatever failed, the sender is answered
-                logger.exception("handling %s %s from %s failed", received.message_type,
-                                 received.message_id, excerpt(received.sender_domain))
-                fields = self.exchange.outcome(received, exc)
-            reply = None if fields is None else self.exchange.response(received, fields)
-            if reply is not None:
+            step = reception.begin()
+            while not isinstance(step, Done):
                 try:
-                    await self._answer(received, reply, record)
-                except MessageError as exc:  # checked, yet not sendable: answer Rejected
-                    logger.error("the answer to %s %s cannot be sent: %s", received.message_type,
-                                 received.message_id, excerpt(exc, 200))
-                    reply = self.exchange.response(received, self.exchange.rejection(
-                        (f"the response could not be made: {type(exc).__name__}",)))
-                    if reply is None:
-                        raise
-                    await self._answer(received, reply, record)
-                answered = True
+                    step = await self._perform(reception, step)
+                except Exception as exc:  # noqa: BLE001 - whatever failed, answer the sender
+                    logger.error("handling %s failed: %s", reception.who, excerpt(exc, 200))
+                    logger.debug("the traceback", exc_info=True)
+                    step = reception.failed(exc)
         except Exception:
-            logger.exception("handling %s %s from %s failed", received.message_type,
-                             received.message_id, excerpt(received.sender_domain))
+            logger.exception("handling %s failed", reception.who)
         finally:
             self._admission.leave()
-            if record and not answered:
+            last = reception.finish()
+            if isinstance(last, MarkHandled):
                 try:
-                    await self.store.call(self.store.mark_handled, received.sender_domain,
-                                          received.message_id)
+                    await self.store.call(self.store.mark_handled, last.sender_domain,
+                                          last.message_id)
                 except Exception:  # it is handled again after a restart: say so, loudly
-                    logger.exception("cannot mark %s %s from %s as handled",
-                                     received.message_type, received.message_id,
-                                     received.sender_domain)
+                    logger.exception("cannot mark %s as handled", reception.who)
 
-    async def _answer(self, received: Received, reply: tuple[str, dict[str, Any]],
-                      record: bool) -> None:
-        # One transaction queues the answer, marks the request handled (a crash cannot leave
-        # a request answered twice, or handled and unanswered), archives the answer and notes
-        # the request's outcome.
-        await self.courier.send(
-            reply[0], reply[1], received.sender_domain, received.sender_role,
-            answers=(received.sender_domain, received.message_id) if record else None,
-            check_route=False, rules=False,
-            outcome=(reply[1].get("result", "Accepted"), reply[1].get("rejection_reason")))
-
-    async def _outcome(self, received: Received, problems: tuple[str, ...]) -> dict[str, Any] | None:
-        """The response fields: a rejection for the problems found (the exchange's and the
-        business rules', all together), else the handler's."""
-        if not problems:
+    async def _perform(self, reception: Reception, step: Step) -> Step:
+        """The I/O one step asks for; the core's next step."""
+        if isinstance(step, CheckRules):
+            return await self.store.call(reception.check_rules, self.lookups)
+        if isinstance(step, AwaitRules):
             try:
-                problems = tuple(await self.exchange.rule_problems(received, self.archive))
+                problems = await step.rules.check_async(step.context)
             except Exception as exc:  # noqa: BLE001 - any rule may fail on any value
-                logger.error("the rules could not check %s %s from %s: %s: %s",
-                             received.message_type, received.message_id,
-                             excerpt(received.sender_domain), type(exc).__name__, excerpt(exc))
-                logger.debug("the rules' traceback", exc_info=True)
-                problems = (f"rules could not be checked: {type(exc).__name__}",)
-        answered_by = self.exchange.spec.response_type(received.message_type)
-        if problems:
-            logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
-                           received.message_id, excerpt(received.sender_domain),
-                           received.sender_role, summary(problems))
-            return None if answered_by is None else self.exchange.rejection(problems)
-        settled = self.exchange.settles(received, self._waiting)
-        future = self._answers.get(settled) if settled else None
-        if future is not None and not future.done():
-            future.set_result(received.payload)
-        await self._note_answer(received)
-        result = await self.handlers.call(received)
-        if result is NO_HANDLER:
-            if settled is None and answered_by is None:
-                logger.info("no handler for %s %s from %s; ignored", received.message_type,
-                            received.message_id, received.sender_domain)
-            return self.exchange.outcome(received, handled=False)
-        return self.exchange.outcome(received, result)
-
-    async def _note_answer(self, received: Received) -> None:
-        """A response received: note its result as the outcome of the request it answers."""
-        s = self.exchange.spec
-        request_type = s.request_type(received.message_type)
-        key = s.reference_key(request_type) if request_type else None
-        if key and received.payload.get(key) and received.payload.get("result"):
-            await self.archive.outcome("out", received.sender_domain, str(received.payload[key]),
-                                       received.payload["result"],
-                                       received.payload.get("rejection_reason"))
+                return reception.rules_awaited(error=exc)
+            return reception.rules_awaited(problems)
+        if isinstance(step, Handle):
+            received = reception.received
+            assert received is not None
+            future = self._answers.get(step.settles) if step.settles else None
+            if future is not None and not future.done():
+                future.set_result(received.payload)
+            if step.note is not None:
+                await self.store.call(note_outcome, self.store, *step.note)
+            result = await self.handlers.call(received)
+            if result is NO_HANDLER:
+                return reception.handled(found=False)
+            return reception.handled(result)
+        if isinstance(step, Answer):
+            # One transaction queues the answer, marks the request handled (a crash cannot
+            # leave a request answered twice, or handled and unanswered), archives the
+            # answer and notes the request's outcome.
+            try:
+                await self.courier.answer(step)
+            except MessageError as exc:  # checked, yet not sendable: answer Rejected
+                return reception.unsendable(exc)
+            return reception.answered()
+        raise TypeError(f"not a step: {step!r}")
 
 
-def _refused(reply: Reply, who: str) -> Reply:
-    logger.warning("refused a request from %s with HTTP %d: %s", who, reply.status,
-                   excerpt(reply.text, 240))
-    return reply
+def _refused(refusal: Refuse, who: str) -> Reply:
+    logger.warning("refused a request from %s with HTTP %d: %s", who, refusal.status,
+                   excerpt(refusal.text, 240))
+    return Reply(refusal.status, refusal.text, refusal.retry_after)

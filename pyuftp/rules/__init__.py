@@ -9,13 +9,19 @@ finds, in words a person at the other party understands. :class:`Rules` holds th
     rules.disable("currency.iso4217")
     rules.settings.isp_durations = {timedelta(minutes=5), timedelta(minutes=15)}
     @rules.rule("contract.active", ["FlexOrder"], "the contract is active")
-    def active(ctx): ...                              # sync or async; may use ctx.archive
+    def active(ctx): ...                              # may use ctx.lookups / ctx.referenced
     problems = rules.check("FlexOffer", payload)      # the stateless rules; [] when fine
-    problems = await rules.check_all(context)         # all, the archive's too
+    problems = rules.check_all(context)               # all sync rules, the archive's too
+    problems += await rules.check_async(context)      # the user's async rules, if any
 
 Stateless rules look at the message and the clock; stateful ones look a referenced message
-up in an archive (``Context.archive``: anything with the store's ``find``/``query``, async).
-All problems of a message are reported together. No I/O here: the archive is passed in.
+up through the context's :class:`Lookups` (sync: ``find``/``query``/``payload``/
+``highest_revision``, as the store's own methods are). Every rule is a plain function, so
+the exchange core runs them without an event loop; the layers above run that step through
+``store.call``, on a worker thread when the store is threaded. A rule the user writes as
+``async def`` still works: ``check_all`` leaves it out, and the receiving and sending layers
+await ``check_async`` right after (its look-ups are the same sync :class:`Lookups`).
+All problems of a message are reported together. No I/O here: the look-ups are passed in.
 """
 from __future__ import annotations
 
@@ -26,8 +32,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..exceptions import RuleViolation, StoreError, excerpt
-from .context import (UTC, Archive, Check, Context, OutOfRange, Rule, Settings, _now, day_bounds,
-                      isp_count, isp_end)
+from .context import (UTC, Check, Context, Lookups, OutOfRange, Rule, Settings, _now,
+                      day_bounds, isp_count, isp_end)
 from .stateful import STATEFUL
 from .stateless import STATELESS
 
@@ -42,10 +48,19 @@ def _failed(rule: Rule, message_type: str, exc: Exception) -> list[str]:
                    type(exc).__name__, excerpt(exc, 160))
     return [f"rule {rule.id} could not be checked: {type(exc).__name__}"]
 
+
+def awaits(rule: Rule) -> bool:
+    """Whether the rule's check is an ``async def`` (one of the user's): run by
+    :meth:`Rules.check_async`, never by the sync checks."""
+    return inspect.iscoroutinefunction(rule.check) or inspect.iscoroutinefunction(
+        getattr(rule.check, "__call__", None))
+
+
 class Rules:
     """The registry: every rule with its on/off state, and :attr:`settings`."""
 
-    def __init__(self, rules: Iterable[Rule] | None = None, settings: Settings | None = None) -> None:
+    def __init__(self, rules: Iterable[Rule] | None = None,
+                 settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self._rules: dict[str, Rule] = {}
         self._enabled: set[str] = set()
@@ -71,7 +86,9 @@ class Rules:
 
     def rule(self, rule_id: str, applies_to: Iterable[str], description: str, *,
              default: bool = True, stateful: bool = False) -> Callable[[Check], Check]:
-        """Decorator: register ``check`` as a rule of your own."""
+        """Decorator: register ``check`` as a rule of your own: a plain function of the
+        :class:`Context` (the look-ups are sync), or an ``async def`` (awaited by
+        :meth:`check_async`; counted as stateful)."""
         def register(check: Check) -> Check:
             self.add(Rule(rule_id, frozenset(applies_to), description, check, default,
                           stateful or inspect.iscoroutinefunction(check)))
@@ -108,30 +125,51 @@ class Rules:
                       self.settings)
         problems = []
         for rule in self.for_type(message_type, stateful=False):
+            if awaits(rule):
+                continue  # an async rule of the user's: check_async runs it
             try:
-                found = rule.check(ctx)
-                if inspect.isawaitable(found):  # an async rule of the user's: in check_all
-                    getattr(found, "close", lambda: None)()
-                    continue
-                texts = list(found)
+                texts = list(rule.check(ctx))  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - any rule's fault is one problem
                 problems += _failed(rule, message_type, exc)
                 continue
             problems += [f"{text} [{rule.id}]" for text in texts]
         return problems
 
-    async def check_all(self, ctx: Context) -> list[str]:
-        """The problems every enabled rule finds (stateless and stateful)."""
+    def check_all(self, ctx: Context) -> list[str]:
+        """The problems every enabled sync rule finds (stateless and stateful, the latter
+        through ``ctx.lookups``). No event loop: the exchange core runs this step. A
+        StoreError from the look-ups propagates (the store failed, not the rule)."""
         ctx.settings = self.settings
         problems = []
         for rule in self.for_type(ctx.message_type):
+            if awaits(rule):
+                continue  # check_async runs it
             try:
-                found = rule.check(ctx)
-                if inspect.isawaitable(found):
-                    found = await found
-                texts = list(found)
+                texts = list(rule.check(ctx))  # type: ignore[arg-type]
             except StoreError:
                 raise  # the archive failed, not the rule: the caller's to handle (a 5xx)
+            except Exception as exc:  # noqa: BLE001 - any rule's fault is one problem
+                problems += _failed(rule, ctx.message_type, exc)
+                continue
+            problems += [f"{text} [{rule.id}]" for text in texts]
+        return problems
+
+    def awaiting(self, message_type: str) -> bool:
+        """Whether an enabled ``async def`` rule applies to ``message_type``."""
+        return any(awaits(rule) for rule in self.for_type(message_type))
+
+    async def check_async(self, ctx: Context) -> list[str]:
+        """The problems the enabled ``async def`` rules (the user's) find; [] when there are
+        none. Called after :meth:`check_all`, on the event loop."""
+        ctx.settings = self.settings
+        problems = []
+        for rule in self.for_type(ctx.message_type):
+            if not awaits(rule):
+                continue
+            try:
+                texts = list(await rule.check(ctx))  # type: ignore[misc]
+            except StoreError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any rule's fault is one problem
                 problems += _failed(rule, ctx.message_type, exc)
                 continue
@@ -148,14 +186,31 @@ class Rules:
 #: change it (``DEFAULT_RULES.disable(...)``, its ``settings``) to change them all.
 DEFAULT_RULES = Rules()
 
+
+def chosen(rules: Rules | bool | None) -> Rules | None:
+    """The rule set a ``rules`` parameter names, with one meaning everywhere (the exchange
+    core, the courier, ``create_message``): None (or True) the default rules
+    (:data:`DEFAULT_RULES`, as they are when used), False none (None is returned), a
+    :class:`Rules` those."""
+    if rules is False:
+        return None
+    if rules is None or rules is True:
+        return DEFAULT_RULES
+    if not isinstance(rules, Rules):
+        raise TypeError(f"rules must be a Rules, None (the default rules) or False (none), "
+                        f"not {type(rules).__name__}")
+    return rules
+
 #: The Java library's validators that have no rule here, and why.
 NOT_RULES = {
-    "AllowedSenderValidator": "built in: the exchange core refuses unknown senders (HTTP 419) and wrong roles",
+    "AllowedSenderValidator":
+        "built in: the exchange core refuses unknown senders (HTTP 419) and wrong roles",
     "SenderMatchesEnvelopeValidator": "built in: the envelope's sender must be the payload's",
     "SenderRoleMatchesContentTypeValidator": "built in: the routes of the catalog",
     "RecipientValidator": "built in: a message must be addressed to this party",
     "DuplicateIdentifierValidator": "built in: the journal drops resends and rejects reused ids",
 }
 
-__all__ = ["DEFAULT_RULES", "Rule", "Rules", "Settings", "Context", "BUILT_IN", "NOT_RULES", "isp_count",
-           "isp_end", "day_bounds", "OutOfRange", "RuleViolation", "Archive", "Check", "UTC"]
+__all__ = ["DEFAULT_RULES", "Rule", "Rules", "Settings", "Context", "BUILT_IN", "NOT_RULES",
+           "isp_count", "isp_end", "day_bounds", "OutOfRange", "RuleViolation", "Lookups",
+           "Check", "UTC", "awaits", "chosen"]

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
+#: A rule's check: sync over :class:`Lookups` (the built-in ones all are); an ``async def``
+#: rule of the user's is awaited by the receiving and sending layers after the sync ones.
 Check = Callable[["Context"], "Iterable[str] | Awaitable[Iterable[str]]"]
 Declared = Callable[[str, str], bool] | Collection[str] | None
 
@@ -44,23 +46,26 @@ class Rule:
     java: tuple[str, ...] = ()
 
 
-class Archive(Protocol):
-    """What the stateful rules read (:class:`pyuftp.store.archiving.StoreArchive` over a store):
-    archived messages, and the payload dict of one (parsing is the archive's business: the
-    rules sit below the message layer)."""
+class Lookups(Protocol):
+    """What the stateful rules read, synchronously: archived messages, and the payload dict
+    of one (parsing is the look-ups' business: the rules sit below the message layer).
 
-    async def find(self, counterparty: str, message_id: str,
-                   direction: str | None = None) -> Any: ...
-    async def query(self, **criteria: Any) -> list[Any]: ...
+    :class:`pyuftp.store.archiving.StoreLookups` gives a store's archive this face; the
+    receiving and sending layers run the rules that use it through ``store.call``, so that
+    a threaded or remote store never blocks the event loop."""
+
+    def find(self, counterparty: str, message_id: str, direction: str | None = None) -> Any: ...
+    def query(self, **criteria: Any) -> list[Any]: ...
     def payload(self, message: Any) -> dict[str, Any]: ...
-    async def highest_revision(self, direction: str, counterparty: str, message_type: str,
-                               period: str, congestion_point: str | None, *,
-                               excluding: str | None = None) -> int | None: ...
+    def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                         period: str, congestion_point: str | None, *,
+                         excluding: str | None = None) -> int | None: ...
 
 
 @dataclass
 class Context:
-    """What a rule sees: the message, which way it goes, the clock, the settings, the archive.
+    """What a rule sees: the message, which way it goes, the clock, the settings, and the
+    archive's :class:`Lookups` (None: no archive; the stateful rules then find nothing).
 
     ``direction`` is ``"in"`` for a message received, ``"out"`` for one about to be sent;
     ``counterparty`` is the other party's domain.
@@ -72,7 +77,7 @@ class Context:
     counterparty: str = ""
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(UTC))
     settings: Settings = field(default_factory=Settings)
-    archive: Archive | None = None
+    lookups: Lookups | None = None
     _found: dict[tuple[str, str, bool], Any] = field(default_factory=dict, repr=False)
     _spans: list[tuple[str, list[tuple[int, int]]]] | None = field(default=None, repr=False)
 
@@ -85,19 +90,19 @@ class Context:
                            for path, isps in _isp_lists(self.message_type, self.payload)]
         return self._spans
 
-    async def referenced(self, message_type: str, message_id: Any,
+    def referenced(self, message_type: str, message_id: Any,
                          same_way: bool) -> dict[str, Any] | None:
         """The payload of the ``message_type`` with this id between us and the counterparty:
         one that went the same way as this message (``same_way``) or the other way."""
-        if self.archive is None or not isinstance(message_id, str):
+        if self.lookups is None or not isinstance(message_id, str):
             return None
         key = (message_type, message_id, same_way)
         if key not in self._found:
             way = self.direction if same_way else ("out" if self.direction == "in" else "in")
-            entry = await self.archive.find(self.counterparty, message_id, way)
+            entry = self.lookups.find(self.counterparty, message_id, way)
             payload = None
             if entry is not None and entry.message_type == message_type:
-                payload = self.archive.payload(entry)
+                payload = self.lookups.payload(entry)
             self._found[key] = (entry, payload)
         return self._found[key][1]  # type: ignore[no-any-return]
 
@@ -105,24 +110,24 @@ class Context:
         """The archive entry found by :meth:`referenced` (its ``outcome``, say)."""
         return self._found.get((message_type, message_id, same_way), (None, None))[0]
 
-    async def entries(self, message_type: str, same_way: bool, **criteria: Any) -> list[Any]:
+    def entries(self, message_type: str, same_way: bool, **criteria: Any) -> list[Any]:
         """Archive entries of ``message_type`` with the counterparty (unparsed: for a rule
         that needs only their existence or outcome; give ``limit`` where a few will do)."""
-        if self.archive is None:
+        if self.lookups is None:
             return []
         way = self.direction if same_way else ("out" if self.direction == "in" else "in")
-        return await self.archive.query(message_type=message_type, counterparty=self.counterparty,
-                                        direction=way, **criteria)
+        return self.lookups.query(message_type=message_type, counterparty=self.counterparty,
+                                  direction=way, **criteria)
 
-    async def others(self, message_type: str, same_way: bool,
+    def others(self, message_type: str, same_way: bool,
                      **criteria: Any) -> list[dict[str, Any]]:
         """Payloads of archived messages of ``message_type`` with the counterparty (each one
         parsed: prefer :meth:`entries`, with a ``limit``, where the payloads are not read)."""
-        archive = self.archive
-        if archive is None:
+        lookups = self.lookups
+        if lookups is None:
             return []
-        found = await self.entries(message_type, same_way, **criteria)
-        return [archive.payload(entry) | {"_outcome": entry.outcome} for entry in found]
+        found = self.entries(message_type, same_way, **criteria)
+        return [lookups.payload(entry) | {"_outcome": entry.outcome} for entry in found]
 
 
 def _now(payload: Mapping[str, Any]) -> dt.datetime:
@@ -173,7 +178,8 @@ def isp_count(period: dt.date, isp_duration: dt.timedelta, time_zone: str) -> in
     return int((end - start) // isp_duration)
 
 
-def isp_end(period: dt.date, isp_duration: dt.timedelta, time_zone: str, number: int) -> dt.datetime:
+def isp_end(period: dt.date, isp_duration: dt.timedelta, time_zone: str,
+            number: int) -> dt.datetime:
     """When ISP ``number`` (1-based) of the day ends (UTC). :class:`OutOfRange` when that
     instant lies off the calendar (a number far beyond the day's ISPs, say): arithmetic on
     the number, never a count up to it."""

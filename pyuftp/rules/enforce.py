@@ -12,14 +12,16 @@ Enforce = Callable[[str, dict[str, Any]], None]
 
 def enforcer(rules: Rules | bool | None) -> Enforce | None:
     """``rules`` as a check that raises one RuleViolation for all the stateless rules a payload
-    breaks: None for ``rules=False``, the default rules for None or True, else ``rules``."""
-    if rules is False:
-        return None
-    from . import DEFAULT_RULES
+    breaks: None for ``rules=False``, the default rules for None or True, else ``rules``
+    (the one meaning, :func:`pyuftp.rules.chosen`)."""
+    from . import chosen
 
-    chosen = DEFAULT_RULES if rules is None or rules is True else rules
+    picked = chosen(rules)
+    if picked is None:
+        return None
+    use: Rules = picked
 
     def enforce(message_type: str, payload: dict[str, Any]) -> None:
-        chosen.refuse(message_type, chosen.check(message_type, payload))
+        use.refuse(message_type, use.check(message_type, payload))
 
     return enforce

@@ -16,23 +16,25 @@ from ..message.catalog import spec
 from .context import Context, Rule, _span, meet, merged
 from .stateless import exact
 
-RESPONSES = frozenset(t for t in spec().message_types if t.endswith("Response"))
+# The catalog pairs requests and responses (Spec.request_type): the one source.
+RESPONSES = frozenset(t for t in spec().message_types if spec().request_type(t) is not None)
 
 
-async def _answers_our_request(ctx: Context) -> Iterable[str]:
+def _answers_our_request(ctx: Context) -> Iterable[str]:
     s = spec(ctx.payload.get("version"))
     request_type = s.request_type(ctx.message_type)
     if request_type is None:
         return []
     key = s.reference_key(request_type)
     if key is None:  # TestMessageResponse: its conversation names the TestMessage
-        found = await ctx.entries(request_type, same_way=False, limit=1,
+        found = ctx.entries(request_type, same_way=False, limit=1,
                                   conversation_id=ctx.payload["conversation_id"])
         return [] if found else [f"no {request_type} in conversation "
                                  f"{ctx.payload['conversation_id']} went to {ctx.counterparty}"]
-    request = await ctx.referenced(request_type, ctx.payload.get(key), same_way=False)
+    request = ctx.referenced(request_type, ctx.payload.get(key), same_way=False)
     if request is None:
-        return [f"{key} {ctx.payload.get(key)} names no {request_type} that went to {ctx.counterparty}"]
+        return [f"{key} {ctx.payload.get(key)} names no {request_type} that went to "
+                f"{ctx.counterparty}"]
     if request["conversation_id"] != ctx.payload["conversation_id"]:
         return [f"{key} {ctx.payload.get(key)} is a {request_type} of another conversation"]
     return []
@@ -41,17 +43,20 @@ async def _answers_our_request(ctx: Context) -> Iterable[str]:
 def _expired(message_type: str, message_id: str, found: dict[str, Any], at: Any) -> list[str]:
     """The problem, if the referenced message had expired when this one was sent."""
     expires = found["expiration_date_time"]
-    return [f"the {message_type} {message_id} expired at {expires.isoformat()}"] if expires < at else []
+    if expires < at:
+        return [f"the {message_type} {message_id} expired at {expires.isoformat()}"]
+    return []
 
 
-async def _offer_request(ctx: Context) -> Iterable[str]:
+def _offer_request(ctx: Context) -> Iterable[str]:
     p = ctx.payload
     request_id = p.get("flex_request_message_id")
     if request_id is None:
         return []
-    request = await ctx.referenced("FlexRequest", request_id, same_way=False)
+    request = ctx.referenced("FlexRequest", request_id, same_way=False)
     if request is None:
-        return [f"flex_request_message_id {request_id} names no FlexRequest from {ctx.counterparty}"]
+        return [f"flex_request_message_id {request_id} names no FlexRequest from "
+                f"{ctx.counterparty}"]
     problems = _expired("FlexRequest", request_id, request, p.get("time_stamp", ctx.now))
     for key in ("period", "congestion_point"):
         if request.get(key) != p.get(key):
@@ -65,44 +70,45 @@ async def _offer_request(ctx: Context) -> Iterable[str]:
     return problems
 
 
-async def _prognosis(ctx: Context) -> Iterable[str]:
+def _prognosis(ctx: Context) -> Iterable[str]:
     prognosis_id = ctx.payload.get("d_prognosis_message_id")
     if prognosis_id is None:
         return []
     # An AGR's FlexOffer names a D-Prognosis it sent; a DSO's FlexOrder one it received.
     same_way = ctx.message_type == "FlexOffer"
-    if await ctx.referenced("D-Prognosis", prognosis_id, same_way) is None:
+    if ctx.referenced("D-Prognosis", prognosis_id, same_way) is None:
         return [f"d_prognosis_message_id {prognosis_id} names no D-Prognosis of {ctx.counterparty}"
                 if not same_way else f"d_prognosis_message_id {prognosis_id} names no "
                 f"D-Prognosis sent to {ctx.counterparty}"]
     return []
 
 
-async def _order_offer(ctx: Context) -> Iterable[str]:
+def _order_offer(ctx: Context) -> Iterable[str]:
     p = ctx.payload
     offer_id = p.get("flex_offer_message_id")
     if offer_id is None:
         return []
-    offer = await ctx.referenced("FlexOffer", offer_id, same_way=False)
+    offer = ctx.referenced("FlexOffer", offer_id, same_way=False)
     if offer is None:
         return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
     problems = _expired("FlexOffer", offer_id, offer, p.get("time_stamp", ctx.now))
-    revocations = await ctx.entries("FlexOfferRevocation", same_way=False, references=offer_id)
+    revocations = ctx.entries("FlexOfferRevocation", same_way=False, references=offer_id)
     if any(r.outcome != "Rejected" for r in revocations):
         problems.append(f"the FlexOffer {offer_id} was revoked")
     return problems
 
 
-async def _order_match(ctx: Context) -> Iterable[str]:
+def _order_match(ctx: Context) -> Iterable[str]:
     p = ctx.payload
-    offer = await ctx.referenced("FlexOffer", p.get("flex_offer_message_id"), same_way=False)
+    offer = ctx.referenced("FlexOffer", p.get("flex_offer_message_id"), same_way=False)
     if offer is None:
         return []  # order.offer_exists says so
     options = offer.get("offer_options", [])
     if p.get("option_reference") is not None:
         options = [o for o in options if o["option_reference"] == p["option_reference"]]
         if len(options) != 1:
-            return [f"option_reference {p['option_reference']!r} names no single option of the offer"]
+            return [f"option_reference {p['option_reference']!r} names no single option of "
+                    "the offer"]
     elif len(options) != 1:
         return ["option_reference is needed: the offer has several options"]
     option, problems = options[0], []
@@ -131,29 +137,29 @@ async def _order_match(ctx: Context) -> Iterable[str]:
     return problems
 
 
-async def _revocation(ctx: Context) -> Iterable[str]:
+def _revocation(ctx: Context) -> Iterable[str]:
     offer_id = ctx.payload["flex_offer_message_id"]
-    if await ctx.referenced("FlexOffer", offer_id, same_way=True) is None:
+    if ctx.referenced("FlexOffer", offer_id, same_way=True) is None:
         return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
-    orders = await ctx.entries("FlexOrder", same_way=False, references=offer_id)
+    orders = ctx.entries("FlexOrder", same_way=False, references=offer_id)
     if any(o.outcome != "Rejected" for o in orders):
         return [f"the FlexOffer {offer_id} has an order already: it cannot be revoked"]
     return []
 
 
-async def _settled_orders(ctx: Context) -> Iterable[str]:
+def _settled_orders(ctx: Context) -> Iterable[str]:
     problems = []
     for i, s in enumerate(ctx.payload.get("flex_order_settlements", [])):
         reference = s.get("order_reference")
-        if reference and not await ctx.entries("FlexOrder", same_way=True, references=reference,
+        if reference and not ctx.entries("FlexOrder", same_way=True, references=reference,
                                                limit=1):
             problems.append(f"flex_order_settlements[{i}]: order_reference {reference!r} names "
                             f"no FlexOrder sent to {ctx.counterparty}")
     return problems
 
 
-async def _settlement_statuses(ctx: Context) -> Iterable[str]:
-    settlement = await ctx.referenced("FlexSettlement", ctx.payload.get("flex_settlement_message_id"),
+def _settlement_statuses(ctx: Context) -> Iterable[str]:
+    settlement = ctx.referenced("FlexSettlement", ctx.payload.get("flex_settlement_message_id"),
                                       same_way=False)
     if settlement is None:
         return []  # response.answers_our_request says so
@@ -164,13 +170,13 @@ async def _settlement_statuses(ctx: Context) -> Iterable[str]:
             if s.get("order_reference") is not None and s["order_reference"] not in known]
 
 
-async def _revision(ctx: Context) -> Iterable[str]:
+def _revision(ctx: Context) -> Iterable[str]:
     p = ctx.payload
-    if ctx.archive is None or "period" not in p or not isinstance(p.get("revision"), int):
+    if ctx.lookups is None or "period" not in p or not isinstance(p.get("revision"), int):
         return []
     day = p["period"].isoformat()
     # One indexed look-up (kept when archiving), never a re-read of the day's messages.
-    highest = await ctx.archive.highest_revision(
+    highest = ctx.lookups.highest_revision(
         ctx.direction, ctx.counterparty, ctx.message_type, day, p.get("congestion_point"),
         excluding=p.get("message_id"))
     if highest is not None and p["revision"] <= highest:
@@ -179,7 +185,7 @@ async def _revision(ctx: Context) -> Iterable[str]:
     return []
 
 
-async def _congestion_point(ctx: Context) -> Iterable[str]:
+def _congestion_point(ctx: Context) -> Iterable[str]:
     point = ctx.payload.get("congestion_point")
     declared = ctx.settings.congestion_points
     if point is None:
@@ -187,19 +193,19 @@ async def _congestion_point(ctx: Context) -> Iterable[str]:
     if declared is not None:
         known = declared(ctx.counterparty, point) if callable(declared) else point in declared
         return [] if known else [f"congestion_point {point} is not one declared known"]
-    if ctx.archive is None:
+    if ctx.lookups is None:
         return []
     # What the portfolio messages say: a DSO's own update to the CRO, or what the CRO told
     # an AGR in answer to its query (the latest of either).
     # The newest of each kind only (an indexed read of one row each), not every one archived.
-    found: list[Any] = await ctx.archive.query(message_type="DSOPortfolioUpdate", direction="out",
+    found: list[Any] = ctx.lookups.query(message_type="DSOPortfolioUpdate", direction="out",
                                                newest_first=True, limit=1)
-    found += await ctx.archive.query(message_type="AGRPortfolioQueryResponse", direction="in",
+    found += ctx.lookups.query(message_type="AGRPortfolioQueryResponse", direction="in",
                                      newest_first=True, limit=1)
     if not found:
         return []
     latest = max(found, key=lambda entry: entry.time_stamp)
-    payload = ctx.archive.payload(latest)
+    payload = ctx.lookups.payload(latest)
     points = {cp["entity_address"] for cp in payload.get("congestion_points", [])}
     points |= {cp["entity_address"] for view in payload.get("dso_views", [])
                for portfolio in view.get("dso_portfolios", [])
@@ -208,14 +214,47 @@ async def _congestion_point(ctx: Context) -> Iterable[str]:
 
 
 STATEFUL: tuple[Rule, ...] = (
-    Rule("response.answers_our_request", RESPONSES, "a response names a request that went to the responder, in the same conversation", _answers_our_request, stateful=True, java=("ReferencedRequestMessageIdInResponseValidator", "ReferencedFlexSettlementReferenceValidator")),
-    Rule("offer.request_exists", frozenset({"FlexOffer"}), "the FlexRequest an offer answers exists, came from the DSO, has not expired, has its period and congestion point, and the offer covers a requested ISP", _offer_request, stateful=True, java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator", "PeriodReferenceValidator")),
-    Rule("prognosis.exists", frozenset({"FlexOffer", "FlexOrder"}), "the D-Prognosis named exists (sent by the AGR)", _prognosis, stateful=True, java=("ReferencedDPrognosisMessageIdValidator",)),
-    Rule("order.offer_exists", frozenset({"FlexOrder"}), "the FlexOffer an order buys exists, came from that AGR, has not expired and is not revoked", _order_offer, stateful=True, java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator", "NotExpiredValidator")),
-    Rule("order.matches_offer", frozenset({"FlexOrder"}), "an order's option, ISPs, power, price (scaled by the activation factor, not below the option's minimum), currency, period and congestion point match the offer", _order_match, stateful=True, java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator", "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator", "FlexOrderCurrencyValidator", "MinActivationFactorValidator")),
-    Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}), "the revoked offer exists, came from the revoking AGR, and has no order", _revocation, stateful=True, java=("FlexOfferRevocationSenderDomainValidator",)),
-    Rule("settlement.orders_exist", frozenset({"FlexSettlement"}), "every order settled was ordered from that AGR", _settled_orders, stateful=True, java=("ReferencedFlexOrderMessageIdValidator",)),
-    Rule("settlement.statuses_known", frozenset({"FlexSettlementResponse"}), "every order a settlement response judges is in the settlement", _settlement_statuses, stateful=True, java=("ReferencedFlexSettlementResponseOrderReferenceValidator",)),
-    Rule("revision.increases", frozenset({"FlexRequest", "D-Prognosis"}), "revisions for a congestion point and day only increase", _revision, stateful=True),
-    Rule("congestion_point.known", frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "D-Prognosis", "FlexReservationUpdate"}), "the congestion point is declared known, or in the latest portfolio message", _congestion_point, stateful=True, java=("CongestionPointValidator",)),
+    Rule("response.answers_our_request", RESPONSES,
+         "a response names a request that went to the responder, in the same conversation",
+         _answers_our_request, stateful=True,
+         java=("ReferencedRequestMessageIdInResponseValidator",
+               "ReferencedFlexSettlementReferenceValidator")),
+    Rule("offer.request_exists", frozenset({"FlexOffer"}),
+         "the FlexRequest an offer answers exists, came from the DSO, has not expired, has its "
+         "period and congestion point, and the offer covers a requested ISP",
+         _offer_request, stateful=True,
+         java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator",
+               "PeriodReferenceValidator")),
+    Rule("prognosis.exists", frozenset({"FlexOffer", "FlexOrder"}),
+         "the D-Prognosis named exists (sent by the AGR)", _prognosis, stateful=True,
+         java=("ReferencedDPrognosisMessageIdValidator",)),
+    Rule("order.offer_exists", frozenset({"FlexOrder"}),
+         "the FlexOffer an order buys exists, came from that AGR, has not expired and is not "
+         "revoked",
+         _order_offer, stateful=True,
+         java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator",
+               "NotExpiredValidator")),
+    Rule("order.matches_offer", frozenset({"FlexOrder"}),
+         "an order's option, ISPs, power, price (scaled by the activation factor, not below the "
+         "option's minimum), currency, period and congestion point match the offer",
+         _order_match, stateful=True,
+         java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator",
+               "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator",
+               "FlexOrderCurrencyValidator", "MinActivationFactorValidator")),
+    Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}),
+         "the revoked offer exists, came from the revoking AGR, and has no order", _revocation,
+         stateful=True, java=("FlexOfferRevocationSenderDomainValidator",)),
+    Rule("settlement.orders_exist", frozenset({"FlexSettlement"}),
+         "every order settled was ordered from that AGR", _settled_orders, stateful=True,
+         java=("ReferencedFlexOrderMessageIdValidator",)),
+    Rule("settlement.statuses_known", frozenset({"FlexSettlementResponse"}),
+         "every order a settlement response judges is in the settlement", _settlement_statuses,
+         stateful=True, java=("ReferencedFlexSettlementResponseOrderReferenceValidator",)),
+    Rule("revision.increases", frozenset({"FlexRequest", "D-Prognosis"}),
+         "revisions for a congestion point and day only increase", _revision, stateful=True),
+    Rule("congestion_point.known",
+         frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "D-Prognosis",
+                    "FlexReservationUpdate"}),
+         "the congestion point is declared known, or in the latest portfolio message",
+         _congestion_point, stateful=True, java=("CongestionPointValidator",)),
 )

@@ -9,7 +9,13 @@ from typing import Any
 
 from .context import (FLEX, Context, Declared, OutOfRange, Rule, _zone, day_bounds, isp_count,
                       isp_end, local_date, shifted)
+from ..message.catalog import SPECS
 from .currencies import MINOR_UNITS
+
+# The responses that carry a Result: the catalog pairs requests and responses (the one
+# source), in every version it knows.
+RESULTS = frozenset(t for s in SPECS.values() for t in s.message_types
+                    if s.request_type(t) is not None and "result" in s.messages[t].keys())
 
 
 
@@ -111,7 +117,8 @@ def _start_before_end(ctx: Context) -> Iterable[str]:
             yield f"period_start {p['period_start']} is after period_end {p['period_end']}"
     for path, item in _ranges(ctx.message_type, p):
         if item.get("end_period") is not None and item["start_period"] > item["end_period"]:
-            yield f"{path}: start_period {item['start_period']} is after end_period {item['end_period']}"
+            yield (f"{path}: start_period {item['start_period']} is after end_period "
+                   f"{item['end_period']}")
 
 
 def _ranges(message_type: str, p: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]]:
@@ -172,8 +179,10 @@ def _power_band(ctx: Context) -> Iterable[str]:
     for i, isp in enumerate(ctx.payload.get("isps", [])):
         if isp["min_power"] > isp["max_power"]:
             yield f"isps[{i}]: min_power {isp['min_power']} is above max_power {isp['max_power']}"
-        elif isp.get("disposition", "Requested") == "Requested" and isp["min_power"] < 0 < isp["max_power"]:
-            yield (f"isps[{i}]: a Requested ISP needs a direction, not min_power {isp['min_power']} "
+        elif (isp.get("disposition", "Requested") == "Requested"
+              and isp["min_power"] < 0 < isp["max_power"]):
+            yield (f"isps[{i}]: a Requested ISP needs a direction, not min_power "
+                   f"{isp['min_power']} "
                    f"below 0 and max_power {isp['max_power']} above 0 at once")
 
 
@@ -227,7 +236,8 @@ def _rejection_reason(ctx: Context) -> Iterable[str]:
 def _dispute_reason(ctx: Context) -> Iterable[str]:
     for i, status in enumerate(ctx.payload.get("flex_order_settlement_statuses", [])):
         if status.get("disposition") == "Disputed" and not status.get("dispute_reason"):
-            yield f"flex_order_settlement_statuses[{i}]: a Disputed settlement needs a dispute_reason"
+            yield (f"flex_order_settlement_statuses[{i}]: a Disputed settlement needs a "
+                   "dispute_reason")
 
 
 def _net_settlement(ctx: Context) -> Iterable[str]:
@@ -246,7 +256,8 @@ def _unit(ctx: Context) -> Iterable[str]:
     for i, profile in enumerate(ctx.payload.get("profiles", [])):
         wanted = _UNITS.get(profile.get("profile_type", ""))
         if wanted and profile.get("unit") != wanted:
-            yield f"profiles[{i}]: a {profile['profile_type']} profile is in {wanted}, not {profile.get('unit')}"
+            yield (f"profiles[{i}]: a {profile['profile_type']} profile is in {wanted}, not "
+                   f"{profile.get('unit')}")
 
 
 def _declared(ctx: Context, key: str, declared: Declared, what: str) -> Iterable[str]:
@@ -269,26 +280,73 @@ def _baseline(ctx: Context) -> Iterable[str]:
 
 
 STATELESS: tuple[Rule, ...] = (
-    Rule("isp.duration", frozenset(FLEX + ("Metering",)), "ISP-Duration is one of the allowed ISP lengths (settings.isp_durations)", _isp_duration, java=("IspDurationValidator",)),
-    Rule("timezone.supported", frozenset(FLEX + ("Metering", "AGRPortfolioQuery", "AGRPortfolioQueryResponse", "AGRPortfolioUpdate", "DSOPortfolioQuery", "DSOPortfolioQueryResponse", "DSOPortfolioUpdate")), "TimeZone is a real IANA zone (and an allowed one, settings.time_zones)", _time_zone, java=("TimeZoneSupportedValidator",)),
-    Rule("isp.within_period", frozenset(FLEX + ("Metering",)), "every ISP lies within the day, whose ISP count follows the time zone's daylight saving", _within_period, java=("IspPeriodBoundaryValidator",)),
-    Rule("period.on_calendar", frozenset(FLEX + ("Metering",)), "the Period's day lies within the years 1-9999 in its time zone (a day no clock reaches cannot be traded)", _on_calendar),
-    Rule("isp.no_overlap", frozenset(FLEX + ("Metering",)), "no ISP is addressed twice (duration included)", _no_overlap, java=("IspConflictsValidator",)),
-    Rule("expiration.in_future", frozenset({"FlexRequest", "FlexOffer"}), "ExpirationDateTime has not passed (within the clock skew)", _expiration_future, java=("ExpirationInTheFutureValidator",)),
-    Rule("expiration.before_isps_end", frozenset({"FlexRequest", "FlexOffer"}), "ExpirationDateTime is not after the end of the last ISP listed", _expiration_before_end, java=("ExpirationBeforeIspsListedEndValidator",)),
-    Rule("period.today_or_later", frozenset(FLEX), "the Period is today or later in the message's time zone", _period_today_or_later, java=("PeriodFutureOrTodayValidator",)),
-    Rule("period.start_before_end", frozenset({"FlexSettlement", "DSOPortfolioUpdate", "AGRPortfolioUpdate"}), "start periods are not after end periods", _start_before_end, java=("PeriodStartBeforeOrEqualsToEndValidator",)),
-    Rule("period.in_range", frozenset({"FlexSettlement", "DSOPortfolioUpdate"}), "settled days lie within the settlement's period; connections within their congestion point's", _in_range, java=("PeriodIsInRangeValidator",)),
-    Rule("offer.unsolicited", frozenset({"FlexOffer"}), "a FlexRequestMessageID is given exactly when the offer is not Unsolicited", _unsolicited_offer, java=("UnsolicitedFlexOfferValidator",)),
-    Rule("order.unsolicited", frozenset({"FlexOrder"}), "a FlexOfferMessageID is given exactly when the order is not Unsolicited (3.1.0)", _unsolicited_order, java=("UnsolicitedFlexOrderValidator",)),
-    Rule("request.requested", frozenset({"FlexRequest"}), "at least one ISP has disposition Requested", _requested, java=("IspRequestedDispositionValidator",)),
-    Rule("request.power_band", frozenset({"FlexRequest"}), "MinPower is not above MaxPower, and a Requested ISP has a direction", _power_band, java=("IspPowerDiscrepancyValidator",)),
-    Rule("currency.iso4217", frozenset({"FlexOffer", "FlexOrder", "FlexSettlement"}), "Currency is an ISO 4217 code (and an allowed one, settings.currencies)", _currency, default=False, java=("FlexOfferCurrencyValidator", "FlexOrderCurrencyValidator")),
-    Rule("price.minor_unit", frozenset({"FlexOffer", "FlexOrder"}), "prices have no more decimals than the currency's minor unit", _price_decimals, default=False, java=("FlexOfferPriceValidator",)),
-    Rule("result.rejection_reason", frozenset({t + "Response" for t in ("AGRPortfolioQuery", "AGRPortfolioUpdate", "DSOPortfolioQuery", "DSOPortfolioUpdate", "D-Prognosis", "FlexRequest", "FlexOffer", "FlexOfferRevocation", "FlexOrder", "FlexReservationUpdate", "FlexSettlement", "Metering")}), "a Rejected result carries a RejectionReason", _rejection_reason),
-    Rule("settlement.dispute_reason", frozenset({"FlexSettlementResponse"}), "a Disputed order settlement carries a DisputeReason", _dispute_reason),
-    Rule("settlement.net", frozenset({"FlexSettlement"}), "NetSettlement is Price minus Penalty", _net_settlement),
-    Rule("metering.unit", frozenset({"Metering"}), "the unit fits the profile type (kW for Power, kWh for energy and readings)", _unit),
-    Rule("contract.known", frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "FlexReservationUpdate"}), "ContractID is one the user declared (settings.contracts)", _contract, java=("ReferencedContractIdValidator",)),
-    Rule("baseline.known", frozenset({"FlexOffer", "FlexOrder"}), "BaselineReference is one the user declared (settings.baseline_references)", _baseline, java=("ReferencedBaselineReferenceValidator",)),
+    Rule("isp.duration", frozenset(FLEX + ("Metering",)),
+         "ISP-Duration is one of the allowed ISP lengths (settings.isp_durations)", _isp_duration,
+         java=("IspDurationValidator",)),
+    Rule("timezone.supported",
+         frozenset(FLEX + ("Metering", "AGRPortfolioQuery", "AGRPortfolioQueryResponse",
+                           "AGRPortfolioUpdate", "DSOPortfolioQuery",
+                           "DSOPortfolioQueryResponse", "DSOPortfolioUpdate")),
+         "TimeZone is a real IANA zone (and an allowed one, settings.time_zones)", _time_zone,
+         java=("TimeZoneSupportedValidator",)),
+    Rule("isp.within_period", frozenset(FLEX + ("Metering",)),
+         "every ISP lies within the day, whose ISP count follows the time zone's daylight saving",
+         _within_period, java=("IspPeriodBoundaryValidator",)),
+    Rule("period.on_calendar", frozenset(FLEX + ("Metering",)),
+         "the Period's day lies within the years 1-9999 in its time zone (a day no clock "
+         "reaches cannot be traded)",
+         _on_calendar),
+    Rule("isp.no_overlap", frozenset(FLEX + ("Metering",)),
+         "no ISP is addressed twice (duration included)", _no_overlap,
+         java=("IspConflictsValidator",)),
+    Rule("expiration.in_future", frozenset({"FlexRequest", "FlexOffer"}),
+         "ExpirationDateTime has not passed (within the clock skew)", _expiration_future,
+         java=("ExpirationInTheFutureValidator",)),
+    Rule("expiration.before_isps_end", frozenset({"FlexRequest", "FlexOffer"}),
+         "ExpirationDateTime is not after the end of the last ISP listed", _expiration_before_end,
+         java=("ExpirationBeforeIspsListedEndValidator",)),
+    Rule("period.today_or_later", frozenset(FLEX),
+         "the Period is today or later in the message's time zone", _period_today_or_later,
+         java=("PeriodFutureOrTodayValidator",)),
+    Rule("period.start_before_end",
+         frozenset({"FlexSettlement", "DSOPortfolioUpdate", "AGRPortfolioUpdate"}),
+         "start periods are not after end periods", _start_before_end,
+         java=("PeriodStartBeforeOrEqualsToEndValidator",)),
+    Rule("period.in_range", frozenset({"FlexSettlement", "DSOPortfolioUpdate"}),
+         "settled days lie within the settlement's period; connections within their congestion "
+         "point's",
+         _in_range, java=("PeriodIsInRangeValidator",)),
+    Rule("offer.unsolicited", frozenset({"FlexOffer"}),
+         "a FlexRequestMessageID is given exactly when the offer is not Unsolicited",
+         _unsolicited_offer, java=("UnsolicitedFlexOfferValidator",)),
+    Rule("order.unsolicited", frozenset({"FlexOrder"}),
+         "a FlexOfferMessageID is given exactly when the order is not Unsolicited (3.1.0)",
+         _unsolicited_order, java=("UnsolicitedFlexOrderValidator",)),
+    Rule("request.requested", frozenset({"FlexRequest"}),
+         "at least one ISP has disposition Requested", _requested,
+         java=("IspRequestedDispositionValidator",)),
+    Rule("request.power_band", frozenset({"FlexRequest"}),
+         "MinPower is not above MaxPower, and a Requested ISP has a direction", _power_band,
+         java=("IspPowerDiscrepancyValidator",)),
+    Rule("currency.iso4217", frozenset({"FlexOffer", "FlexOrder", "FlexSettlement"}),
+         "Currency is an ISO 4217 code (and an allowed one, settings.currencies)", _currency,
+         default=False, java=("FlexOfferCurrencyValidator", "FlexOrderCurrencyValidator")),
+    Rule("price.minor_unit", frozenset({"FlexOffer", "FlexOrder"}),
+         "prices have no more decimals than the currency's minor unit", _price_decimals,
+         default=False, java=("FlexOfferPriceValidator",)),
+    Rule("result.rejection_reason", RESULTS, "a Rejected result carries a RejectionReason",
+         _rejection_reason),
+    Rule("settlement.dispute_reason", frozenset({"FlexSettlementResponse"}),
+         "a Disputed order settlement carries a DisputeReason", _dispute_reason),
+    Rule("settlement.net", frozenset({"FlexSettlement"}), "NetSettlement is Price minus Penalty",
+         _net_settlement),
+    Rule("metering.unit", frozenset({"Metering"}),
+         "the unit fits the profile type (kW for Power, kWh for energy and readings)", _unit),
+    Rule("contract.known",
+         frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "FlexReservationUpdate"}),
+         "ContractID is one the user declared (settings.contracts)", _contract,
+         java=("ReferencedContractIdValidator",)),
+    Rule("baseline.known", frozenset({"FlexOffer", "FlexOrder"}),
+         "BaselineReference is one the user declared (settings.baseline_references)", _baseline,
+         java=("ReferencedBaselineReferenceValidator",)),
 )

@@ -26,15 +26,16 @@ from typing import Any
 
 import aiohttp
 
-from ..store.archiving import StoreArchive, entry
+from ..store.archiving import StoreLookups, entry
 from ..message.catalog import spec
 from ..signing.crypto import SigningKey
 from ..signing.envelope import wrap
 from ..exceptions import TemporaryDeliveryError, ValidationError, quote
 from ..message.codec import build_message
 from ..rules.enforce import enforcer
+from ..core.decisions import Answer
 from .outbox import Outbox
-from ..rules import DEFAULT_RULES, Context, Rules
+from ..rules import Context, Rules, chosen
 from ..store import OutboxItem, Store, open_store
 from ..auth.tls import refuse_plain_http
 from ..message.catalog import check_dialect
@@ -117,14 +118,13 @@ class Courier:
             refuse_plain_http(url, self.poster.allow_plain_http)
         self.dialects = {peer: check_dialect(name) for peer, name in (dialects or {}).items()}
         self._own_poster = poster is None
-        self.rules: Rules | None = (None if rules is False else
-                                    DEFAULT_RULES if rules is None or rules is True else rules)
+        self.rules: Rules | None = chosen(rules)
         self.outbox: Outbox | None = None
-        self.archive: StoreArchive | None = None
+        self.archive: StoreLookups | None = None
         self._own_store = store is not None and not isinstance(store, Store)
         if store is not None:
             self.outbox = Outbox(open_store(store), self.deliver, **dict(outbox_options or {}))
-            self.archive = StoreArchive(self.outbox.store)
+            self.archive = StoreLookups(self.outbox.store)
 
     @property
     def store(self) -> Store | None:
@@ -223,14 +223,25 @@ class Courier:
                          rules=rules, outcome=outcome)
         return sent
 
+    # --- (#17, helper J) a minimal answer door for the inbox; helper I replaces it ---------
+    async def answer(self, answer: Answer) -> None:
+        """Queue the answer to a received request (see :class:`~pyuftp.core.decisions.Answer`)."""
+        await self.send(answer.message_type, answer.payload, answer.recipient_domain,
+                        answer.recipient_role, answers=answer.answers, check_route=False,
+                        rules=False, outcome=answer.outcome)
+
     async def check_stateful(self, message_type: str, sent: Mapping[str, Any]) -> None:
         """Run the rules that need the archive on a message about to be sent; raise one
         RuleViolation for all problems."""
         if self.rules is None or self.archive is None:
             return
         ctx = Context(message_type, sent, "out", sent["recipient_domain"], sent["time_stamp"],
-                      archive=self.archive)
-        self.rules.refuse(message_type, await self.rules.check_all(ctx))
+                      lookups=self.archive)
+        # The rules are sync over sync look-ups: run them where the store runs its calls.
+        problems = await self.archive.store.call(self.rules.check_all, ctx)
+        if self.rules.awaiting(message_type):
+            problems += await self.rules.check_async(ctx)
+        self.rules.refuse(message_type, problems)
 
     async def queue(self, message_type: str, data: bytes, sent: Mapping[str, Any],
                     recipient_role: str, *, answers: tuple[str, str] | None = None,

@@ -1,8 +1,9 @@
-"""Putting messages in the store's archive, and reading it from asyncio (for the rules).
+"""Putting messages in the store's archive, and the archive as the rules read it.
 
 Every message a party sends (:class:`~pyuftp.sending.delivery.Courier`) and receives
-(:class:`~pyuftp.receiving.inbox.Inbox`) goes into the archive with the ids it names, so that audits
-can query it and stateful rules can look up what a message refers to.
+(:class:`~pyuftp.receiving.inbox.Inbox`) goes into the archive with the ids it names, so
+that audits can query it and stateful rules can look up what a message refers to, through
+:class:`StoreLookups` (the rules' sync :class:`~pyuftp.rules.Lookups`).
 """
 from __future__ import annotations
 
@@ -51,37 +52,40 @@ def _parsed(xml: bytes) -> dict[str, Any]:
     return parse_message(xml)[1]
 
 
-class StoreArchive:
-    """A store's archive as the rules read it: ``await find(...)``, ``await query(...)``."""
+class StoreLookups:
+    """A store's archive as the rules read it (:class:`pyuftp.rules.Lookups`): the store's
+    own sync ``find``, ``query`` and ``highest_revision``, and ``payload`` parsing an entry.
+
+    Sync like the store's API: async code runs the rules that use it through
+    ``store.call`` (on a worker thread when the store is threaded), never on the loop."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def find(self, counterparty: str, message_id: str,
-                   direction: str | None = None) -> ArchivedMessage | None:
-        return await self.store.call(self.store.find, counterparty, message_id, direction)
+    def find(self, counterparty: str, message_id: str,
+             direction: str | None = None) -> ArchivedMessage | None:
+        return self.store.find(counterparty, message_id, direction)
 
-    async def query(self, **criteria: Any) -> list[ArchivedMessage]:
-        return await self.store.call(functools.partial(self.store.query, **criteria))
+    def query(self, **criteria: Any) -> list[ArchivedMessage]:
+        return self.store.query(**criteria)
 
-    async def highest_revision(self, direction: str, counterparty: str, message_type: str,
-                               period: str, congestion_point: str | None, *,
-                               excluding: str | None = None) -> int | None:
-        return await self.store.call(functools.partial(
-            self.store.highest_revision, direction, counterparty, message_type, period,
-            congestion_point, excluding=excluding))
+    def highest_revision(self, direction: str, counterparty: str, message_type: str,
+                         period: str, congestion_point: str | None, *,
+                         excluding: str | None = None) -> int | None:
+        return self.store.highest_revision(direction, counterparty, message_type, period,
+                                           congestion_point, excluding=excluding)
 
     def payload(self, message: ArchivedMessage) -> dict[str, Any]:
         """The payload dict of an archived message (parsed once per distinct XML)."""
         return _parsed(message.payload_xml)
 
-    async def put(self, message: ArchivedMessage) -> bool:
-        return await self.store.call(self.store.archive, message)
 
-    async def outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
-                      reasons: str | None = None) -> None:
-        try:
-            await self.store.call(self.store.set_outcome, direction, counterparty, message_id,
-                                  outcome, reasons)
-        except KeyError:
-            pass  # not archived (sent before the archive existed, or forgotten): nothing to note
+def note_outcome(store: Store, direction: str, counterparty: str, message_id: str,
+                 outcome: str, reasons: str | None = None) -> None:
+    """Note the outcome (``Accepted``/``Rejected`` and why) of an archived message; nothing
+    for one not archived (sent before the archive existed, or forgotten). Sync: run it
+    through ``store.call``."""
+    try:
+        store.set_outcome(direction, counterparty, message_id, outcome, reasons)
+    except KeyError:
+        pass

@@ -10,7 +10,8 @@ import pytest
 from pyuftp.signing.crypto import generate_keypair
 from pyuftp.discovery import Directory
 from pyuftp.signing.envelope import seal_message
-from pyuftp.server.service import Rejected, ShapeshifterAgrService, ShapeshifterDsoService
+from pyuftp.receiving.loopback import pair as loopback_pair
+from pyuftp.server.service import Rejected, ShapeshifterAgrService
 
 from conftest import fresh, run
 
@@ -18,39 +19,36 @@ WAIT = 10.0
 
 
 class Pair:
-    """A DSO and an AGR service on loopback; the AGR's received messages are queued."""
+    """A DSO and an AGR wired to each other in-process (pyuftp.receiving.loopback: no
+    sockets, the same HTTP statuses); the AGR's received messages are queued."""
 
     def __init__(self, dso_store=None, agr_store=None, keys=None, **dso_options: Any) -> None:
         self.directory = Directory()
         self.keys = keys or {"DSO": generate_keypair(), "AGR": generate_keypair()}
-        self.dso_options = dict(dso_options, store=dso_store)
+        self.dso_options = dict(dso_options, store=dso_store if dso_store is not None
+                                else "memory:")
         self.agr_store = agr_store
         self.handled: list[str] = []  # message ids the DSO's FlexOffer handler saw
         self.at_agr: asyncio.Queue = asyncio.Queue()
 
-    def _build(self) -> None:
-        self.dso = ShapeshifterDsoService("dso.example.com", self.keys["DSO"][0], self.directory.key,
-                                          self.directory.endpoint, port=0, **self.dso_options)
-        self.agr = ShapeshifterAgrService("agr.example.com", self.keys["AGR"][0], self.directory.key,
-                                          self.directory.endpoint, port=0, store=self.agr_store)
-        self.dso.add_handler("FlexOffer", lambda offer: self.handled.append(offer["message_id"]))
+    async def __aenter__(self) -> "Pair":
+        agr_store = self.agr_store if self.agr_store is not None else "memory:"
+        self._pair = loopback_pair(
+            {"domain": "dso.example.com", "role": "DSO", "keypair": self.keys["DSO"],
+             **self.dso_options},
+            {"domain": "agr.example.com", "role": "AGR", "keypair": self.keys["AGR"],
+             "store": agr_store})
+        self.dso, self.agr = await self._pair.__aenter__()
+        self.dso.on("FlexOffer", lambda offer: self.handled.append(offer["message_id"]))
 
         async def at_agr(payload):
             await self.at_agr.put(payload)
-        self.agr.add_handler("FlexOfferResponse", at_agr)
-        self.agr.add_handler("TestMessageResponse", at_agr)
-
-    async def __aenter__(self) -> "Pair":
-        self._build()
-        await self.dso.start()
-        await self.agr.start()
-        self.directory.add("dso.example.com", "DSO", self.keys["DSO"][1], self.dso.url)
-        self.directory.add("agr.example.com", "AGR", self.keys["AGR"][1], self.agr.url)
+        self.agr.on("FlexOfferResponse", at_agr)
+        self.agr.on("TestMessageResponse", at_agr)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self.dso.stop()
-        await self.agr.stop()
+        await self._pair.__aexit__(*exc)
 
     async def post(self, data: bytes) -> None:
         await self.agr.courier.post(data, self.dso.url)
@@ -147,7 +145,7 @@ def test_request_awaits_the_business_response():
             def refuse_usd(offer):
                 if offer["currency"] != "EUR":
                     raise Rejected("EUR only")
-            pair.dso.add_handler("FlexOffer", refuse_usd)
+            pair.dso.on("FlexOffer", refuse_usd)
             sent, response = await pair.agr.request("dso.example.com", "DSO", "FlexOffer",
                                                     fresh("FlexOffer", currency="USD"))
             assert response["flex_offer_message_id"] == sent["message_id"]
@@ -189,7 +187,7 @@ def test_a_flood_waits_for_room_instead_of_piling_up():
             async def slow(offer):
                 seen.append(offer["message_id"])
                 await release.wait()
-            pair.dso.add_handler("FlexOffer", slow)
+            pair.dso.on("FlexOffer", slow)
             offers = [pair.offer() for _ in range(6)]
             posts = [asyncio.ensure_future(pair.post(data)) for data, _ in offers]
             for _ in range(200):  # bounded: until the two slots are taken

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import pyuftp
-from pyuftp.store.archiving import StoreArchive, entry
+from pyuftp.store.archiving import StoreLookups, entry
 from pyuftp.message.examples import example as payload_of
 from pyuftp.rules import BUILT_IN, Context, Rules
 from pyuftp.rules.context import _isp_lists
@@ -48,7 +48,7 @@ NUMBERS = st.one_of(st.sampled_from([BIG, -BIG - 1, 0, 1, 96, 100, 10_000_000]),
                     st.integers(-BIG - 1, BIG))
 
 
-def _archive() -> StoreArchive:
+def _archive() -> StoreLookups:
     """A memory store holding every example message, sent and received, for the lookups."""
     store = MemoryStore()
     for message_type in pyuftp.message.catalog.spec().message_types:
@@ -58,7 +58,7 @@ def _archive() -> StoreArchive:
         xml = pyuftp.create_message(message_type, payload, rules=False).encode()
         for direction in ("in", "out"):
             store.archive(entry(direction, message_type, payload, xml, "AGR", "DSO"))
-    return StoreArchive(store)
+    return StoreLookups(store)
 
 
 ARCHIVE = _archive()
@@ -98,11 +98,11 @@ def hostile(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
 def _checked(message_type: str, payload: dict[str, Any], direction: str) -> list[str]:
     counterparty = payload["sender_domain" if direction == "in" else "recipient_domain"]
     ctx = Context(message_type, payload, direction, counterparty,
-                  dt.datetime(2026, 11, 23, 12, tzinfo=UTC), archive=ARCHIVE)
+                  dt.datetime(2026, 11, 23, 12, tzinfo=UTC), lookups=ARCHIVE)
     tracemalloc.start()
     started = time.perf_counter()
     try:
-        problems = asyncio.run(ALL_RULES.check_all(ctx))
+        problems = ALL_RULES.check_all(ctx)
         took = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -152,7 +152,7 @@ def test_a_rule_that_raises_becomes_a_problem_naming_it(caplog):
         return ["one problem"]
 
     ctx = Context("FlexOffer", payload_of("FlexOffer"), "in", "agr.example.com")
-    problems = asyncio.run(rules.check_all(ctx))
+    problems = rules.check_all(ctx) + asyncio.run(rules.check_async(ctx))
     assert problems == ["rule offer.broken could not be checked: OverflowError",
                         "one problem [offer.fine]"]
     assert rules.check("FlexOffer", payload_of("FlexOffer")) == [

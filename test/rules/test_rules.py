@@ -556,17 +556,17 @@ def test_an_async_rule_of_ones_own_runs_in_check_all_with_the_archive():
     rules = Rules()
     seen: list[Any] = []
 
-    class Archive:
-        async def find(self, counterparty, message_id, direction=None):
+    class Archive:  # the sync look-ups (pyuftp.rules.Lookups)
+        def find(self, counterparty, message_id, direction=None):
             seen.append((counterparty, message_id, direction))
             return None
 
-        async def query(self, **criteria):
+        def query(self, **criteria):
             return []
 
     @rules.rule("order.offer_in_house", ["FlexOrder"], "the offer is in our own archive")
     async def in_house(ctx):
-        found = await ctx.archive.find(ctx.counterparty, ctx.payload["flex_offer_message_id"], "in")
+        found = ctx.lookups.find(ctx.counterparty, ctx.payload["flex_offer_message_id"], "in")
         return [] if found else ["no such offer in the archive"]
 
     assert rules["order.offer_in_house"].stateful
@@ -574,8 +574,8 @@ def test_an_async_rule_of_ones_own_runs_in_check_all_with_the_archive():
     # check() runs the stateless rules only: the async rule waits for check_all
     assert rules.check("FlexOrder", order) == []
     only_mine = Rules(rules=[rules["order.offer_in_house"]])
-    ctx = Context("FlexOrder", order, "out", "agr.example.com", order["time_stamp"], archive=Archive())
-    problems = asyncio.run(only_mine.check_all(ctx))
+    ctx = Context("FlexOrder", order, "out", "agr.example.com", order["time_stamp"], lookups=Archive())
+    problems = only_mine.check_all(ctx) + asyncio.run(only_mine.check_async(ctx))
     assert problems == ["no such offer in the archive [order.offer_in_house]"]
     assert seen == [("agr.example.com", MESSAGE_IDS["FlexOffer"], "in")]
 

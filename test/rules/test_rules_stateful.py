@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 import pyuftp
-from pyuftp.store.archiving import StoreArchive, entry
+from pyuftp.store.archiving import StoreLookups, entry, note_outcome
 from pyuftp.signing.crypto import generate_keypair
 from pyuftp.discovery import Directory
 from pyuftp.signing.envelope import open_envelope, open_message, seal_message
@@ -78,13 +78,13 @@ class Party:
     """One party's archive in a real store, and checks of its messages against it."""
 
     def __init__(self, store, rules: Rules | None = None) -> None:
-        self.archive = StoreArchive(store)
+        self.archive = StoreLookups(store)
         self.rules = rules or Rules()
 
     async def put(self, direction: str, message_type: str, **fields: Any) -> dict[str, Any]:
         payload, xml = message(message_type, **fields)
         sender_role, recipient_role = ENVELOPES[message_type][:2]
-        assert await self.archive.put(entry(direction, message_type, payload, xml, sender_role,
+        assert self.archive.store.archive(entry(direction, message_type, payload, xml, sender_role,
                                             recipient_role))
         return payload
 
@@ -93,8 +93,8 @@ class Party:
         payload, _ = message(message_type, **fields)
         counterparty = payload["sender_domain"] if direction == "in" else payload["recipient_domain"]
         ctx = Context(message_type, payload, direction, counterparty, now or payload["time_stamp"],
-                      archive=self.archive)
-        return await self.rules.check_all(ctx)
+                      lookups=self.archive)
+        return self.rules.check_all(ctx)
 
 
 def scenario(store, steps) -> None:
@@ -288,9 +288,9 @@ def test_order_names_a_revoked_offer(store):
                                    time_stamp=dt.datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
         problems = await agr.check("in", "FlexOrder")  # the revocation is not answered yet
         assert ids(problems) == {"order.offer_exists"} and "revoked" in problems[0]
-        await agr.archive.outcome("out", DSO, revocation["message_id"], "Accepted")
+        note_outcome(agr.archive.store, "out", DSO, revocation["message_id"], "Accepted")
         assert ids(await agr.check("in", "FlexOrder")) == {"order.offer_exists"}
-        await agr.archive.outcome("out", DSO, revocation["message_id"], "Rejected")
+        note_outcome(agr.archive.store, "out", DSO, revocation["message_id"], "Rejected")
         assert await agr.check("in", "FlexOrder") == []  # the revocation was refused
     scenario(store, steps)
 
@@ -362,7 +362,7 @@ def test_revocation_of_an_offer_that_has_an_order(store):
         problems = await agr.check("out", "FlexOfferRevocation")
         assert ids(problems) == {"revocation.offer_open"}
         assert "has an order already" in problems[0]
-        await agr.archive.outcome("in", DSO, order["message_id"], "Rejected")  # we refused it
+        note_outcome(agr.archive.store, "in", DSO, order["message_id"], "Rejected")  # we refused it
         assert await agr.check("out", "FlexOfferRevocation") == []
     scenario(store, steps)
 
@@ -543,13 +543,13 @@ def test_the_archive_survives_a_restart(tmp_path):
         store = SQLiteStore(path)
         try:
             agr = Party(store)
-            found = await agr.archive.find(DSO, offer["message_id"], "out")
+            found = agr.archive.find(DSO, offer["message_id"], "out")
             assert found is not None
             assert (found.message_type, found.conversation_id) == ("FlexOffer", offer["conversation_id"])
             assert pyuftp.parse_message(found.payload_xml)[1] == offer
             assert found.references["flex_request_message_id"] == MESSAGE_IDS["FlexRequest"]
-            assert await agr.archive.find(DSO, PROGNOSIS_1, "out") is not None
-            assert await agr.archive.find(DSO, offer["message_id"], "in") is None
+            assert agr.archive.find(DSO, PROGNOSIS_1, "out") is not None
+            assert agr.archive.find(DSO, offer["message_id"], "in") is None
             assert await agr.check("in", "FlexOrder") == []  # the order's offer is still found
             assert ids(await agr.check("in", "FlexOrder", flex_offer_message_id=str(uuid.uuid4()))) == {
                 "order.offer_exists"}
