@@ -27,6 +27,7 @@ from ..exceptions import MessageError, StoreError, excerpt, summary
 from ..core.exchange import Exchange, Verdict, Waiting
 from .handlers import NO_HANDLER, Handlers
 from ..sending.outbox import PRUNE_INTERVAL, positive_int
+from ..sending.observe import NO_OBSERVER, Observer, outcome_of
 from ..store import Store
 from ..sending.transport import maybe_await
 
@@ -100,6 +101,8 @@ class Inbox:
         peer's requests get 503 (its endpoint is down: it must not fill memory or the store).
     :param retention: seconds archived messages are kept (default 62 days).
     """
+
+    metrics: Observer = NO_OBSERVER  # (#21) a service with metrics=True sets its own
 
     def __init__(self, exchange: Exchange, courier: Courier, key_lookup: KeyLookup, *,
                  max_pending: int = 100, admission_timeout: float = 5.0,
@@ -203,6 +206,7 @@ class Inbox:
                 try:
                     result = await self._record(received)
                 except Exception as exc:  # noqa: BLE001 - the store's trouble, not the sender's
+                    self.metrics.store_error("record")
                     if not isinstance(exc, StoreError):
                         logger.exception("recording %s failed", who)
                     return _refused(Reply(503, "cannot record messages just now "
@@ -317,6 +321,7 @@ class Inbox:
                                  received.message_id, excerpt(received.sender_domain))
                 fields = self.exchange.outcome(received, exc)
             reply = None if fields is None else self.exchange.response(received, fields)
+            self.metrics.received(received.message_type, received.sender_domain, outcome_of(reply))
             if reply is not None:
                 try:
                     await self._answer(received, reply, record)
@@ -329,6 +334,9 @@ class Inbox:
                         raise
                     await self._answer(received, reply, record)
                 answered = True
+        except asyncio.CancelledError:  # (#21) cut off by a shutdown: handled after a restart
+            record = False
+            raise
         except Exception:
             logger.exception("handling %s %s from %s failed", received.message_type,
                              received.message_id, excerpt(received.sender_domain))
@@ -339,6 +347,7 @@ class Inbox:
                     await self.store.call(self.store.mark_handled, received.sender_domain,
                                           received.message_id)
                 except Exception:  # it is handled again after a restart: say so, loudly
+                    self.metrics.store_error("mark_handled")
                     logger.exception("cannot mark %s %s from %s as handled",
                                      received.message_type, received.message_id,
                                      received.sender_domain)
@@ -368,6 +377,7 @@ class Inbox:
                 problems = (f"rules could not be checked: {type(exc).__name__}",)
         answered_by = self.exchange.spec.response_type(received.message_type)
         if problems:
+            self.metrics.rejected(received.message_type, received.sender_domain, problems)
             logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
                            received.message_id, excerpt(received.sender_domain),
                            received.sender_role, summary(problems))
@@ -377,7 +387,9 @@ class Inbox:
         if future is not None and not future.done():
             future.set_result(received.payload)
         await self._note_answer(received)
+        started = time.perf_counter()
         result = await self.handlers.call(received)
+        self.metrics.handled(received.message_type, time.perf_counter() - started)
         if result is NO_HANDLER:
             if settled is None and answered_by is None:
                 logger.info("no handler for %s %s from %s; ignored", received.message_type,

@@ -34,6 +34,7 @@ from ..exceptions import TemporaryDeliveryError, ValidationError, quote
 from ..message.codec import build_message
 from ..rules.enforce import enforcer
 from .outbox import Outbox
+from .observe import NO_OBSERVER, Observer
 from ..rules import DEFAULT_RULES, Context, Rules
 from ..store import OutboxItem, Store, open_store
 from ..auth.tls import refuse_plain_http
@@ -70,6 +71,8 @@ class Courier:
         With a store, sent messages are archived and the stateful rules run too: an order
         that does not match its offer is refused before it leaves.
     """
+
+    metrics: Observer = NO_OBSERVER  # (#21) a service with metrics=True sets its own
 
     def __init__(
         self,
@@ -216,6 +219,7 @@ class Courier:
         if self.outbox is None:
             await self.post(data, await self.endpoint(recipient_domain, recipient_role),
                             peer=(recipient_domain, recipient_role))
+            self.metrics.sent(message_type, recipient_domain, "posted")
             logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
                         recipient_domain, recipient_role)
             return sent
@@ -253,6 +257,7 @@ class Courier:
         kept = None if self.archive is None or xml is None else entry(
             "out", message_type, sent, xml, self.sender_role, recipient_role)
         item_id = await self.outbox.submit(item, answers=answers, archive=kept, outcome=outcome)
+        self.metrics.sent(message_type, item.recipient_domain, "queued")
         logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
                     item.recipient_domain, recipient_role)
         return item_id

@@ -37,6 +37,7 @@ from .base import (
     owned,
 )
 from .checks import check_archived, check_item
+from .summary import OutboxSummary
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Store", "OutboxStore", "Journal", "Archive", "OutboxItem", "ArchivedMessage",
            "SQLiteStore", "MemoryStore", "open_store", "owned", "check_item", "check_archived",
-           "STATES", "RECEIVED_RESULTS", "DIRECTIONS", "OUTCOMES", "StoreError"]
+           "STATES", "RECEIVED_RESULTS", "DIRECTIONS", "OUTCOMES", "StoreError", "OutboxSummary"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 FORMS = ("None or 'memory:' (a new memory store), 'sqlite:///relative/path.sqlite' or "
