@@ -23,7 +23,7 @@ from ..sending.delivery import Courier
 from ..discovery.cache import refresher
 from ..discovery.records import DiscoveryError
 from ..signing.envelope import Envelope, Received, reopen
-from ..exceptions import MessageError, StoreError, excerpt, summary
+from ..exceptions import About, MessageError, StoreError, about, excerpt, summary
 from ..core.exchange import Exchange, Verdict, Waiting
 from .handlers import NO_HANDLER, Handlers
 from ..sending.outbox import PRUNE_INTERVAL, positive_int
@@ -134,8 +134,8 @@ class Inbox:
                              excerpt(sender_domain), excerpt(exc, 200))
                 await self.store.call(self.store.mark_handled, sender_domain, message_id)
                 continue
-            logger.warning("handling %s %s from %s, received before a restart",
-                           received.message_type, message_id, sender_domain)
+            logger.warning("handling %s, received before a restart", about(received),
+                           extra=about(received))
             await self._admission.enter()
             self._later(received, tuple(self.exchange.problems(received)), record=True)
 
@@ -193,8 +193,7 @@ class Inbox:
             retry = 60 if verdict.status == 503 else None
             return _refused(Reply(verdict.status, verdict.text, retry), sender)
         received = verdict.received
-        peer = (received.sender_domain, received.sender_role)
-        who = f"{excerpt(peer[0])} ({peer[1]}), {received.message_type} {received.message_id}"
+        who = about(received)  # (#21) in the text and as extra fields of every line about it
         if not verdict.record and self._answered_before(received, who):
             return OK
         if not await self._admission.enter():
@@ -208,13 +207,13 @@ class Inbox:
                 except Exception as exc:  # noqa: BLE001 - the store's trouble, not the sender's
                     self.metrics.store_error("record")
                     if not isinstance(exc, StoreError):
-                        logger.exception("recording %s failed", who)
+                        logger.exception("recording %s failed", who, extra=who)
                     return _refused(Reply(503, "cannot record messages just now "
                                           f"({type(exc).__name__}); try again later",
                                           STORE_RETRY), who)
                 decision = self.exchange.after_record(result)
                 if decision == "drop":
-                    logger.info("%s again: already received, not handled twice", who)
+                    logger.info("%s again: already received, not handled twice", who, extra=who)
                     return OK
                 if decision is not None:
                     if self._answered_before(received, who):
@@ -241,24 +240,24 @@ class Inbox:
             self.store.record_received, received.sender_domain, received.message_id,
             received.digest, received.signed_xml or b"", time.time(), archive=kept))
 
-    def _answered_before(self, received: Received, who: str) -> bool:
+    def _answered_before(self, received: Received, who: About) -> bool:
         """An unrecorded message (not ours to journal) answered already: not again."""
         key = (received.sender_domain, received.message_id, received.digest)
         if key not in self._unrecorded:
             return False
         self._unrecorded.move_to_end(key)
-        logger.info("%s again: answered before, not answered twice", who)
+        logger.info("%s again: answered before, not answered twice", who, extra=who)
         return True
 
-    async def _judge(self, data: bytes) -> tuple[Verdict, str]:
+    async def _judge(self, data: bytes) -> tuple[Verdict, About]:
         """The verdict, and who the envelope says sent it (for the log)."""
         threaded = len(data) >= THREAD_BODY
         try:
             envelope = (await asyncio.to_thread(self.exchange.open, data) if threaded
                         else self.exchange.open(data))
         except MessageError as exc:
-            return Verdict(400, f"invalid SignedMessage: {exc}"), "an unknown sender"
-        sender = f"{excerpt(envelope.sender_domain)} ({envelope.sender_role})"
+            return Verdict(400, f"invalid SignedMessage: {exc}"), About()
+        sender = About(counterparty=excerpt(envelope.sender_domain), role=envelope.sender_role)
         outbox = self.courier.outbox
         backlog = outbox.backlog((envelope.sender_domain, envelope.sender_role)) if outbox else 0
         if backlog >= self.max_backlog:
@@ -270,10 +269,10 @@ class Inbox:
         try:
             key = await maybe_await(self.key_lookup(domain, role))
         except DiscoveryError as exc:  # DNS down or not authenticated: the sender retries
-            logger.warning("key lookup for %s failed: %s", sender, exc)
+            logger.warning("key lookup for %s failed: %s", sender, exc, extra=sender)
             key = None
         except Exception:  # a broken lookup is the receiver's problem: let the sender retry
-            logger.exception("key lookup for %s failed", sender)
+            logger.exception("key lookup for %s failed", sender, extra=sender)
             key = None
         verdict = await self._verdict(envelope, key, data, threaded)
         refresh = refresher(self.key_lookup)
@@ -283,7 +282,7 @@ class Inbox:
             try:
                 newer = await maybe_await(refresh(domain, role))
             except DiscoveryError as exc:
-                logger.warning("key refresh for %s failed: %s", sender, exc)
+                logger.warning("key refresh for %s failed: %s", sender, exc, extra=sender)
                 newer = None
             if newer and newer != key and newer != (key,):
                 verdict = await self._verdict(envelope, newer, data, threaded)
@@ -317,8 +316,7 @@ class Inbox:
             try:
                 fields = await self._outcome(received, problems)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the sender is answered
-                logger.exception("handling %s %s from %s failed", received.message_type,
-                                 received.message_id, excerpt(received.sender_domain))
+                logger.exception("handling %s failed", about(received), extra=about(received))
                 fields = self.exchange.outcome(received, exc)
             reply = None if fields is None else self.exchange.response(received, fields)
             self.metrics.received(received.message_type, received.sender_domain, outcome_of(reply))
@@ -326,8 +324,8 @@ class Inbox:
                 try:
                     await self._answer(received, reply, record)
                 except MessageError as exc:  # checked, yet not sendable: answer Rejected
-                    logger.error("the answer to %s %s cannot be sent: %s", received.message_type,
-                                 received.message_id, excerpt(exc, 200))
+                    logger.error("the answer to %s cannot be sent: %s", about(received),
+                                 excerpt(exc, 200), extra=about(received))
                     reply = self.exchange.response(received, self.exchange.rejection(
                         (f"the response could not be made: {type(exc).__name__}",)))
                     if reply is None:
@@ -338,8 +336,7 @@ class Inbox:
             record = False
             raise
         except Exception:
-            logger.exception("handling %s %s from %s failed", received.message_type,
-                             received.message_id, excerpt(received.sender_domain))
+            logger.exception("handling %s failed", about(received), extra=about(received))
         finally:
             self._admission.leave()
             if record and not answered:
@@ -348,9 +345,8 @@ class Inbox:
                                           received.message_id)
                 except Exception:  # it is handled again after a restart: say so, loudly
                     self.metrics.store_error("mark_handled")
-                    logger.exception("cannot mark %s %s from %s as handled",
-                                     received.message_type, received.message_id,
-                                     received.sender_domain)
+                    logger.exception("cannot mark %s as handled", about(received),
+                                     extra=about(received))
 
     async def _answer(self, received: Received, reply: tuple[str, dict[str, Any]],
                       record: bool) -> None:
@@ -370,17 +366,15 @@ class Inbox:
             try:
                 problems = tuple(await self.exchange.rule_problems(received, self.archive))
             except Exception as exc:  # noqa: BLE001 - any rule may fail on any value
-                logger.error("the rules could not check %s %s from %s: %s: %s",
-                             received.message_type, received.message_id,
-                             excerpt(received.sender_domain), type(exc).__name__, excerpt(exc))
+                logger.error("the rules could not check %s: %s: %s", about(received),
+                             type(exc).__name__, excerpt(exc), extra=about(received))
                 logger.debug("the rules' traceback", exc_info=True)
                 problems = (f"rules could not be checked: {type(exc).__name__}",)
         answered_by = self.exchange.spec.response_type(received.message_type)
         if problems:
             self.metrics.rejected(received.message_type, received.sender_domain, problems)
-            logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
-                           received.message_id, excerpt(received.sender_domain),
-                           received.sender_role, summary(problems))
+            logger.warning("rejecting %s (%s): %s", about(received), received.sender_role,
+                           summary(problems), extra=about(received))
             return None if answered_by is None else self.exchange.rejection(problems)
         settled = self.exchange.settles(received, self._waiting)
         future = self._answers.get(settled) if settled else None
@@ -392,8 +386,7 @@ class Inbox:
         self.metrics.handled(received.message_type, time.perf_counter() - started)
         if result is NO_HANDLER:
             if settled is None and answered_by is None:
-                logger.info("no handler for %s %s from %s; ignored", received.message_type,
-                            received.message_id, received.sender_domain)
+                logger.info("no handler for %s; ignored", about(received), extra=about(received))
             return self.exchange.outcome(received, handled=False)
         return self.exchange.outcome(received, result)
 
@@ -408,7 +401,7 @@ class Inbox:
                                        received.payload.get("rejection_reason"))
 
 
-def _refused(reply: Reply, who: str) -> Reply:
+def _refused(reply: Reply, who: About) -> Reply:
     logger.warning("refused a request from %s with HTTP %d: %s", who, reply.status,
-                   excerpt(reply.text, 240))
+                   excerpt(reply.text, 240), extra=who)
     return reply

@@ -30,7 +30,7 @@ from ..store.archiving import StoreArchive, entry
 from ..message.catalog import spec
 from ..signing.crypto import SigningKey
 from ..signing.envelope import wrap
-from ..exceptions import TemporaryDeliveryError, ValidationError, quote
+from ..exceptions import TemporaryDeliveryError, ValidationError, about, quote
 from ..message.codec import build_message
 from ..rules.enforce import enforcer
 from .outbox import Outbox
@@ -220,8 +220,8 @@ class Courier:
             await self.post(data, await self.endpoint(recipient_domain, recipient_role),
                             peer=(recipient_domain, recipient_role))
             self.metrics.sent(message_type, recipient_domain, "posted")
-            logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
-                        recipient_domain, recipient_role)
+            fields = about((message_type, sent), recipient_domain)
+            logger.info("sent %s (%s)", fields, recipient_role, extra=fields)
             return sent
         await self.queue(message_type, data, sent, recipient_role, answers=answers, xml=xml,
                          rules=rules, outcome=outcome)
@@ -258,8 +258,8 @@ class Courier:
             "out", message_type, sent, xml, self.sender_role, recipient_role)
         item_id = await self.outbox.submit(item, answers=answers, archive=kept, outcome=outcome)
         self.metrics.sent(message_type, item.recipient_domain, "queued")
-        logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
-                    item.recipient_domain, recipient_role)
+        fields = about((message_type, sent), item.recipient_domain)
+        logger.info("queued %s (%s)", fields, recipient_role, extra=fields)
         return item_id
 
     async def post(self, data: bytes, url: str, *, peer: tuple[str, str] | None = None) -> None:

@@ -60,4 +60,18 @@ class Health:
                             headers={"Cache-Control": "no-store"})
 
 
-__all__ = ["Health", "STORE_TIMEOUT"]
+def operations_path(option: bool | str, default: str, message_path: str) -> str | None:
+    """Where a service serves ``/metrics`` or ``/health`` (``default``) for the option
+    given (True: the default, False: nowhere, or a path): never at or under the message
+    path, so that these requests are never taken for UFTP requests (ValueError)."""
+    where = default if option is True else option
+    if where is False:
+        return None
+    if not isinstance(where, str) or not where.startswith("/") or where == message_path \
+            or where.startswith(message_path.rstrip("/") + "/") or where.startswith("//"):
+        raise ValueError(f"{default[1:]} must be True or a path beginning with / other than "
+                         f"the message path {message_path!r}, not {where!r}")
+    return where
+
+
+__all__ = ["Health", "STORE_TIMEOUT", "operations_path"]

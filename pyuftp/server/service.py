@@ -43,7 +43,7 @@ from .limits import (AcceptErrorFilter, BodyBudget, Gate, Limits, fd_headroom, g
 from ..store import Store
 from ..auth.tls import plain_http_warning, server_context
 from .drain import DEFAULT_GRACE, RETRY_AFTER, Drain, until_signalled
-from .health import Health
+from .health import Health, operations_path
 from .metrics import ServiceMetrics
 
 if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
@@ -181,13 +181,9 @@ class ShapeshifterService:
         #: the service's metrics (None unless ``metrics`` was given)
         self.metrics: ServiceMetrics | None = None
         for option, default in ((metrics, "/metrics"), (health, "/health")):
-            where = default if option is True else option
-            if where is False:
+            where = operations_path(option, default, self.path)
+            if where is None:
                 continue
-            if not isinstance(where, str) or not where.startswith("/") or where == self.path \
-                    or where.startswith(self.path.rstrip("/") + "/"):
-                raise ValueError(f"{default[1:]} must be True or a path beginning with / other "
-                                 f"than the message path {self.path!r}, not {where!r}")
             if default == "/metrics":
                 self.metrics = ServiceMetrics()
                 self.inbox.metrics = self.courier.metrics = self.metrics
@@ -355,7 +351,8 @@ class ShapeshifterService:
             decision = self.exchange.check_bearer(header, may_fetch=False)
         if decision is None or decision.accepted:
             return None
-        logger.warning("refused a request with HTTP 401: %s", decision.reason)
+        logger.warning("refused a request from %s with HTTP 401: %s", request.remote,
+                       decision.reason)
         return web.Response(status=401, text=decision.reason,
                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
