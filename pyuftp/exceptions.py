@@ -93,7 +93,7 @@ class About(dict[str, str]):
 
 def about(subject: Any, counterparty: str | None = None) -> About:
     """The ``extra`` of a log line about a message: ``message_type``, ``message_id``,
-    ``conversation_id`` and ``counterparty``, each an :func:`excerpt` (those not known are
+    ``conversation_id`` and ``counterparty``, each an ``excerpt`` (those not known are
     left out). ``subject``: a received message (its sender is the counterparty), an outbox
     item (its recipient; the conversation is read from the head of its body), a
     ``(message_type, payload)`` pair or a payload dict. ``str()`` of the result names the

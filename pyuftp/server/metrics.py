@@ -144,7 +144,7 @@ def _number(value: float) -> str:
 
 
 class Registry:
-    """Metric families, written in the Prometheus text format by :meth:`render`.
+    """Metric families, written in the Prometheus text format by ``render()``.
     ``collectors`` are awaited first, to set gauges that are read when scraped."""
 
     def __init__(self) -> None:
@@ -192,8 +192,8 @@ def rule_ids(problems: Sequence[str]) -> set[str]:
 
 
 class ServiceMetrics(Observer):
-    """The metrics of one service: the hooks of :class:`~pyuftp.sending.observe.Observer`
-    counted into a :class:`Registry`, and the outbox read from the store when scraped."""
+    """The metrics of one service: the hooks of ``pyuftp.sending.observe.Observer``
+    counted into a :class:`Registry` (``registry``), and the outbox read from the store when scraped."""
 
     def __init__(self, registry: Registry | None = None) -> None:
         r = self.registry = registry or Registry()

@@ -106,7 +106,7 @@ class ShapeshifterService:
         before its body is read.
     :param metrics: serve the service's metrics in the Prometheus text format at
         ``GET /metrics`` (True) or at the path given (:mod:`pyuftp.server.metrics`;
-        :attr:`metrics` holds them).
+        ``service.metrics`` holds them).
     :param health: serve ``GET /health`` (True) or the path given: 200 when ready, 503 when
         not (:mod:`pyuftp.server.health`).
     :param shutdown_grace: seconds the handlers in flight get to finish when the service
