@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..exceptions import excerpt
 from ..sending.observe import Observer
 from ..store import Store
 from ..store.summary import OutboxSummary
@@ -283,9 +284,15 @@ async def read_summary(store: Store, timeout: float) -> OutboxSummary | None:
         async with asyncio.timeout(timeout):
             return await store.call(store.outbox_summary)
     except Exception as exc:  # noqa: BLE001 - any failure means: not reachable
-        logger.warning("the store did not answer a metrics or health check: %s: %s",
-                       type(exc).__name__, str(exc)[:200])
+        global _warned_at
+        if time.monotonic() - _warned_at >= 60:  # probes come every few seconds: not each
+            _warned_at = time.monotonic()
+            logger.warning("the store did not answer a metrics or health check: %s: %s",
+                           type(exc).__name__, excerpt(exc, 200))
         return None
+
+
+_warned_at = float("-inf")
 
 
 __all__ = ["Registry", "Counter", "Gauge", "Histogram", "ServiceMetrics", "CONTENT_TYPE",
