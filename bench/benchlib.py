@@ -141,6 +141,8 @@ def serve_pyuftp(config: dict[str, Any]) -> None:
         store = MemoryStore(**{name: store["memory"] for name in bounds})
     if store is not None:
         options["store"] = store
+    if config.get("metrics"):  # (#21) GET /metrics on, to measure what counting costs
+        options["metrics"] = True
     service = ShapeshifterDsoService(DSO_DOMAIN, config["dso_private"], directory.key,
                                      directory.endpoint, host=HOST, port=0, **options)
     handled = 0

@@ -2,6 +2,7 @@
 
     python bench/throughput.py [--seconds 2] [--rounds 3] [--senders 16]
                                [--memory 100000] [--cap 20000] [--cap-messages 50000]
+                               [--metrics] [--metrics-rounds 6]
 
 One pyuftp DSO service and one shapeshifter-uftp DSO service, each in a process of its own
 on 127.0.0.1 (bench/benchlib.py), both up for the whole run; pyuftp's FlexOfferResponses go
@@ -13,7 +14,10 @@ medians with their spread. A pyuftp message counts when its FlexOfferResponse ha
 the AGR service; a peer message when its service has handled it (it sends no response).
 Then the floors (lxml, XSD, Ed25519, a bare aiohttp POST), measured in the same run, and the
 pyuftp service's memory after 10 %, 50 % and 100 % of ``--memory`` messages, with its
-default store and with a store capped at ``--cap``. See bench/README.md.
+default store and with a store capped at ``--cap``. ``--metrics``: first, the service CPU per
+message of pyuftp services with and without ``metrics=True`` (two processes, rounds
+alternating), and what the metric hooks of one message cost on their own. See
+bench/README.md.
 """
 from __future__ import annotations
 
@@ -421,6 +425,9 @@ async def run(args: Any) -> None:
         bench.cpu_floors(0.05)  # a warm-up of the floors too, not kept
         bench.floors.clear()
 
+        if args.metrics:
+            await metrics_cost(bench, agr, lifetime, children, args)
+
         scenarios = [("send", 1), ("send", args.senders), ("pre-signed", 1),
                      ("pre-signed", args.senders)]
         pool = int(args.pool_rate * args.seconds)
@@ -487,6 +494,67 @@ async def run(args: Any) -> None:
     finally:
         for child in children:
             child.kill()
+
+
+async def metrics_cost(bench: Bench, agr: Child, lifetime: float, children: list[Child],
+                       args: Any) -> None:
+    """(#21) Service CPU per message with metrics off and on: two pyuftp services, rounds
+    alternating between them (pre-signed FlexOffers, 1 and ``--senders`` senders), medians
+    compared; then the metric hooks of one message timed on their own."""
+    import aiohttp
+
+    off = await asyncio.to_thread(Child, "pyuftp", bench.config(agr_endpoint=agr.url), lifetime)
+    on = await asyncio.to_thread(Child, "pyuftp", bench.config(agr_endpoint=agr.url,
+                                                               metrics=True), lifetime)
+    children += [off, on]
+    for svc, impl in ((off, "metrics off"), (on, "metrics on")):
+        bench.accepted[impl] = 0
+        await bench.async_round(Round(impl, "warm-up", 1), svc, agr,
+                                presign(bench, int(args.pool_rate * 0.5)))
+    pool = int(args.pool_rate * args.seconds)
+    cost: dict[tuple[str, int], list[float]] = {}
+    print(f"metrics cost: service CPU µs/msg, {args.metrics_rounds} rounds each, pre-signed "
+          "FlexOffers, services with metrics off and on alternating", flush=True)
+    for senders in (1, args.senders):
+        for i in range(args.metrics_rounds):
+            order = ((off, "metrics off"), (on, "metrics on"))
+            for svc, impl in order if i % 2 == 0 else order[::-1]:
+                r = Round(impl, "pre-signed", senders)
+                await bench.async_round(r, svc, agr, presign(bench, pool))
+                cost.setdefault((impl, senders), []).append(r.per_msg(r.service_cpu))
+                print(f"  round {i + 1} {impl:<11} {senders:>2} snd: {r.accepted:>5} msgs "
+                      f"svc {r.per_msg(r.service_cpu):5.0f} µs", flush=True)
+    for senders in (1, args.senders):
+        a, b = cost[("metrics off", senders)], cost[("metrics on", senders)]
+        rise = statistics.median(b) / statistics.median(a) - 1
+        print(f"  {senders:>2} sender(s): off {spread(a)} µs, on {spread(b)} µs: "
+              f"{rise * 100:+.1f} % (medians)")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{on.port}/metrics") as resp:
+            text = await resp.text()
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("pyuftp_received_messages_total{"))
+    print(f"  the metrics-on service counted {counted:.0f} messages received "
+          f"({bench.accepted['metrics on']} accepted)")
+    print(f"  the hooks of one message on their own: {hook_cost():.1f} µs", flush=True)
+    await asyncio.to_thread(off.quit)
+    await asyncio.to_thread(on.quit)
+
+
+def hook_cost(n: int = 20000) -> float:
+    """µs of CPU for the metric calls one received-and-answered message makes."""
+    from pyuftp.server.metrics import ServiceMetrics
+
+    m = ServiceMetrics()
+    t0 = time.process_time()
+    for _ in range(n):
+        started = time.perf_counter()
+        m.handled("FlexOffer", 0.0001)
+        m.received("FlexOffer", AGR_DOMAIN, "Accepted")
+        m.sent("FlexOfferResponse", AGR_DOMAIN, "queued")
+        m.attempted("FlexOfferResponse", AGR_DOMAIN, "delivered")
+        m.answered(200, started)
+    return (time.process_time() - t0) / n * 1e6
 
 
 def report(bench: Bench, args: Any) -> None:
@@ -598,6 +666,10 @@ def main() -> None:
                         help="max_received = max_kept of the capped MemoryStore variant")
     parser.add_argument("--cap-messages", type=int, default=50_000,
                         help="messages into the capped variant, RSS at every fifth (0: skip)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="first compare the service CPU per message with metrics off and on")
+    parser.add_argument("--metrics-rounds", type=int, default=6,
+                        help="rounds per service and sender count of the --metrics comparison")
     args = parser.parse_args()
     try:
         import shapeshifter_uftp  # noqa: F401

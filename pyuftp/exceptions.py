@@ -11,6 +11,9 @@ they end up in logs and in HTTP answers.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Any
 
 #: The most characters of what another party sent that an error text or log line quotes.
@@ -72,6 +75,64 @@ def summary(problems: Any, shown: int = 3, limit: int = EXCERPT) -> str:
     text = f"{count} problem{'' if count == 1 else 's'}: " + "; ".join(
         excerpt(p, limit) for p in items)
     return text + ("; ..." if count > shown else "")
+
+
+class About(dict[str, str]):
+    """The fields that name a message in a log record (:func:`about`); as text, the same
+    fields in words: ``FlexOffer 5b1c… (conversation 77e0…) with dso.example.com``."""
+
+    def __str__(self) -> str:
+        if "message_type" not in self and "message_id" not in self:  # a sender only
+            role = f" ({self['role']})" if "role" in self else ""
+            return f"{self.get('counterparty', 'an unknown sender')}{role}"
+        text = f"{self.get('message_type', 'a message')} {self.get('message_id', '')}".strip()
+        if "conversation_id" in self:
+            text += f" (conversation {self['conversation_id']})"
+        return text + (f" with {self['counterparty']}" if "counterparty" in self else "")
+
+
+def about(subject: Any, counterparty: str | None = None) -> About:
+    """The ``extra`` of a log line about a message: ``message_type``, ``message_id``,
+    ``conversation_id`` and ``counterparty``, each an ``excerpt`` (those not known are
+    left out). ``subject``: a received message (its sender is the counterparty), an outbox
+    item (its recipient; the conversation is read from the head of its body), a
+    ``(message_type, payload)`` pair or a payload dict. ``str()`` of the result names the
+    message in the text, so ``logger.info("sent %s", fields, extra=fields)`` puts the fields
+    in both; one grep for a conversation id then finds every line about it."""
+    payload = getattr(subject, "payload", None)
+    message_type = getattr(subject, "message_type", None)
+    if isinstance(subject, tuple) and len(subject) == 2:
+        message_type, payload = subject
+    elif isinstance(subject, dict):
+        payload = subject
+    found: dict[str, Any] = {"message_type": message_type}
+    if isinstance(payload, dict):
+        found.update(message_id=payload.get("message_id"),
+                     conversation_id=payload.get("conversation_id"))
+    else:  # an outbox item: the id it has, the conversation from its sealed body
+        found.update(message_id=getattr(subject, "message_id", None),
+                     conversation_id=_conversation(getattr(subject, "body", b"")))
+    if counterparty is None:  # a received message's sender, an outbox item's recipient
+        counterparty = getattr(subject, "sender_domain" if hasattr(subject, "signed_xml")
+                               else "recipient_domain", None)
+    found["counterparty"] = counterparty
+    return About((key, excerpt(value)) for key, value in found.items() if value)
+
+
+def _conversation(body: Any) -> str | None:
+    """The ConversationID of a SignedMessage, from the first bytes of its body only (the
+    payload's root element comes first): time bounded, whatever the message's size."""
+    if not isinstance(body, bytes):
+        return None
+    start = body.find(b'Body="')
+    chunk = body[start + 6:start + 6 + 1024] if start >= 0 else b""
+    chunk = chunk.split(b'"')[0]
+    try:
+        head = base64.b64decode(chunk[: len(chunk) // 4 * 4])[64:]
+    except (binascii.Error, ValueError):
+        return None
+    match = re.search(rb'ConversationID="([^"]{1,100})"', head)
+    return match.group(1).decode("ascii", "replace") if match else None
 
 
 class PyUFTPError(Exception):

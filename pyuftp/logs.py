@@ -13,7 +13,8 @@ Each record becomes one JSON object on one line::
      "message":"...","message_type":"FlexOffer","message_id":"...","counterparty":"..."}
 
 ``message_type``, ``message_id``, ``conversation_id`` and ``counterparty`` are added when the
-record carries them (pyuftp's log calls pass them as ``extra``; so can yours), so that one
+record carries them (pyuftp's log calls pass them as ``extra``; so can yours, with
+``extra=about(received)``: :func:`about` makes them from a message), so that one
 query follows a conversation. Every value is cut to a bound and the line is pure ASCII JSON:
 a newline or control character a peer put into a field is escaped, never written raw, so
 nobody can forge a line or fill the disk through it.
@@ -26,7 +27,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["JsonFormatter", "MESSAGE_FIELDS"]
+from .exceptions import About, about
+
+__all__ = ["JsonFormatter", "MESSAGE_FIELDS", "about", "About"]
 
 #: the fields about a message that a record may carry, in the order written
 MESSAGE_FIELDS = ("message_type", "message_id", "conversation_id", "counterparty")

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import MessageError, StoreError, excerpt, summary
+from ..exceptions import About, MessageError, StoreError, about, excerpt, summary
 from ..rules import Lookups
 from ..signing.envelope import Received
 from ..store.archiving import entry
@@ -88,13 +88,10 @@ class Reception:
         self._answer_made = False
 
     @property
-    def who(self) -> str:
-        """The request, for a log line (bounded and escaped)."""
-        r = self.received
-        if r is None:
-            return "an unknown request"
-        return (f"{excerpt(r.sender_domain)} ({excerpt(r.sender_role, 8)}), "
-                f"{r.message_type} {excerpt(r.message_id, 40)}")
+    def who(self) -> About:
+        """The request, for a log line: its type, id, conversation and sender, bounded and
+        escaped, as ``extra`` fields and (``str()``) in words."""
+        return About() if self.received is None else about(self.received)
 
     def _message(self) -> Received:
         assert self.received is not None, "only an accepted request gets this far"
@@ -109,7 +106,8 @@ class Reception:
             retry = BUSY_RETRY if verdict.status == 503 else None
             return Refuse(verdict.status, verdict.text, retry)
         if not self.record and self.memory.seen(verdict.received):
-            logger.info("%s again: answered before, not answered twice", self.who)
+            logger.info("%s again: answered before, not answered twice", self.who,
+                        extra=self.who)
             return DROP
         return ADMIT
 
@@ -136,17 +134,19 @@ class Reception:
         if error is not None or result is None:
             if not isinstance(error, StoreError):
                 logger.error("recording %s failed: %s", self.who,
-                             excerpt(f"{type(error).__name__}: {error}", 200))
+                             excerpt(f"{type(error).__name__}: {error}", 200), extra=self.who)
             name = type(error).__name__ if error is not None else "no answer"
             return Refuse(503, f"cannot record messages just now ({name}); try again later",
                           STORE_RETRY)
         if result == "new":
             return ACCEPT
         if result == "duplicate":
-            logger.info("%s again: already received, not handled twice", self.who)
+            logger.info("%s again: already received, not handled twice", self.who,
+                        extra=self.who)
             return DROP
         if self.memory.seen(received):
-            logger.info("%s again: answered before, not answered twice", self.who)
+            logger.info("%s again: answered before, not answered twice", self.who,
+                        extra=self.who)
             return DROP
         self.problems, self.record = ("duplicate message id: a different message with this "
                                       "MessageID was received before",), False
@@ -182,10 +182,8 @@ class Reception:
                       error: BaseException | None = None) -> Step:
         """The user's async rules' problems (or the failure of a rule step)."""
         if error is not None:
-            received = self._message()
-            logger.error("the rules could not check %s %s from %s: %s: %s",
-                         received.message_type, received.message_id,
-                         excerpt(received.sender_domain), type(error).__name__, excerpt(error))
+            logger.error("the rules could not check %s: %s: %s", self.who,
+                         type(error).__name__, excerpt(error), extra=self.who)
             problems = (f"rules could not be checked: {type(error).__name__}",)
         self.problems = tuple(problems)
         return self._after_rules()
@@ -193,9 +191,8 @@ class Reception:
     def _after_rules(self) -> Step:
         received = self._message()
         if self.problems:
-            logger.warning("rejecting %s %s from %s (%s): %s", received.message_type,
-                           received.message_id, excerpt(received.sender_domain),
-                           received.sender_role, summary(self.problems))
+            logger.warning("rejecting %s (%s): %s", self.who, received.sender_role,
+                           summary(self.problems), extra=self.who)
             return self._answer(self.exchange.rejection(self.problems))
         settles = self.exchange.settles(received, self.waiting)
         return Handle(settles, self._note(received))
@@ -219,7 +216,7 @@ class Reception:
             settled = self.exchange.settles(received, self.waiting)
             if settled is None and self.exchange.spec.response_type(
                     received.message_type) is None:
-                logger.info("no handler for %s; ignored", self.who)
+                logger.info("no handler for %s; ignored", self.who, extra=self.who)
             return self._answer(self.exchange.outcome(received, handled=False))
         return self._answer(self.exchange.outcome(received, result))
 
@@ -248,7 +245,8 @@ class Reception:
     def unsendable(self, error: MessageError) -> Step:
         """The answer was checked, yet the courier could not send it: answer Rejected
         instead, once (a second failure ends the reception unanswered, logged)."""
-        logger.error("the answer to %s cannot be sent: %s", self.who, excerpt(error, 200))
+        logger.error("the answer to %s cannot be sent: %s", self.who, excerpt(error, 200),
+                     extra=self.who)
         if self._fallback_used:
             return DONE
         self._fallback_used = True

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ..signing.envelope import Received
-from ..exceptions import Rejected
+from ..exceptions import Rejected, about
 
 logger = logging.getLogger(__name__)
 
@@ -61,5 +61,5 @@ class Handlers:
         except Exception as exc:  # Rejected, or a failure: both become the answer
             if not isinstance(exc, Rejected):
                 logger.exception("the %s handler failed on %s", received.message_type,
-                                 received.message_id)
+                                 about(received), extra=about(received))
             return exc

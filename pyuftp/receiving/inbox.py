@@ -25,7 +25,8 @@ from ..sending.delivery import Courier
 from ..discovery.cache import refresher
 from ..discovery.records import DiscoveryError
 from ..signing.envelope import Envelope, reopen
-from ..exceptions import MessageError, excerpt
+from ..exceptions import About, MessageError, about, excerpt
+from ..sending.observe import NO_OBSERVER, Observer, outcome_of
 from ..core.decisions import (Accept, Admit, Answer, AwaitRules, CheckRules, Done, Handle,
                               MarkHandled, Record, Refuse, Step)
 from ..core.exchange import Exchange, Verdict, Waiting
@@ -102,6 +103,8 @@ class Inbox:
     :param retention: seconds archived messages are kept (default 62 days).
     """
 
+    metrics: Observer = NO_OBSERVER  # (#21) a service with metrics=True sets its own
+
     def __init__(self, exchange: Exchange, courier: Courier, key_lookup: KeyLookup, *,
                  max_pending: int = 100, admission_timeout: float = 5.0,
                  max_backlog: int = 1000, retention: float = RETENTION) -> None:
@@ -150,8 +153,8 @@ class Inbox:
                              excerpt(sender_domain), excerpt(exc, 200))
                 await self.store.call(self.store.mark_handled, sender_domain, message_id)
                 continue
-            logger.warning("handling %s %s from %s, received before a restart",
-                           received.message_type, message_id, sender_domain)
+            logger.warning("handling %s, received before a restart", about(received),
+                           extra=about(received))
             await self._admission.enter()
             verdict = Verdict(200, "OK", received, tuple(self.exchange.problems(received)))
             self._later(Reception(self.exchange, verdict, self._memory, self._waiting))
@@ -230,6 +233,7 @@ class Inbox:
                             self.store.record_received, step.sender_domain, step.message_id,
                             step.digest, step.signed_xml, time.time(), archive=step.entry))
                     except Exception as exc:  # noqa: BLE001 - the store's, not the sender's
+                        self.metrics.store_error("record")
                         step = reception.recorded(error=exc)
                     else:
                         step = reception.recorded(result)
@@ -245,15 +249,15 @@ class Inbox:
             return _refused(step, sender if reception.received is None else reception.who)
         return OK  # Drop: a resend, answered 200 and nothing more
 
-    async def _judge(self, data: bytes) -> tuple[Verdict, str]:
+    async def _judge(self, data: bytes) -> tuple[Verdict, About]:
         """The verdict, and who the envelope says sent it (for the log)."""
         threaded = len(data) >= THREAD_BODY
         try:
             envelope = (await asyncio.to_thread(self.exchange.open, data) if threaded
                         else self.exchange.open(data))
         except MessageError as exc:
-            return Verdict(400, f"invalid SignedMessage: {exc}"), "an unknown sender"
-        sender = f"{excerpt(envelope.sender_domain)} ({envelope.sender_role})"
+            return Verdict(400, f"invalid SignedMessage: {exc}"), About()
+        sender = About(counterparty=excerpt(envelope.sender_domain), role=envelope.sender_role)
         outbox = self.courier.outbox
         backlog = outbox.backlog((envelope.sender_domain, envelope.sender_role)) if outbox else 0
         if backlog >= self.max_backlog:
@@ -265,10 +269,10 @@ class Inbox:
         try:
             key = await maybe_await(self.key_lookup(domain, role))
         except DiscoveryError as exc:  # DNS down or not authenticated: the sender retries
-            logger.warning("key lookup for %s failed: %s", sender, exc)
+            logger.warning("key lookup for %s failed: %s", sender, exc, extra=sender)
             key = None
         except Exception:  # a broken lookup is the receiver's problem: let the sender retry
-            logger.exception("key lookup for %s failed", sender)
+            logger.exception("key lookup for %s failed", sender, extra=sender)
             key = None
         verdict = await self._verdict(envelope, key, data, threaded)
         refresh = refresher(self.key_lookup)
@@ -278,7 +282,7 @@ class Inbox:
             try:
                 newer = await maybe_await(refresh(domain, role))
             except DiscoveryError as exc:
-                logger.warning("key refresh for %s failed: %s", sender, exc)
+                logger.warning("key refresh for %s failed: %s", sender, exc, extra=sender)
                 newer = None
             if newer and newer != key and newer != (key,):
                 verdict = await self._verdict(envelope, newer, data, threaded)
@@ -308,26 +312,33 @@ class Inbox:
     async def _handle(self, reception: Reception) -> None:
         """Carry out the core's steps after the 200, until it is done; then give the slot
         back and, when no answer did so, mark the request handled."""
+        cancelled = False
         try:
             step = reception.begin()
             while not isinstance(step, Done):
                 try:
                     step = await self._perform(reception, step)
                 except Exception as exc:  # noqa: BLE001 - whatever failed, answer the sender
-                    logger.error("handling %s failed: %s", reception.who, excerpt(exc, 200))
+                    logger.error("handling %s failed: %s", reception.who, excerpt(exc, 200),
+                                 extra=reception.who)
                     logger.debug("the traceback", exc_info=True)
                     step = reception.failed(exc)
+        except asyncio.CancelledError:  # (#21) cut off by a shutdown: handled after a restart
+            cancelled = True
+            raise
         except Exception:
-            logger.exception("handling %s failed", reception.who)
+            logger.exception("handling %s failed", reception.who, extra=reception.who)
         finally:
             self._admission.leave()
             last = reception.finish()
-            if isinstance(last, MarkHandled):
+            if isinstance(last, MarkHandled) and not cancelled:
                 try:
                     await self.store.call(self.store.mark_handled, last.sender_domain,
                                           last.message_id)
                 except Exception:  # it is handled again after a restart: say so, loudly
-                    logger.exception("cannot mark %s as handled", reception.who)
+                    self.metrics.store_error("mark_handled")
+                    logger.exception("cannot mark %s as handled", reception.who,
+                                     extra=reception.who)
 
     async def _perform(self, reception: Reception, step: Step) -> Step:
         """The I/O one step asks for; the core's next step."""
@@ -347,7 +358,9 @@ class Inbox:
                 future.set_result(received.payload)
             if step.note is not None:
                 await self.store.call(note_outcome, self.store, *step.note)
+            started = time.perf_counter()
             result = await self.handlers.call(received)
+            self.metrics.handled(received.message_type, time.perf_counter() - started)
             if result is NO_HANDLER:
                 return reception.handled(found=False)
             return reception.handled(result)
@@ -359,11 +372,23 @@ class Inbox:
                 await self.courier.answer(step)
             except MessageError as exc:  # checked, yet not sendable: answer Rejected
                 return reception.unsendable(exc)
+            self._observe(reception, step)
             return reception.answered()
         raise TypeError(f"not a step: {step!r}")
 
+    def _observe(self, reception: Reception, answer: Answer) -> None:
+        """(#21) The metrics of a request answered: its outcome, its problems if rejected."""
+        received = reception.received
+        assert received is not None
+        result = answer.outcome[0]
+        if result == "Rejected" and reception.problems:
+            self.metrics.rejected(received.message_type, received.sender_domain,
+                                  reception.problems)
+        self.metrics.received(received.message_type, received.sender_domain,
+                              outcome_of((answer.message_type, {"result": result})))
 
-def _refused(refusal: Refuse, who: str) -> Reply:
+
+def _refused(refusal: Refuse, who: About) -> Reply:
     logger.warning("refused a request from %s with HTTP %d: %s", who, refusal.status,
-                   excerpt(refusal.text, 240))
+                   excerpt(refusal.text, 240), extra=who)
     return Reply(refusal.status, refusal.text, refusal.retry_after)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..exceptions import DeliveryError, DeliveryExpired
+from ..exceptions import DeliveryError, DeliveryExpired, about
 from ..store import OutboxItem, Store
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Outcomes:
         """Store the outcome of one attempt; return (item, error) for a final failure."""
         assert item.id is not None
         peer = (item.recipient_domain, item.recipient_role)
-        who = f"{item.message_type} {item.message_id} to {peer[0]} ({peer[1]})"
+        who = about(item)  # (#21) in the text and as extra fields of every line about it
         if error is None:
             await self.store.call(self.store.mark_delivered, item.id)
             item.state = "delivered"
@@ -75,7 +75,7 @@ class Outcomes:
             if peer in self.failing:
                 self.failing.discard(peer)
                 logger.info("delivering to %s (%s) works again", peer[0], peer[1])
-            logger.info("delivered %s after %d failed attempts", who, item.attempts)
+            logger.info("delivered %s after %d failed attempts", who, item.attempts, extra=who)
             return None
         status = error.status if isinstance(error, DeliveryError) else None
         if isinstance(error, DeliveryError) and not error.temporary:
@@ -83,7 +83,7 @@ class Outcomes:
         if not isinstance(error, DeliveryError):
             # a bug in deliver, not the peer's doing: show where, then retry like a 5xx
             logger.error("unexpected error delivering %s; treated as temporary", who,
-                         exc_info=error)
+                         exc_info=error, extra=who)
         attempts, now = item.attempts + 1, time.time()
         if now >= item.expires_at:
             item.attempts = attempts
@@ -107,16 +107,16 @@ class Outcomes:
             logger.warning("cannot deliver to %s (%s): %s; retrying (further failures are "
                            "logged at INFO)", peer[0], peer[1], _describe(error))
         logger.info("delivering %s failed (attempt %d): %s; next attempt in %.2fs",
-                    who, attempts, _describe(error), next_at - now)
+                    who, attempts, _describe(error), next_at - now, extra=who)
         return None
 
     async def _fail(self, item: OutboxItem, reported: Exception, status: int | None,
-                    who: str) -> tuple[OutboxItem, Exception]:
+                    who: Any) -> tuple[OutboxItem, Exception]:
         assert item.id is not None
         await self.store.call(self.store.mark_failed, item.id, _describe(reported), status)
         item.state, item.last_error, item.last_status = "failed", _describe(reported), status
         self._settled((item.recipient_domain, item.recipient_role))
-        logger.error("delivering %s failed for good: %s", who, _describe(reported))
+        logger.error("delivering %s failed for good: %s", who, _describe(reported), extra=who)
         return item, reported
 
     def _settled(self, peer: Peer) -> None:
@@ -135,8 +135,7 @@ class Outcomes:
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("on_delivery_failed raised for %s %s", item.message_type,
-                             item.message_id)
+            logger.exception("on_delivery_failed raised for %s", about(item), extra=about(item))
 
 
 def _describe(error: BaseException) -> str:

@@ -30,12 +30,13 @@ from ..store.archiving import StoreLookups, entry
 from ..message.catalog import spec
 from ..signing.crypto import SigningKey
 from ..signing.envelope import wrap
-from ..exceptions import TemporaryDeliveryError, ValidationError, quote
+from ..exceptions import TemporaryDeliveryError, ValidationError, about, quote
 from ..message.codec import build_message
 from ..rules.enforce import enforcer
 from ..core.decisions import Answer
 from .outbox import Outbox
 from ..rules import Context, Rules, chosen
+from .observe import NO_OBSERVER, Observer
 from ..store import OutboxItem, Store, open_store
 from ..auth.tls import refuse_plain_http
 from ..message.catalog import check_dialect
@@ -71,6 +72,8 @@ class Courier:
         With a store, sent messages are archived and the stateful rules run too: an order
         that does not match its offer is refused before it leaves.
     """
+
+    metrics: Observer = NO_OBSERVER  # (#21) a service with metrics=True sets its own
 
     def __init__(
         self,
@@ -216,8 +219,9 @@ class Courier:
         if self.outbox is None:
             await self.post(data, await self.endpoint(recipient_domain, recipient_role),
                             peer=(recipient_domain, recipient_role))
-            logger.info("sent %s %s to %s (%s)", message_type, sent["message_id"],
-                        recipient_domain, recipient_role)
+            self.metrics.sent(message_type, recipient_domain, "posted")
+            fields = about((message_type, sent), recipient_domain)
+            logger.info("sent %s (%s)", fields, recipient_role, extra=fields)
             return sent
         await self.queue(message_type, data, sent, recipient_role, answers=answers, xml=xml,
                          rules=rules, outcome=outcome)
@@ -264,8 +268,9 @@ class Courier:
         kept = None if self.archive is None or xml is None else entry(
             "out", message_type, sent, xml, self.sender_role, recipient_role)
         item_id = await self.outbox.submit(item, answers=answers, archive=kept, outcome=outcome)
-        logger.info("queued %s %s for %s (%s)", message_type, sent["message_id"],
-                    item.recipient_domain, recipient_role)
+        self.metrics.sent(message_type, item.recipient_domain, "queued")
+        fields = about((message_type, sent), item.recipient_domain)
+        logger.info("queued %s (%s)", fields, recipient_role, extra=fields)
         return item_id
 
     async def post(self, data: bytes, url: str, *, peer: tuple[str, str] | None = None) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from .attempts import Backoff, Outcomes, Peer
 from ..exceptions import TemporaryDeliveryError
 from ..store import OutboxItem, Store
+from .observe import NO_OBSERVER, Observer
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Outbox:
 
     #: rounds claim at most this many batches, so one round stays short with a huge backlog
     MAX_BATCHES_PER_ROUND = 10
+    metrics: Observer = NO_OBSERVER  # (#21) a service with metrics=True sets its own
 
     def __init__(self, store: Store, deliver: Callable[[OutboxItem], Awaitable[None]], *,
                  retry_for: float = 3600.0, first_backoff: float = 1.0,
@@ -245,6 +247,7 @@ class Outbox:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.metrics.store_error("claim")
                 logger.exception("outbox: cannot read the store; trying again in %.1fs",
                                  self.poll_interval)
                 sleep_for = self.poll_interval
@@ -352,11 +355,13 @@ class Outbox:
                 error = exc
             try:
                 failure = await self.outcomes.record(item, error)
+                self.metrics.attempted(item.message_type, item.recipient_domain, item.state)
                 if failure is None and item.state == "pending":
                     self._wake_up()  # the loop may be sleeping past this retry
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.metrics.store_error("outcome")
                 # Not stored: the item stays pending and claimed until its lease ends, so it
                 # is not posted again at once (a repeat is a duplicate at the recipient).
                 logger.exception("outbox: cannot store the outcome for item %d (%s); it is "

@@ -42,6 +42,9 @@ from .limits import (AcceptErrorFilter, BodyBudget, Gate, Limits, fd_headroom, g
                      http_logger)
 from ..store import Store
 from ..auth.tls import plain_http_warning, server_context
+from .drain import DEFAULT_GRACE, RETRY_AFTER, Drain, until_signalled
+from .health import Health, operations_path
+from .metrics import ServiceMetrics
 
 if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
     from ..auth.bearer import BearerCheck
@@ -101,6 +104,14 @@ class ShapeshifterService:
     :param bearer: a :class:`~pyuftp.auth.BearerCheck` (or a :class:`~pyuftp.auth.JwksFetcher`
         around one): every request must carry a valid bearer token, else it is answered 401
         before its body is read.
+    :param metrics: serve the service's metrics in the Prometheus text format at
+        ``GET /metrics`` (True) or at the path given (:mod:`pyuftp.server.metrics`;
+        ``service.metrics`` holds them).
+    :param health: serve ``GET /health`` (True) or the path given: 200 when ready, 503 when
+        not (:mod:`pyuftp.server.health`).
+    :param shutdown_grace: seconds the handlers in flight get to finish when the service
+        stops (SIGTERM for :meth:`run`); the rest are handled after the restart
+        (:mod:`pyuftp.server.drain`).
     """
 
     role: ClassVar[str]
@@ -120,7 +131,9 @@ class ShapeshifterService:
                  cert_file: str | os.PathLike[str] | None = None,
                  key_file: str | os.PathLike[str] | None = None,
                  client_ca: str | os.PathLike[str] | None = None,
-                 bearer: BearerCheck | JwksFetcher | None = None) -> None:
+                 bearer: BearerCheck | JwksFetcher | None = None,
+                 metrics: bool | str = False, health: bool | str = False,
+                 shutdown_grace: float = DEFAULT_GRACE) -> None:
         self.sender_domain = sender_domain
         # (#19.3) TLS from files; (#19.2) the bearer check: the exchange decides, _jwks fetches
         if cert_file is not None:
@@ -158,6 +171,29 @@ class ShapeshifterService:
         # A service whose app is mounted elsewhere starts and stops with that application.
         self.app.on_startup.append(lambda _app: self.inbox.resume())
         self.app.on_cleanup.append(lambda _app: self.inbox.finish())
+        # (#21) stop accepting, let the handlers in flight finish within the grace period
+        self._drain = Drain(shutdown_grace)
+        self.app.on_shutdown.append(lambda _app: self._drain.settle(lambda: self.inbox._tasks))
+        self._mount_operations(metrics, health)
+
+    def _mount_operations(self, metrics: bool | str, health: bool | str) -> None:
+        """(#21) ``GET /metrics`` and ``GET /health``, beside the message path."""
+        #: the service's metrics (None unless ``metrics`` was given)
+        self.metrics: ServiceMetrics | None = None
+        for option, default in ((metrics, "/metrics"), (health, "/health")):
+            where = operations_path(option, default, self.path)
+            if where is None:
+                continue
+            if default == "/metrics":
+                self.metrics = ServiceMetrics()
+                self.inbox.metrics = self.courier.metrics = self.metrics
+                if self.courier.outbox is not None:
+                    self.courier.outbox.metrics = self.metrics
+                self.metrics.watch(self.store, self.courier.outbox, lambda: len(self.inbox._tasks))
+                self.app.router.add_get(where, self.metrics.registry.serve)
+            else:
+                check = Health(self.store, self.courier.outbox, lambda: self._drain.draining)
+                self.app.router.add_get(where, check.serve)
 
     @property
     def accepted_types(self) -> frozenset[str]:
@@ -211,9 +247,11 @@ class ShapeshifterService:
         """Resume what an earlier run left (answers to send, messages to handle), then
         listen on ``host:port`` within :attr:`limits`."""
         loop = asyncio.get_running_loop()
+        self._drain.draining = False  # a service may be started again after stop()
         self._runner = web.AppRunner(self.app, access_log=None, logger=http_logger(),
                                      keepalive_timeout=self.limits.idle_timeout,
-                                     lingering_time=LINGER)
+                                     lingering_time=LINGER,
+                                     shutdown_timeout=self._drain.grace + self.read_timeout)
         await self._runner.setup()  # runs on_startup: the inbox resumes
         server = self._runner.server
         assert server is not None
@@ -233,7 +271,9 @@ class ShapeshifterService:
         logger.info("%s service of %s listening on %s", self.role, self.sender_domain, self.url)
 
     async def stop(self) -> None:
-        """Stop listening, let the messages being handled finish, stop sending."""
+        """Stop listening, let the messages being handled finish within ``shutdown_grace``
+        (the rest are handled after the restart), stop sending (:mod:`pyuftp.server.drain`)."""
+        self._drain.draining = True
         if self._server is not None:
             self._server.close()
         if self._runner is not None:
@@ -253,16 +293,32 @@ class ShapeshifterService:
         await self.stop()
 
     def run(self) -> None:
-        """Serve until interrupted (Ctrl-C), in a process of its own."""
+        """Serve until SIGTERM or SIGINT (Ctrl-C), in a process of its own, then stop gently
+        (:meth:`stop`): no new requests, handlers in flight finish within ``shutdown_grace``."""
         async def serve() -> None:
             async with self:
-                await asyncio.Event().wait()
+                await until_signalled()
         try:
             asyncio.run(serve())
         except KeyboardInterrupt:
             pass
 
     async def _receive(self, request: web.Request) -> web.Response:
+        """(#21) A request to the message path: refused while draining, else counted for
+        the drain (and the metrics) while :meth:`_take` answers it."""
+        if self._drain.draining:
+            return _refusal(Reply(503, "shutting down; try again", RETRY_AFTER))
+        started = time.perf_counter()
+        self._drain.receiving += 1
+        try:
+            response = await self._take(request)
+        finally:
+            self._drain.receiving -= 1
+        if self.metrics is not None:
+            self.metrics.answered(response.status, started)
+        return response
+
+    async def _take(self, request: web.Request) -> web.Response:
         refused = self.exchange.check_head(request.content_type, request.charset,
                                            request.content_length)
         if refused is not None:
@@ -285,7 +341,6 @@ class ShapeshifterService:
         finally:
             self._budget.give(size)
 
-
     async def _bearer_refusal(self, request: web.Request) -> web.Response | None:
         """(#19.2) The 401 for a request without a valid bearer token; None to go on."""
         # Two Authorization headers join into one that no check accepts.
@@ -296,7 +351,8 @@ class ShapeshifterService:
             decision = self.exchange.check_bearer(header, may_fetch=False)
         if decision is None or decision.accepted:
             return None
-        logger.warning("refused a request with HTTP 401: %s", decision.reason)
+        logger.warning("refused a request from %s with HTTP 401: %s", request.remote,
+                       decision.reason)
         return web.Response(status=401, text=decision.reason,
                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 

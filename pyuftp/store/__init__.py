@@ -39,6 +39,7 @@ from .base import (
     owned,
 )
 from .checks import check_archived, check_item
+from .summary import OutboxSummary
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -46,8 +47,9 @@ if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
 __all__ = ["Store", "OutboxStore", "Journal", "Archive", "OutboxItem", "ArchivedMessage",
-           "SQLiteStore", "MemoryStore", "PostgreSQLStore", "open_store", "owned", "check_item", "check_archived",
-           "STATES", "RECEIVED_RESULTS", "DIRECTIONS", "OUTCOMES", "StoreError"]
+           "SQLiteStore", "MemoryStore", "PostgreSQLStore", "open_store", "owned", "check_item",
+           "check_archived", "STATES", "RECEIVED_RESULTS", "DIRECTIONS", "OUTCOMES", "StoreError",
+           "OutboxSummary"]
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 FORMS = ("None or 'memory:' (a new memory store), 'sqlite:///relative/path.sqlite' or "

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
 from ..exceptions import StoreError
+from .summary import OutboxSummary, summarize
 
 T = TypeVar("T")
 
@@ -164,6 +165,11 @@ class OutboxStore(abc.ABC):
         raises NotImplementedError until it implements it."""
         raise NotImplementedError(f"{type(self).__name__} cannot retry outbox items")
 
+    def outbox_summary(self) -> OutboxSummary:
+        """Pending and failed item counts and the oldest pending item's ``created_at``, in one
+        read (a SQL query on the state index): for metrics and health checks, so it must be
+        cheap. Not abstract: this fallback reads every pending and failed item."""
+        return summarize(self.outgoing("pending"), self.outgoing("failed"))
 
 
 class Journal(abc.ABC):

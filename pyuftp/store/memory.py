@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Iterator
 
 from . import checks
 from .base import ArchivedMessage, OutboxItem, Store
+from .summary import OutboxSummary
 from .memory_archive import WARN_INTERVAL, MemoryArchive
 
 logger = logging.getLogger(__name__)
@@ -226,6 +227,12 @@ class MemoryStore(Store):
                 peer = (item.recipient_domain, item.recipient_role)
                 counts[peer] = counts.get(peer, 0) + 1
         return counts
+
+    def outbox_summary(self) -> OutboxSummary:
+        with self._use():  # pending ones, by id; a retried item may be older than the first
+            oldest = min((item.created_at for item in self._pending.values()), default=None)
+            failed = sum(1 for item in self._items.values() if item.state == "failed")
+            return OutboxSummary(len(self._pending), failed, oldest)
 
     def forget_outgoing(self, before: float, state: str = "delivered") -> int:
         before, state = checks.when(before, "before"), checks.state(state, done=True)

@@ -18,6 +18,7 @@ import psycopg_pool
 from ..exceptions import StoreError
 from . import checks, postgresql_archive as pa, postgresql_schema as schema_
 from .base import ArchivedMessage, OutboxItem, Store
+from .summary import OutboxSummary, summary_of
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def _row_item(row: tuple[Any, ...]) -> OutboxItem:
                       last_error, last_status)
 
 
-class PostgreSQLStore(Store):
+class PostgreSQLStore(pa.ArchiveMethods, Store):
     """A :class:`Store` in a PostgreSQL database that several processes share at once.
 
     Across processes: duplicate detection is the journal's primary key (``INSERT … ON
@@ -270,6 +271,28 @@ class PostgreSQLStore(Store):
             return int(conn.execute("DELETE FROM outbox WHERE state = %s AND updated_at < %s",
                                     (state, before)).rowcount)
 
+    def outbox_summary(self) -> OutboxSummary:
+        with self._connection("outbox_summary") as conn:
+            rows = conn.execute("SELECT state, COUNT(*), MIN(created_at) FROM outbox WHERE "
+                                "state IN ('pending', 'failed') GROUP BY state").fetchall()
+        return summary_of(rows)
+
+    def retry_outgoing(self, item_id: int, next_attempt_at: float, expires_at: float) -> None:
+        item_id = checks.item_id(item_id)
+        due, expires = checks.when(next_attempt_at, "next_attempt_at"), checks.when(
+            expires_at, "expires_at")
+        with self._connection("retry_outgoing") as conn:
+            state = conn.execute("UPDATE outbox SET state = 'pending', next_attempt_at = %s, "
+                                 "expires_at = %s, claimed_until = 0, updated_at = %s WHERE "
+                                 "id = %s AND state <> 'delivered' RETURNING state",
+                                 (due, expires, time.time(), item_id)).fetchone()
+            if state is None:
+                found = conn.execute("SELECT state FROM outbox WHERE id = %s",
+                                     (item_id,)).fetchone()
+                if found is None:
+                    raise KeyError(f"no outbox item {item_id}")
+                raise ValueError(f"outbox item {item_id} was delivered: nothing to retry")
+
     # --- received ----------------------------------------------------------------------------
 
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
@@ -342,58 +365,3 @@ class PostgreSQLStore(Store):
         with self._connection("forget_received") as conn:
             return int(conn.execute("DELETE FROM received WHERE handled_at IS NOT NULL AND "
                                     "received_at < %s", (before,)).rowcount)
-
-    # --- archive -----------------------------------------------------------------------------
-
-    def archive(self, message: ArchivedMessage) -> bool:
-        checked = checks.stamped(message)
-        with self._connection("archive") as conn:
-            return pa.archive(conn, checked)
-
-    def set_outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
-                    reasons: str | None = None) -> None:
-        key = checks.archive_key(direction, counterparty, message_id)
-        result, why = checks.outcome(outcome, reasons)
-        with self._connection("set_outcome") as conn:
-            pa.set_outcome(conn, key, result, why)
-
-    def find(self, counterparty: str, message_id: str,
-             direction: str | None = None) -> ArchivedMessage | None:
-        counterparty, message_id, directions = checks.find_args(counterparty, message_id,
-                                                                direction)
-        with self._connection("find") as conn:
-            return pa.find(conn, counterparty, message_id, directions)
-
-    def query(self, *, conversation_id: str | None = None, message_type: str | None = None,
-              counterparty: str | None = None, direction: str | None = None,
-              references: str | None = None, period_from: str | None = None,
-              period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None,
-              newest_first: bool = False) -> list[ArchivedMessage]:
-        criteria = checks.query(conversation_id, message_type, counterparty, direction,
-                                references, period_from, period_to, since, until, limit,
-                                newest_first)
-        with self._connection("query") as conn:
-            return pa.query(conn, criteria)
-
-    def highest_revision(self, direction: str, counterparty: str, message_type: str,
-                         period: str, congestion_point: str | None, *,
-                         excluding: str | None = None) -> int | None:
-        """The highest ``revision`` archived for that direction, counterparty, type, period
-        and congestion point, leaving out message ``excluding``; None if there is none."""
-        direction = checks.direction(direction)
-        counterparty = checks.text(counterparty, "counterparty")
-        message_type = checks.text(message_type, "message_type")
-        day = checks.iso_date(period, "period")
-        if day is None:
-            raise TypeError("period must be an ISO date str, not None")
-        point = checks.optional(congestion_point, "congestion_point")
-        skip = checks.optional(excluding, "excluding")
-        with self._connection("highest_revision") as conn:
-            return pa.highest_revision(conn, direction, counterparty, message_type, day, point,
-                                       skip)
-
-    def forget_archived(self, before: float) -> int:
-        before = checks.when(before, "before")
-        with self._connection("forget_archived") as conn:
-            return pa.forget(conn, before)

@@ -13,6 +13,7 @@ from typing import Any
 from ..exceptions import StoreError
 from . import checks, sqlite_archive
 from .base import ArchivedMessage, OutboxItem, Store
+from .summary import OutboxSummary, summary_of
 from .sqlite_file import SYNCHRONOUS_MODES, describe, open_file
 from .sqlite_lock import FileLock
 
@@ -272,6 +273,12 @@ class SQLiteStore(Store):
             rows = conn.execute("SELECT recipient_domain, recipient_role, COUNT(*) FROM outbox "
                                 "WHERE state = 'pending' GROUP BY 1, 2").fetchall()
         return {(str(domain), str(role)): int(count) for domain, role, count in rows}
+
+    def outbox_summary(self) -> OutboxSummary:
+        with self._session("outbox_summary", write=False) as conn:
+            rows = conn.execute("SELECT state, COUNT(*), MIN(created_at) FROM outbox WHERE "
+                                "state IN ('pending', 'failed') GROUP BY state").fetchall()
+        return summary_of(rows)
 
     def forget_outgoing(self, before: float, state: str = "delivered") -> int:
         before, state = checks.when(before, "before"), checks.state(state, done=True)

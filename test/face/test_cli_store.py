@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from pyuftp.store.archiving import entry
 from pyuftp.discovery import Directory
 from pyuftp.signing.envelope import wrap
 from pyuftp.server.service import ShapeshifterDsoService
-from pyuftp.store import MemoryStore, OutboxItem, SQLiteStore
+from pyuftp.store import MemoryStore, OutboxItem, SQLiteStore, open_store
 from pyuftp.sync import SyncService
 
 from conftest import fresh
@@ -172,7 +173,14 @@ def test_archive_export_keeps_the_original_xml_and_verifies(archive_file):
     assert json.loads((folder / "export" / "export.json").read_text())["messages"]
 
 
-@pytest.mark.parametrize("make", [MemoryStore, lambda: SQLiteStore(":memory:")])
+def _postgresql() -> Any:
+    import pg
+
+    return open_store(pg.store_url(pg.new_schema()))
+
+
+@pytest.mark.parametrize("make", [MemoryStore, lambda: SQLiteStore(":memory:"), _postgresql],
+                         ids=["memory", "sqlite", "postgresql"])
 def test_retry_outgoing_makes_a_failed_item_pending_again(make):
     with make() as store:
         first = store.add_outgoing(item(b"<SignedMessage/>", "m1"))
