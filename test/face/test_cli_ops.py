@@ -4,6 +4,8 @@ as a subprocess, ``python -m pyuftp ...``. The commands that talk to a service a
 test_cli_net.py, the store's in test_cli_store.py."""
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import stat
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import pyuftp
+from pyuftp.cli import build_parser
 from pyuftp.message.catalog import MESSAGE_TYPES, VERSIONS
 from pyuftp.message.examples import example
 from pyuftp.message.json_form import from_json, to_json
@@ -225,20 +228,32 @@ def test_a_mistyped_type_gets_a_suggestion_not_a_list():
     assert "FlexOfferRevocationResponse" not in result.stderr
 
 
+def _subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every (sub)command parser below ``parser``, with its words: ("outbox", "list")."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from _subcommands(sub, path + (name,))
+
+
 def test_every_command_has_a_description_and_no_docs_path():
-    top = cli("--help").stdout
+    top = cli("--help").stdout  # the real entry point, once
     assert "docs/" not in top
-    commands = ["example", "validate", "show", "convert", "sign", "verify", "open", "send",
-                "ping", "outbox", "archive", "keygen", "keys", "demo"]
-    for command in commands:
-        assert f"\n    {command} " in top, command
-    for args in [[c] for c in commands] + [["outbox", a] for a in (
-            "list", "show", "retry", "forget")] + [["archive", a] for a in (
-            "query", "show", "export")] + [["keys", "dns"]]:
-        text = cli(*args, "--help").stdout
+    found = dict(_subcommands(build_parser()))
+    for command in ("example", "validate", "show", "convert", "sign", "verify", "open",
+                    "send", "ping", "lookup", "outbox", "store", "archive", "keygen", "keys",
+                    "demo"):
+        assert f"\n    {command} " in top and (command,) in found, command
+    for words in [("outbox", a) for a in ("list", "show", "retry", "forget")] + [
+            ("archive", a) for a in ("query", "show", "export")] + [("keys", "dns"),
+                                                                   ("store", "migrate")]:
+        assert words in found, words
+    for words, sub in found.items():  # the help of each, as `pyuftp WORDS --help` prints it
+        text = sub.format_help()
         usage, _, rest = text.partition("\n\n")
-        assert rest.strip() and not rest.lstrip().startswith(("positional", "options")), args
-        assert "``" not in text and ":ref:" not in text
+        assert rest.strip() and not rest.lstrip().startswith(("positional", "options")), words
+        assert "``" not in text and ":ref:" not in text and "docs/" not in text, words
 
 
 def test_convert_names_the_field_of_a_bad_json_value(tmp_path):
