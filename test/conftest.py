@@ -101,3 +101,10 @@ def business_rules(request):
         yield mode
     finally:
         DEFAULT_RULES._enabled = saved
+
+
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory):
+    """One mypy cache for the tests that run mypy on users' files: the first run checks
+    pyuftp's modules, the next ones only their own file."""
+    return tmp_path_factory.mktemp("mypy-cache")

@@ -203,24 +203,25 @@ answer = FlexOfferResponsePayload(result="Acepted", flex_offer_message_id="x")
 '''
 
 
-def _mypy(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
+def _mypy(tmp_path: Path, name: str, text: str,
+          cache: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     # cwd=ROOT: mypy finds pyuftp there (it cannot see through an editable install's import
     # hook); errors in pyuftp's own modules are test_types.py's business, not this file's.
     return subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent",
-         "--cache-dir", str(tmp_path / "mypy-cache"), str(path)],
+         "--cache-dir", str(cache), str(path)],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
-def test_mypy_accepts_a_well_typed_user_file(tmp_path):
-    result = _mypy(tmp_path, "good.py", GOOD)
+def test_mypy_accepts_a_well_typed_user_file(tmp_path, mypy_cache):
+    result = _mypy(tmp_path, "good.py", GOOD, mypy_cache)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_catches_a_misspelt_key_a_str_power_and_a_misspelt_result(tmp_path):
-    result = _mypy(tmp_path, "bad.py", BAD)
+def test_mypy_catches_a_misspelt_key_a_str_power_and_a_misspelt_result(tmp_path, mypy_cache):
+    result = _mypy(tmp_path, "bad.py", BAD, mypy_cache)
     assert result.returncode == 1, result.stdout + result.stderr
     out = result.stdout
     assert 'Extra key "isp_durations" for TypedDict "FlexOfferPayload"' in out, out
