@@ -14,7 +14,8 @@ process: ``--senders`` asyncio tasks, each a ``ShapeshifterAgrDsoClient`` (own k
 session, ``attempts=1``) calling ``send_flex_offer`` with a 96-ISP FlexOffer in a loop.
 
 It prints a line per ``--every`` seconds (msg/s accepted and answered, p50/p99 latency of the
-sends that ended in it, the response backlog), then the totals. ``--compare PATH`` runs this
+sends that ended in it, the response backlog, and the sends the service refused with 503 by
+its back-pressure, counted apart from errors), then the totals. ``--compare PATH`` runs this
 repository's tree and PATH one after the other (``--pairs N``: N times, in the order A B,
 B A, ...) and prints both figures and their ratio. ``--store postgresql://…`` runs the SQLite
 service first (the baseline, one process), then ``--processes`` service processes sharing one
@@ -59,6 +60,7 @@ class Soak:
         self.accepted = 0  # HTTP 200s, warm-up included
         self.events: list[tuple[float, float]] = []  # (end time, latency) per accepted send
         self.errors = 0
+        self.refused = 0  # 503s: the service's back-pressure said "later" (not an error)
         self.error_texts: list[str] = []
 
     def config(self, **extra: Any) -> dict[str, Any]:
@@ -99,6 +101,7 @@ class Soak:
         out["start"] = memory(svc.pid)
         svc0, agr0 = await asyncio.to_thread(svc.stats), await asyncio.to_thread(agr.stats)
         self.errors, self.error_texts, self.events = 0, [], []
+        self.refused = 0
         began, done = time.perf_counter(), asyncio.Event()
         trips0 = await asyncio.to_thread(round_trips, self.store)
         cpu0 = cpu()
@@ -140,6 +143,10 @@ class Soak:
                 try:
                     await client.send_flex_offer(self.payload)
                 except Exception as exc:  # counted and shown, never fatal
+                    if getattr(exc, "status", None) == 503:  # back-pressure: later, please
+                        self.refused += 1
+                        await asyncio.sleep(0.01)
+                        continue
                     self.errors += 1
                     if len(self.error_texts) < 3:
                         self.error_texts.append(f"{type(exc).__name__}: {exc}"[:300])
@@ -180,7 +187,7 @@ class Soak:
                 print(f"  {w['t']:5.1f} s  accepted {w['accepted']:5.0f}/s  answered "
                       f"{w['delivered']:5.0f}/s  p50 {w['p50']:7.1f} ms  p99 {w['p99']:7.1f} ms  "
                       f"response backlog {w['backlog']:>6} ({w['backlog_s']:5.1f} s)  errors "
-                      f"{self.errors}", flush=True)
+                      f"{self.errors}  refused {self.refused}", flush=True)
                 last_r = responses
             if done.is_set():
                 return
@@ -288,6 +295,7 @@ def figures(soak: Soak, out: dict[str, Any]) -> dict[str, float]:
         "service CPU µs/msg (window + drain)": out["cpu_all"] / max(1, out["sent"]) * 1e6,
         "service CPU, share of a core in the window": out["window_cpu"] / out["window"],
         "errors": soak.errors,
+        "refused by back-pressure (503)": soak.refused,
         "service RSS start MiB": out["start"]["VmRSS"],
         "service RSS end MiB": out["end"]["VmRSS"],
         "DB round trips per message (received + answered)": (
@@ -311,6 +319,7 @@ def report(soak: Soak, out: dict[str, Any], rows: dict[str, Any]) -> dict[str, f
     print(f"  CPU: service {f['service CPU, share of a core in the window']:.0%} of a core in the "
           f"window, {f['service CPU µs/msg (window + drain)']:.0f} µs per message; this process "
           f"(senders) {out['bench_cpu'] / out['window']:.0%}")
+    print(f"  refused by back-pressure (HTTP 503, the sender tries later): {soak.refused}")
     print(f"  errors: {soak.errors}" + "".join(f"\n    {t}" for t in soak.error_texts))
     print(f"  service RSS: {out['idle']['VmRSS']:.1f} MiB listening, {out['start']['VmRSS']:.1f} "
           f"after the warm-up, {out['closed']['VmRSS']:.1f} as the window closed, "
