@@ -1394,7 +1394,7 @@ async def attack_unknown_sender(ctx: Ctx) -> None:
 
 
 # =========================================================================================
-# #16 (helper A): never-answered requests, store failures, log lines, replays
+# #16: never-answered requests, store failures, log lines, replays
 # =========================================================================================
 
 CHILD_HARDENING = _CHILD_COMMON + r"""
@@ -2200,7 +2200,7 @@ async def attack_bearer(ctx: Ctx) -> None:
 
 
 # =========================================================================================
-# #16 (helper B): the business rules under hostile values — rules-duration, rules-period,
+# #16: the business rules under hostile values — rules-duration, rules-period,
 # rules-prognosis. A DSO child with every rule on and a SQLite store sends a real FlexRequest
 # to a real AGR service in this process (on a thread of its own) before the attacks, so the
 # offers name a request that was really exchanged; the DSO's responses come back to it.
