@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .api import check_payload, create_message, parse_message
 from .exceptions import (
+    AddressingError,
     FinalDeliveryError,
     InvalidKey,
     InvalidSignature,
@@ -96,7 +97,7 @@ __all__ = [
     # errors
     "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
     "ValidationError", "InvalidKey", "InvalidSignature", "RuleViolation", "StoreError",
-    "TemporaryDeliveryError", "FinalDeliveryError",
+    "TemporaryDeliveryError", "FinalDeliveryError", "AddressingError",
     # enumerations
     "Disposition", "ProfileType", "RedispatchBy", "Result", "Role", "SettlementDisposition",
     "Unit",

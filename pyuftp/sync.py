@@ -166,9 +166,9 @@ class SyncClient(_Facade[ShapeshifterClient]):
         """Start delivering from the client's outbox (with a store); ``with`` does it."""
         self._call(self.wrapped.start())
 
-    def send(self, message_type: str, payload: Any, *, check_route: bool = True) -> Any:
+    def send(self, message_type: str, payload: Any) -> Any:
         """Validate, sign and send one message; the payload as sent."""
-        return self._call(self.wrapped.send(message_type, payload, check_route=check_route))
+        return self._call(self.wrapped.send(message_type, payload))
 
     def _stop(self) -> Coroutine[Any, Any, None]:
         return self.wrapped.close()

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..store.archiving import RETENTION, StoreArchive, entry
+from ..core.decisions import Answer
+from ..message.check import message_node
 from ..sending.delivery import Courier
 from ..discovery.cache import refresher
 from ..discovery.records import DiscoveryError
@@ -158,23 +160,25 @@ class Inbox:
                       payload: Mapping[str, Any],
                       timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
         """Send a request and wait for the response that settles it."""
+        message_node(message_type, self.exchange.spec)  # a misspelt type: did you mean ...?
         answer = self.exchange.spec.response_type(message_type)
         if answer is None:
             raise ValueError(f"{message_type} is not answered by a response")
-        data, sent, xml = self.courier._seal(message_type, payload, domain, role)
+        sealed = self.courier.seal(message_type, payload, domain, role)
+        sent = sealed.payload
         request_id = sent["message_id"]
         self._waiting[request_id] = Waiting(message_type, request_id, sent["conversation_id"],
                                             domain, role)
         future = self._answers[request_id] = asyncio.get_running_loop().create_future()
         try:
-            await self.courier.queue(message_type, data, sent, role, xml=xml)
+            await self.courier.send(sealed)
             try:
                 return sent, await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:
                 raise asyncio.TimeoutError(
                     f"no {answer} from {domain} for {message_type} {request_id} within "
-                    f"{timeout:g} s (does its answer reach our service, and does {domain} "
-                    "know our key?)") from None
+                    f"{timeout:g} s: {self.courier.delivery_status(request_id, timeout)}"
+                    ) from None
         finally:
             self._waiting.pop(request_id, None)
             self._answers.pop(request_id, None)
@@ -348,11 +352,10 @@ class Inbox:
         # One transaction queues the answer, marks the request handled (a crash cannot leave
         # a request answered twice, or handled and unanswered), archives the answer and notes
         # the request's outcome.
-        await self.courier.send(
+        await self.courier.answer(Answer(
             reply[0], reply[1], received.sender_domain, received.sender_role,
             answers=(received.sender_domain, received.message_id) if record else None,
-            check_route=False, rules=False,
-            outcome=(reply[1].get("result", "Accepted"), reply[1].get("rejection_reason")))
+            outcome=(reply[1].get("result", "Accepted"), reply[1].get("rejection_reason"))))
 
     async def _outcome(self, received: Received, problems: tuple[str, ...]) -> dict[str, Any] | None:
         """The response fields: a rejection for the problems found (the exchange's and the

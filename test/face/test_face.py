@@ -23,7 +23,7 @@ FACE = [
     "ShapeshifterDsoCroClient",
     "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
     "ValidationError", "InvalidKey", "InvalidSignature", "RuleViolation", "StoreError",
-    "TemporaryDeliveryError", "FinalDeliveryError",
+    "TemporaryDeliveryError", "FinalDeliveryError", "AddressingError",
     "Disposition", "ProfileType", "RedispatchBy", "Result", "Role", "SettlementDisposition",
     "Unit",
 ]
