@@ -168,7 +168,7 @@ class SyncClient(_Facade[ShapeshifterClient]):
 
     def send(self, message_type: str, payload: Any) -> Any:
         """Validate, sign and send one message; the payload as sent."""
-        return self._call(self.wrapped.send(message_type, payload))
+        return self._call(self.wrapped.send(self.wrapped.seal(message_type, payload)))
 
     def _stop(self) -> Coroutine[Any, Any, None]:
         return self.wrapped.close()

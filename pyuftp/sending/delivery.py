@@ -25,7 +25,6 @@ import random
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -43,6 +42,8 @@ from ..rules import DEFAULT_RULES, Context, Rules
 from ..store import OutboxItem, Store, open_store
 from ..auth.tls import refuse_plain_http
 from ..message.catalog import check_dialect
+from .overloads import CourierSend
+from .sealed import Sealed
 from .status import Deliveries
 from .addressing import Addresses, EndpointLookup, KeyLookup
 from .transport import Auth, PeerAuth, Poster
@@ -51,20 +52,7 @@ logger = logging.getLogger(__name__)
 
 
 
-@dataclass(frozen=True)
-class Sealed:
-    """A message sealed for one recipient, not sent yet: what :meth:`Courier.seal` makes
-    and :meth:`Courier.send` takes."""
-
-    data: bytes               # the SignedMessage envelope, exactly as it will be POSTed
-    payload: dict[str, Any]   # the payload as sent, metadata filled in
-    xml: bytes                # the payload's XML (signed inside ``data``)
-    message_type: str
-    recipient_domain: str
-    recipient_role: str
-
-
-class Courier:
+class Courier(CourierSend):
     """Seals and delivers the messages of one party (``sender_domain`` in ``sender_role``).
 
     :param store: None (POST at once, no durability), a :class:`~pyuftp.store.Store`, or a
@@ -225,18 +213,9 @@ class Courier:
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def send(self, message: str | Sealed, payload: Mapping[str, Any] | None = None,
-                   recipient_domain: str | None = None,
-                   recipient_role: str | None = None) -> dict[str, Any]:
-        """Send a message: a :class:`Sealed` one, or ``(message_type, payload, domain,
-        role)`` sealed here. Returns the payload as sent.
-
-        The recipient's endpoint (and, given a ``key_lookup``, its key) must be known, else
-        :class:`~pyuftp.exceptions.AddressingError` at once. Without a store the message is
-        POSTed now (a few attempts within ``send_timeout``); with one, the stateful rules
-        check it against the archive, then it is committed to the outbox and the archive in
-        one transaction and delivered in the background, retried for an hour.
-        """
+    async def _send(self, message: str | Sealed, payload: Mapping[str, Any] | None,
+                    recipient_domain: str | None, recipient_role: str | None) -> dict[str, Any]:
+        # send(), typed per message type, is CourierSend's (tools/make_api.py); it calls this
         if isinstance(message, Sealed):
             if payload is not None or recipient_domain is not None or recipient_role is not None:
                 raise TypeError("send(sealed) takes no payload, domain or role: the sealed "
