@@ -197,6 +197,28 @@ def _send_overloads(extra: list[str]) -> list[str]:
     return lines
 
 
+REQUEST_DOC = '''\
+        """Send a request and wait for its response to arrive at this service:
+        ``sent, response = await dso.request("agr.example.com", "AGR", "FlexRequest", {...})``.
+        Only a response from that party, in the request's conversation, settles it. Raises
+        ``asyncio.TimeoutError`` when none comes in ``timeout`` seconds, saying whether the
+        request was delivered."""'''
+
+
+def _request_overloads() -> list[str]:
+    s = spec(DEFAULT_VERSION)
+    lines = []
+    for message_type, type_ in _payload_types().items():
+        if s.response_type(message_type) is None:
+            continue
+        lines += ["", "    @overload", "    async def request(",
+                  "        self, domain: str, role: str,",
+                  f'        message_type: Literal["{message_type}"], payload: {type_},',
+                  "        timeout: float = 60.0,",
+                  "    ) -> tuple[dict[str, Any], dict[str, Any]]: ..."]
+    return lines
+
+
 def overloads_text() -> str:
     """pyuftp/sending/overloads.py."""
     types = sorted({n for t in _payload_types().values() for n in t.split(" | ")},
@@ -204,7 +226,7 @@ def overloads_text() -> str:
     lines = [OVERLOADS_HEAD.format(command=COMMAND), "", "if TYPE_CHECKING:"]
     lines += ["    " + line for line in names_list(types, "from ..types.payloads import (", ")",
                                                    "    ")]
-    lines += ["", '__all__ = ["CourierSend", "ClientSend"]', "", "",
+    lines += ["", '__all__ = ["CourierSend", "ClientSend", "ServiceRequest"]', "", "",
               "class CourierSend:",
               '    """``Courier.send``, typed per message type (the courier implements '
               '``_send``)."""',
@@ -235,6 +257,20 @@ def overloads_text() -> str:
               "        return await self._send(message, payload)",
               "", "    async def _send(self, message: str | Sealed,",
               "                    payload: Mapping[str, Any] | None) -> dict[str, Any]:",
+              "        raise NotImplementedError",
+              "", "", "class ServiceRequest:",
+              '    """``request`` of every service, typed per request type (the service '
+              'implements',
+              '    ``_request``)."""']
+    lines += _request_overloads()
+    lines += ["", "    async def request(self, domain: str, role: str, message_type: str,",
+              "                      payload: Mapping[str, Any], timeout: float = 60.0,",
+              "                      ) -> tuple[dict[str, Any], dict[str, Any]]:",
+              REQUEST_DOC,
+              "        return await self._request(domain, role, message_type, payload, timeout)",
+              "", "    async def _request(self, domain: str, role: str, message_type: str,",
+              "                       payload: Mapping[str, Any],",
+              "                       timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:",
               "        raise NotImplementedError"]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         MeteringPayload, MeteringResponsePayload, TestMessagePayload, TestMessageResponsePayload,
     )
 
-__all__ = ["CourierSend", "ClientSend"]
+__all__ = ["CourierSend", "ClientSend", "ServiceRequest"]
 
 
 class CourierSend:
@@ -485,4 +485,115 @@ class ClientSend:
 
     async def _send(self, message: str | Sealed,
                     payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ServiceRequest:
+    """``request`` of every service, typed per request type (the service implements
+    ``_request``)."""
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["AGRPortfolioQuery"], payload: AGRPortfolioQueryPayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["AGRPortfolioUpdate"], payload: AGRPortfolioUpdatePayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["D-Prognosis"], payload: DPrognosisPayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["DSOPortfolioQuery"], payload: DSOPortfolioQueryPayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["DSOPortfolioUpdate"], payload: DSOPortfolioUpdatePayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["FlexOffer"], payload: FlexOfferPayload | FlexOfferPayload_3_0_0,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["FlexOfferRevocation"], payload: FlexOfferRevocationPayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["FlexOrder"], payload: FlexOrderPayload | FlexOrderPayload_3_0_0,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["FlexRequest"], payload: FlexRequestPayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["FlexReservationUpdate"], payload: FlexReservationUpdatePayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["FlexSettlement"], payload: FlexSettlementPayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["Metering"], payload: MeteringPayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    @overload
+    async def request(
+        self, domain: str, role: str,
+        message_type: Literal["TestMessage"], payload: TestMessagePayload,
+        timeout: float = 60.0,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    async def request(self, domain: str, role: str, message_type: str,
+                      payload: Mapping[str, Any], timeout: float = 60.0,
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send a request and wait for its response to arrive at this service:
+        ``sent, response = await dso.request("agr.example.com", "AGR", "FlexRequest", {...})``.
+        Only a response from that party, in the request's conversation, settles it. Raises
+        ``asyncio.TimeoutError`` when none comes in ``timeout`` seconds, saying whether the
+        request was delivered."""
+        return await self._request(domain, role, message_type, payload, timeout)
+
+    async def _request(self, domain: str, role: str, message_type: str,
+                       payload: Mapping[str, Any],
+                       timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
         raise NotImplementedError

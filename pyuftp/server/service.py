@@ -34,6 +34,7 @@ from ..message.catalog import ROLES
 from ..signing.crypto import SigningKey
 from ..discovery.cache import NEGATIVE_TTL, NegativeCache
 from ..sending.delivery import Courier, EndpointLookup
+from ..sending.overloads import ServiceRequest
 from ..exceptions import AddressingError, Rejected
 from ..core.exchange import MAX_BODY, Exchange
 from ..receiving.handlers import Handler
@@ -63,7 +64,7 @@ SMALL_BODY = 64 * 1024
 LINGER = 1.0
 
 
-class ShapeshifterService:
+class ShapeshifterService(ServiceRequest):
     """Receives UFTP messages for one role of one party.
 
     :param sender_domain: your own internet domain (messages must be addressed to it).
@@ -231,13 +232,10 @@ class ShapeshifterService:
         raise ValueError(f"{domain} is known as {' and '.join(known)}: say which, e.g. "
                          f"client({domain!r}, role={known[0]!r})")
 
-    async def request(self, domain: str, role: str, message_type: str,
-                      payload: Mapping[str, Any],
-                      timeout: float = 60.0) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Send a request and wait for its response to arrive at this service:
-        ``sent, response = await dso.request("agr.example.com", "AGR", "FlexRequest", {...})``.
-        Only a response from that party, in the request's conversation, settles it. Raises
-        ``asyncio.TimeoutError`` when none comes in ``timeout`` seconds."""
+    async def _request(self, domain: str, role: str, message_type: str,
+                       payload: Mapping[str, Any],
+                       timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        # request(), typed per request type, is ServiceRequest's (tools/make_api.py)
         return await self.inbox.request(domain, role, message_type, payload, timeout)
 
     async def drain(self, timeout: float = 30.0) -> bool:

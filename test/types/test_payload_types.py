@@ -229,19 +229,25 @@ HEAD = "import datetime\nfrom decimal import Decimal\n\nimport pyuftp\n\n"
 SENDS = '''\
 
 
-async def go(client: pyuftp.ShapeshifterDsoAgrClient, courier: Courier) -> None:
+async def go(client: pyuftp.ShapeshifterDsoAgrClient, courier: Courier,
+             dso: pyuftp.ShapeshifterDsoService) -> None:
     await client.send("FlexOfferResponse", {{"result": "{result}", "flex_offer_message_id": "x"}})
     await courier.send("TestMessageResponse", {{"{key}": "x"}}, "agr.example.com", "AGR")
     await client.send(client.seal("TestMessage", {{}}))
+    await dso.request("agr.example.com", "AGR", "{request}", {{}})
 '''
 SEND_HEAD = HEAD.replace("import pyuftp\n", "import pyuftp\nfrom pyuftp.sending.delivery import Courier\n")
 GOOD_CALLS = (SEND_HEAD + CALL.format(key="isp_duration", power="12", result="Accepted")
-              + SENDS.format(result="Accepted", key="conversation_id"))
+              + SENDS.format(result="Accepted", key="conversation_id", request="TestMessage"))
 BAD_CALLS = [HEAD + CALL.format(key="isp_durations", power="12", result="Accepted"),
              HEAD + CALL.format(key="isp_duration", power='"12"', result="Accepted"),
              HEAD + CALL.format(key="isp_duration", power="12", result="Acepted"),
-             SEND_HEAD + SENDS.format(result="Acepted", key="conversation_id"),
-             SEND_HEAD + SENDS.format(result="Accepted", key="conversation")]
+             SEND_HEAD + SENDS.format(result="Acepted", key="conversation_id",
+                                      request="TestMessage"),
+             SEND_HEAD + SENDS.format(result="Accepted", key="conversation",
+                                      request="TestMessage"),
+             SEND_HEAD + SENDS.format(result="Accepted", key="conversation_id",
+                                      request="FlexOffer")]  # a FlexOffer needs its keys
 
 
 def _mypy(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
@@ -275,8 +281,8 @@ def test_mypy_catches_them_in_a_literal_dict_passed_to_create_message(tmp_path):
     good = _mypy(tmp_path, "good_calls.py", GOOD_CALLS)
     assert good.returncode == 0, good.stdout + good.stderr
     for number, (text, line, function) in enumerate(zip(
-            BAD_CALLS, (6, 6, 16, 10, 11),
-            ("create_message", "create_message", "check_payload", "send", "send"))):
+            BAD_CALLS, (6, 6, 16, 11, 12, 14),
+            ("create_message", "create_message", "check_payload", "send", "send", "request"))):
         result = _mypy(tmp_path, f"bad_call_{number}.py", text)
         assert result.returncode == 1, result.stdout + result.stderr
         errors = [row for row in result.stdout.splitlines() if ": error:" in row]
