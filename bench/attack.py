@@ -2360,7 +2360,7 @@ def _hostile(ctx: Ctx, message_type: str, payload: dict[str, Any]) -> tuple[byte
     from pyuftp.message.codec import build_message
 
     payload = dict(payload, sender_domain=AGR, recipient_domain=DSO)
-    xml, sent = build_message(message_type, payload, rules=False)
+    xml, sent = build_message(message_type, payload)  # no enforce: the rules stay off
     return ctx.seal_xml(xml), str(sent["message_id"])
 
 

@@ -152,7 +152,7 @@ class Bench:
                     if bodies is None:
                         await c.send_flex_offer(self.payload)
                     else:
-                        await c.post(bodies[cursor[0] - 1])
+                        await c.courier.poster.post_once(bodies[cursor[0] - 1], svc.url)
                 except Exception as exc:  # counted and shown, never fatal
                     r.errors += 1
                     r.first_error = r.first_error or f"{type(exc).__name__}: {exc}"[:200]

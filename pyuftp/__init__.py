@@ -14,8 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .api import check_payload, create_message, parse_message
+from .api import MessageType, check_payload, create_message, parse_message
 from .exceptions import (
+    AddressingError,
     FinalDeliveryError,
     InvalidKey,
     InvalidSignature,
@@ -83,7 +84,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     # messages
-    "create_message", "parse_message", "check_payload",
+    "create_message", "parse_message", "check_payload", "MessageType",
     "DEFAULT_VERSION", "MESSAGE_TYPES", "VERSIONS", "PAYLOADS",
     # keys
     "generate_keypair", "SigningKey", "VerifyKey", "load_keys", "KeyPair",
@@ -96,7 +97,7 @@ __all__ = [
     # errors
     "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
     "ValidationError", "InvalidKey", "InvalidSignature", "RuleViolation", "StoreError",
-    "TemporaryDeliveryError", "FinalDeliveryError",
+    "TemporaryDeliveryError", "FinalDeliveryError", "AddressingError",
     # enumerations
     "Disposition", "ProfileType", "RedispatchBy", "Result", "Role", "SettlementDisposition",
     "Unit",

@@ -282,6 +282,17 @@ class DeliveryExpired(FinalDeliveryError):
         self.last_error = last_error
 
 
+class AddressingError(PyUFTPError, ValueError):
+    """A message cannot be addressed: no endpoint (or an invalid URL) or no public key is
+    known for its recipient. Raised when sending, before anything is queued; ``domain`` and
+    ``role`` name the recipient."""
+
+    def __init__(self, message: str, domain: str, role: str) -> None:
+        super().__init__(message)
+        self.domain = domain
+        self.role = role
+
+
 # --- handling and storage ---------------------------------------------------------------------
 
 

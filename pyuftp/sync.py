@@ -166,9 +166,9 @@ class SyncClient(_Facade[ShapeshifterClient]):
         """Start delivering from the client's outbox (with a store); ``with`` does it."""
         self._call(self.wrapped.start())
 
-    def send(self, message_type: str, payload: Any, *, check_route: bool = True) -> Any:
+    def send(self, message_type: str, payload: Any) -> Any:
         """Validate, sign and send one message; the payload as sent."""
-        return self._call(self.wrapped.send(message_type, payload, check_route=check_route))
+        return self._call(self.wrapped.send(self.wrapped.seal(message_type, payload)))
 
     def _stop(self) -> Coroutine[Any, Any, None]:
         return self.wrapped.close()
@@ -199,8 +199,10 @@ class SyncService(_Facade[ShapeshifterService]):
                 timeout: float = 60.0) -> tuple[dict[str, Any], dict[str, Any]]:
         """Send a request and wait for its response: ``(sent, response)``; TimeoutError
         when none comes within ``timeout`` seconds."""
-        return self._call(self.wrapped.request(domain, role, message_type, payload, timeout),
-                          timeout + 5.0)
+        # the inbox's request: the type is a str here, not one of the typed overloads' literals
+        return self._call(
+            self.wrapped.inbox.request(domain, role, message_type, payload, timeout),
+            timeout + 5.0)
 
     def _stop(self) -> Coroutine[Any, Any, None]:
         return self.wrapped.stop()

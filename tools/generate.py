@@ -8,8 +8,9 @@ What is generated, each by a maker beside this file with an ``outputs()`` of its
 - ``make_schemas``: ``pyuftp/schemas/<version>/uftp.xsd`` and ``uftp-received.xsd``, from the
   field-type table (``pyuftp/message/catalog.py``, ``fields.py``);
 - ``make_types``: ``pyuftp/types/enums.py``, ``pyuftp/types/payloads.py`` (TypedDicts and
-  StrEnums), ``pyuftp/clients/roles.py`` (the role clients) and ``pyuftp/api.py`` (the typed
-  public functions), from the catalog;
+  StrEnums) and ``pyuftp/clients/roles.py`` (the role clients, typed per message type);
+- ``make_api``: ``pyuftp/api.py`` (the public message functions, typed per message type),
+  from the catalog;
 - ``make_rules_doc``: ``docs/rules.rst``, from the rules registry;
 - ``make_docs``: ``docs/representations.rst``, by rendering the examples.
 
@@ -27,7 +28,7 @@ TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 COMMAND = "python tools/generate.py"
 #: In the order they run: the types first, since the later makers import pyuftp.
-MAKERS = ("make_schemas", "make_types", "make_rules_doc", "make_docs")
+MAKERS = ("make_schemas", "make_types", "make_api", "make_rules_doc", "make_docs")
 
 
 def maker(name: str) -> ModuleType:

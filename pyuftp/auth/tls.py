@@ -3,6 +3,7 @@
     context = server_context("cert.pem", "key.pem", client_ca="partners-ca.pem")   # mTLS
     context = client_context(ca_file="ca.pem", client_cert="me.pem", client_key="me.key")
     refuse_plain_http("http://dso.example.com/...")   # ValueError: not on a loopback address
+    check_url("dso.example.com/shapeshifter")         # ValueError: not an absolute URL
 
 The UFTP transport appendix demands HTTP over TLS. pyuftp therefore refuses to send to an
 ``http://`` URL unless its host is a loopback address (127.0.0.0/8, ::1, ``localhost``),
@@ -15,6 +16,18 @@ import ipaddress
 import os
 import ssl
 from urllib.parse import urlsplit
+
+
+def check_url(url: object, what: str = "endpoint") -> str:
+    """``url`` if it is an absolute http(s) URL, else ValueError saying what is wrong."""
+    if not isinstance(url, str):
+        raise ValueError(f"{what} must be a URL string, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"{what} {url!r} is not an absolute http(s) URL; write it in full, e.g. "
+            "https://dso.example.com/shapeshifter/api/v3/message")
+    return url
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -95,5 +108,5 @@ def server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLik
     return context
 
 
-__all__ = ["is_loopback_host", "is_plain_http_allowed", "refuse_plain_http", "plain_http_warning",
+__all__ = ["check_url", "is_loopback_host", "is_plain_http_allowed", "refuse_plain_http", "plain_http_warning",
            "client_context", "server_context"]

@@ -94,8 +94,9 @@ class Cycle:
         fresh = example(message_type, now=dt.datetime.now(dt.timezone.utc))
         payload = {k: v for k, v in fresh.items() if k not in METADATA}
         payload.update(fields)
-        sent, response = await self.services[sender].request(
-            DOMAINS[recipient], recipient, message_type, payload, timeout=TIMEOUT)
+        # the inbox's request: the type is a str here, not one of the typed overloads' literals
+        sent, response = await self.services[sender].inbox.request(
+            DOMAINS[recipient], recipient, message_type, payload, TIMEOUT)
         self.show("->", message_type, sender, recipient, sent)
         self.show("<-", str(response_type(message_type)), recipient, sender, response)
         self.exchanges += 1

@@ -66,7 +66,7 @@ def load(data: bytes, key: VerifyKey | None = None) -> Loaded:
 
 
 def _example(args: argparse.Namespace) -> int:
-    from .. import create_message, parse_message
+    from ..message.codec import create_message, parse_message  # the type is a variable here
     from ..message.examples import example
 
     xml = create_message(args.message_type, example(args.message_type, args.version),

@@ -21,7 +21,7 @@ DEFAULT_PATH = "/shapeshifter/api/v3/message"
 
 
 def checked_url(url: str) -> str:
-    from ..sending.transport import check_url
+    from ..auth.tls import check_url
 
     try:
         return check_url(url, "--to")

@@ -5,11 +5,15 @@
         sent = await c.send_flex_offer({...})   # the payload as sent, with its message_id
 
 One client talks to one recipient (domain and role). Every ``send_*`` fills in the metadata,
-validates, signs, POSTs ``text/xml; charset=utf-8`` and returns the payload as sent. HTTP 200
-only means "received": the business answer (``...Response``) arrives later at your own service.
-The sealing, addressing and delivery are a :class:`~pyuftp.sending.delivery.Courier`'s; the role
-classes (one per sender and recipient role, with a ``send_*`` method per message type that
-route carries) are made from the catalog.
+validates, signs, sends and returns the payload as sent. HTTP 200 only means "received": the
+business answer (``...Response``) arrives later at your own service. A party that runs a
+service makes its clients from it, ``agr.client("dso.example.com")``: they then share the
+service's courier, store, archive and outbox, so the service knows the requests they sent and
+accepts their answers. A standalone client (as above) suits send-only use; without a store
+shared with your service, your service cannot match the answers to what it sent. The sealing,
+addressing and delivery are a :class:`~pyuftp.sending.delivery.Courier`'s; the role classes
+(one per sender and recipient role, with a ``send_*`` method per message type that route
+carries) are made from the catalog.
 """
 from __future__ import annotations
 
@@ -17,23 +21,25 @@ import logging
 import os
 import ssl as ssl_module
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import aiohttp
 
 from ..message.catalog import spec
 from ..signing.crypto import SigningKey, VerifyKey
-from ..sending.delivery import Courier, EndpointLookup
+from ..sending.delivery import Courier, EndpointLookup, Sealed
+from ..sending.overloads import ClientSend
 from ..sending.outbox import Outbox
 from ..store import Store
-from ..sending.transport import Auth, PeerAuth, check_url
+from ..auth.tls import check_url
+from ..sending.transport import Auth, PeerAuth
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ShapeshifterClient"]
 
 
-class ShapeshifterClient:
+class ShapeshifterClient(ClientSend):
     """Sends UFTP messages from one party (``sender_role``) to one other (``recipient_role``).
 
     :param sender_domain: your own internet domain, e.g. ``agr.example.com``.
@@ -166,30 +172,27 @@ class ShapeshifterClient:
         """The message types this client may send."""
         return spec().sent_by(cls.sender_role, cls.recipient_role)
 
-    def prepare(self, message_type: str, payload: Mapping[str, Any], *,
-                check_route: bool = True) -> tuple[bytes, dict[str, Any]]:
-        """Sign a message for this recipient: ``(SignedMessage bytes, payload as sent)``."""
+    def seal(self, message_type: str, payload: Mapping[str, Any]) -> Sealed:
+        """Address, check and sign a message for this recipient, sending nothing yet: a
+        :class:`~pyuftp.sending.delivery.Sealed` (``data``, ``payload``, ``xml``) for
+        :meth:`send`."""
         return self.courier.seal(message_type, payload, self.recipient_domain,
-                                 self.recipient_role, check_route=check_route)
+                                 self.recipient_role)
 
-    async def send(self, message_type: str, payload: Mapping[str, Any], *,
-                   check_route: bool = True) -> dict[str, Any]:
-        """Validate, sign and send one message; return the payload as sent."""
-        return await self.courier.send(message_type, payload, self.recipient_domain,
-                                       self.recipient_role, check_route=check_route)
-
-    async def queue(self, message_type: str, data: bytes, sent: Mapping[str, Any]) -> None:
-        """Commit a prepared message to the outbox, for delivery to this client's recipient."""
-        await self.courier.queue(message_type, data, sent, self.recipient_role)
-
-    async def post(self, data: bytes) -> None:
-        """POST a signed envelope now, retrying temporary failures a bounded number of
-        times within ``send_timeout``."""
-        await self.courier.post(data, await self.endpoint(), peer=self._peer)
-
-    async def post_once(self, data: bytes, url: str | None = None) -> None:
-        """One POST; raises Temporary/FinalDeliveryError."""
-        await self.courier.poster.post_once(data, url or await self.endpoint(), peer=self._peer)
+    async def _send(self, message: str | Sealed,
+                    payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        # send(), typed per message type, is ClientSend's (tools/make_api.py); it calls this
+        if isinstance(message, Sealed):
+            if payload is not None:
+                raise TypeError("send(sealed) takes no payload: the sealed message has it")
+            if (message.recipient_domain, message.recipient_role) != self._peer:
+                raise ValueError(f"this message was sealed for {message.recipient_domain} "
+                                 f"({message.recipient_role}), not for this client's "
+                                 f"{self.recipient_domain} ({self.recipient_role})")
+            return await self.courier.send(message)
+        if payload is None:
+            raise TypeError(f"send({message!r}) needs the payload")
+        return await self.courier.send(self.seal(message, payload))
 
     @property
     def _peer(self) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..auth.tls import check_url
 from ..signing.crypto import VerifyKey
 
 
@@ -27,8 +28,12 @@ class Directory:
         self._parties: dict[tuple[str, str], Party] = {}
 
     def add(self, domain: str, role: str, public_key: str, endpoint: str | None = None) -> Party:
-        """Register a party; the key is checked now (base64 of 32 bytes, or ``cs1.``)."""
+        """Register a party; the key (base64 of 32 bytes, or ``cs1.``) and the endpoint (an
+        absolute http(s) URL) are checked now, so that a typo shows here, not as a failing
+        delivery later."""
         VerifyKey(public_key)
+        if endpoint is not None:
+            endpoint = check_url(endpoint, f"the endpoint of {domain} ({role})")
         party = self._parties[(domain, role)] = Party(domain, role, public_key, endpoint)
         return party
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..store.archiving import RETENTION, StoreLookups, note_outcome
+from ..message.check import message_node
 from ..sending.delivery import Courier
 from ..discovery.cache import refresher
 from ..discovery.records import DiscoveryError
@@ -185,16 +186,18 @@ class Inbox:
                       payload: Mapping[str, Any],
                       timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
         """Send a request and wait for the response that settles it."""
+        message_node(message_type, self.exchange.spec)  # a misspelt type: did you mean ...?
         answer = self.exchange.spec.response_type(message_type)
         if answer is None:
             raise ValueError(f"{message_type} is not answered by a response")
-        data, sent, xml = self.courier._seal(message_type, payload, domain, role)
+        sealed = self.courier.seal(message_type, payload, domain, role)
+        sent = sealed.payload
         request_id = sent["message_id"]
         self._waiting[request_id] = Waiting(message_type, request_id, sent["conversation_id"],
                                             domain, role)
         future = self._answers[request_id] = asyncio.get_running_loop().create_future()
         try:
-            await self.courier.queue(message_type, data, sent, role, xml=xml)
+            await self.courier.send(sealed)
             try:
                 # the response may reach another instance sharing our store: look there too
                 return sent, await asyncio.wait_for(
@@ -203,8 +206,8 @@ class Inbox:
             except asyncio.TimeoutError:
                 raise asyncio.TimeoutError(
                     f"no {answer} from {domain} for {message_type} {request_id} within "
-                    f"{timeout:g} s (does its answer reach our service, and does {domain} "
-                    "know our key?)") from None
+                    f"{timeout:g} s: {self.courier.delivery_status(request_id, timeout)}"
+                    ) from None
         finally:
             self._waiting.pop(request_id, None)
             self._answers.pop(request_id, None)

@@ -51,9 +51,9 @@ class LoopbackPoster(Poster):
     def connect(self, url: str, inbox: Inbox) -> None:
         self.inboxes[url] = inbox
 
-    async def post_once(self, data: bytes, url: str, *, peer: Peer | None = None) -> None:
-        """Hand ``data`` to the inbox at ``url``; raise Temporary/FinalDeliveryError for
-        what a service would answer with another status than 2xx."""
+    async def post_once(self, data: bytes, url: str, *, peer: Peer | None = None) -> int:
+        """Hand ``data`` to the inbox at ``url``: the status of a success (2xx); raise
+        Temporary/FinalDeliveryError for what a service would answer with another one."""
         inbox = self.inboxes.get(url)
         if inbox is None:
             raise TemporaryDeliveryError(f"cannot reach {url}: no inbox connected", url=url)
@@ -66,7 +66,7 @@ class LoopbackPoster(Poster):
         self.posts.append((url, status))
         del self.posts[:-10_000]
         if 200 <= status < 300:
-            return
+            return status
         text = excerpt(text, 200)
         if is_temporary_status(status):
             raise TemporaryDeliveryError(f"{url} answered HTTP {status}: {text}", status=status,
@@ -128,7 +128,7 @@ class Party:
     async def send(self, domain: str, role: str, message_type: str,
                    payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send a message (queued durably, delivered in the background); the payload sent."""
-        return await self.courier.send(message_type, payload, domain, role)
+        return await self.courier.send(self.courier.seal(message_type, payload, domain, role))
 
     async def request(self, domain: str, role: str, message_type: str,
                       payload: Mapping[str, Any],

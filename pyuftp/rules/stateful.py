@@ -20,6 +20,12 @@ from .stateless import exact
 RESPONSES = frozenset(t for t in spec().message_types if spec().request_type(t) is not None)
 
 
+# Said with a response that names no request of ours: the usual cause is a request sent by a
+# standalone client, whose archive the service does not see.
+_UNKNOWN_REQUEST = (" (not in this party's archive: send requests with service.client(...) so "
+                    "the service knows them)")
+
+
 def _answers_our_request(ctx: Context) -> Iterable[str]:
     s = spec(ctx.payload.get("version"))
     request_type = s.request_type(ctx.message_type)
@@ -28,13 +34,14 @@ def _answers_our_request(ctx: Context) -> Iterable[str]:
     key = s.reference_key(request_type)
     if key is None:  # TestMessageResponse: its conversation names the TestMessage
         found = ctx.entries(request_type, same_way=False, limit=1,
-                                  conversation_id=ctx.payload["conversation_id"])
+                            conversation_id=ctx.payload["conversation_id"])
         return [] if found else [f"no {request_type} in conversation "
-                                 f"{ctx.payload['conversation_id']} went to {ctx.counterparty}"]
+                                 f"{ctx.payload['conversation_id']} went to {ctx.counterparty}"
+                                 f"{_UNKNOWN_REQUEST}"]
     request = ctx.referenced(request_type, ctx.payload.get(key), same_way=False)
     if request is None:
         return [f"{key} {ctx.payload.get(key)} names no {request_type} that went to "
-                f"{ctx.counterparty}"]
+                f"{ctx.counterparty}{_UNKNOWN_REQUEST}"]
     if request["conversation_id"] != ctx.payload["conversation_id"]:
         return [f"{key} {ctx.payload.get(key)} is a {request_type} of another conversation"]
     return []

@@ -1,14 +1,17 @@
-"""Sending for one party: sealing, addressing, and durable delivery with one owner.
+r"""Sending for one party: three verbs (seal, send, answer), one store, one archive.
 
     courier = Courier("agr.example.com", signing_key, "AGR", store="agr.sqlite",
-                      endpoint_lookup=directory.endpoint)
+                      endpoint_lookup=directory.endpoint, key_lookup=directory.key)
     async with courier:
         sent = await courier.send("FlexOffer", offer, "dso.example.com", "DSO")
 
-A :class:`Courier` is the one component that fills in who sends a message to whom, seals it,
-and either POSTs it at once (no store: a bounded number of attempts within a deadline) or
-commits it to its store and lets the :class:`~pyuftp.sending.outbox.Outbox` deliver it in the
-background, retrying for an hour. Its :meth:`Courier.deliver` is the one deliver function.
+A :class:`Courier` fills in who sends a message to whom and :meth:`~Courier.seal`\ s it (the
+stateless rules run there, once); :meth:`~Courier.send` POSTs it at once (no store: a bounded
+number of attempts within a deadline) or runs the stateful rules, commits it to the store and
+the archive, and lets the :class:`~pyuftp.sending.outbox.Outbox` deliver it in the background,
+retrying for an hour; :meth:`~Courier.answer` sends the response the exchange core made for a
+received request. A party's service, the role clients made from it and the requests it makes
+share one courier, so the party's archive knows every request it sent.
 
 Ownership: whoever opens a store closes it. A courier given a path or URL opens the store and
 closes it on :meth:`Courier.close`; a :class:`~pyuftp.store.Store` passed in is never closed.
@@ -21,7 +24,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -30,31 +33,35 @@ from ..store.archiving import StoreLookups, entry
 from ..message.catalog import spec
 from ..signing.crypto import SigningKey
 from ..signing.envelope import wrap
+from ..core.decisions import Answer
 from ..exceptions import TemporaryDeliveryError, ValidationError, about, quote
 from ..message.codec import build_message
 from ..rules.enforce import enforcer
-from ..core.decisions import Answer
 from .outbox import Outbox
 from ..rules import Context, Rules, chosen
 from .observe import NO_OBSERVER, Observer
 from ..store import OutboxItem, Store, open_store
 from ..auth.tls import refuse_plain_http
 from ..message.catalog import check_dialect
-from .transport import Auth, PeerAuth, Poster, check_url, maybe_await
+from .overloads import CourierSend
+from .sealed import Sealed
+from .status import Deliveries
+from .addressing import Addresses, EndpointLookup, KeyLookup
+from .transport import Auth, PeerAuth, Poster
 
 logger = logging.getLogger(__name__)
 
-EndpointLookup = Callable[[str, str], "str | None | Awaitable[str | None]"]
-ENDPOINT_TTL = 300.0  # seconds a looked-up endpoint is reused
 
 
-class Courier:
+class Courier(CourierSend):
     """Seals and delivers the messages of one party (``sender_domain`` in ``sender_role``).
 
     :param store: None (POST at once, no durability), a :class:`~pyuftp.store.Store`, or a
         path / ``sqlite:///`` URL / ``"memory:"`` of one to open (and close).
     :param endpoint_lookup: ``(domain, role) -> url`` (sync or async) of other parties'
         services; ``endpoints`` gives fixed ones, ``{(domain, role): url}``, looked at first.
+    :param key_lookup: ``(domain, role) -> public key`` (sync or async): given, a send to a
+        party whose key is unknown (whose answers would be refused) raises at once.
     :param version: the UFTP version written when a payload does not say.
     :param attempts, backoff, send_timeout: for a store-less send: how often a temporary
         failure is tried in all, the first wait between tries (doubling), and the most
@@ -101,14 +108,16 @@ class Courier:
         client_key: str | os.PathLike[str] | None = None,
         allow_plain_http: bool = False,
         dialects: Mapping[tuple[str, str] | str, str] | None = None,
+        key_lookup: KeyLookup | None = None,
     ) -> None:
         self.sender_domain = sender_domain
         self.sender_role = sender_role
         self.signing_key = signing_key if isinstance(signing_key, SigningKey) else SigningKey(signing_key)
         self.spec = spec(version)
-        self.endpoint_lookup = endpoint_lookup
-        self._endpoints = {peer: check_url(url) for peer, url in (endpoints or {}).items()}
-        self._looked_up: dict[tuple[str, str], tuple[str, float]] = {}
+        #: whom this courier sends to: endpoints and keys (:mod:`~pyuftp.sending.addressing`)
+        self.addresses = Addresses(endpoint_lookup, endpoints, key_lookup)
+        #: the latest delivery attempts of recent messages (:meth:`delivery_status`)
+        self.deliveries = Deliveries()
         self.attempts = max(1, attempts)
         self.backoff = backoff
         self.send_timeout = float(send_timeout)
@@ -117,7 +126,7 @@ class Courier:
                                        max_redirects=max_redirects, ssl=ssl, ca_file=ca_file,
                                        client_cert=client_cert, client_key=client_key,
                                        allow_plain_http=allow_plain_http)
-        for url in self._endpoints.values():  # a fixed plain-http endpoint: say so at once
+        for url in self.addresses.fixed.values():  # a fixed plain-http endpoint: say so at once
             refuse_plain_http(url, self.poster.allow_plain_http)
         self.dialects = {peer: check_dialect(name) for peer, name in (dialects or {}).items()}
         self._own_poster = poster is None
@@ -126,7 +135,7 @@ class Courier:
         self.archive: StoreLookups | None = None
         self._own_store = store is not None and not isinstance(store, Store)
         if store is not None:
-            self.outbox = Outbox(open_store(store), self.deliver, **dict(outbox_options or {}))
+            self.outbox = Outbox(open_store(store), self._deliver, **dict(outbox_options or {}))
             self.archive = StoreLookups(self.outbox.store)
 
     @property
@@ -164,23 +173,23 @@ class Courier:
     # --- sealing ---------------------------------------------------------------------------
 
     def seal(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
-             recipient_role: str, *, check_route: bool = True) -> tuple[bytes, dict[str, Any]]:
-        """Address, check and sign a message: ``(SignedMessage bytes, payload as sent)``.
+             recipient_role: str) -> Sealed:
+        """Address, check and sign a message: a :class:`Sealed`, nothing sent yet.
 
         The one place that fills in who sends to whom: the payload may leave out
         ``sender_domain``, ``recipient_domain`` and ``version``; if it names them they must
         be this party's and the recipient's. Raises ValidationError (naming the field) or
-        RuleViolation (the stateless rules) before anything is signed, and ValueError for a
-        type this role does not send to that one (unless ``check_route`` is off: a
-        misrouted request is still answered).
+        RuleViolation (the stateless rules, run here and only here) before anything is
+        signed, and ValueError for a type this role does not send to that one.
         """
-        return self._seal(message_type, payload, recipient_domain, recipient_role,
-                          check_route=check_route)[:2]
+        return self._seal(message_type, payload, recipient_domain, recipient_role)
 
     def _seal(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
-              recipient_role: str, *, check_route: bool = True,
-              rules: bool = True) -> tuple[bytes, dict[str, Any], bytes]:
-        if check_route and not self.spec.may_send(self.sender_role, recipient_role, message_type):
+              recipient_role: str, *, answer: bool = False) -> Sealed:
+        # An answer the exchange core made skips the route and the rules: a misrouted or
+        # rule-breaking request is still answered, with what the core decided.
+        if not answer and not self.spec.may_send(self.sender_role, recipient_role,
+                                                 message_type):
             raise ValueError(
                 f"a {self.sender_role} does not send {message_type} to a {recipient_role}; it "
                 f"sends {', '.join(self.spec.sent_by(self.sender_role, recipient_role))}")
@@ -193,11 +202,12 @@ class Courier:
                 raise ValidationError(f"{message_type}.{key}",
                                       f"{quote(given)} is not {whose} domain {own!r}")
         message.setdefault("version", self.spec.version)
-        use = self.rules if rules and self.rules is not None else False
+        use = False if answer or self.rules is None else self.rules
         xml, sent = build_message(message_type, message, enforce=enforcer(use),
                                   dialect=self.dialect(recipient_domain, recipient_role))
         data = xml.encode("utf-8")
-        return wrap(data, self.signing_key, self.sender_domain, self.sender_role), sent, data
+        return Sealed(wrap(data, self.signing_key, self.sender_domain, self.sender_role), sent,
+                      data, message_type, recipient_domain, recipient_role)
 
     def dialect(self, domain: str, role: str) -> str | None:
         """The dialect configured for ``domain`` in ``role`` (or for the domain), if any."""
@@ -205,84 +215,110 @@ class Courier:
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def send(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
-                   recipient_role: str, *, answers: tuple[str, str] | None = None,
-                   check_route: bool = True, rules: bool = True,
-                   outcome: tuple[str, str | None] | None = None) -> dict[str, Any]:
-        """Seal a message and deliver it: POSTed now without a store, else checked against
-        the archive (stateful rules), committed (with the received message it ``answers``
-        marked handled in the same transaction), archived and delivered in the background.
-        Returns the payload as sent. ``rules=False``: no business rules (for answers the
-        exchange core wrote)."""
-        data, sent, xml = self._seal(message_type, payload, recipient_domain, recipient_role,
-                                     check_route=check_route, rules=rules)
+    async def _send(self, message: str | Sealed, payload: Mapping[str, Any] | None,
+                    recipient_domain: str | None, recipient_role: str | None) -> dict[str, Any]:
+        # send(), typed per message type, is CourierSend's (tools/make_api.py); it calls this
+        if isinstance(message, Sealed):
+            if payload is not None or recipient_domain is not None or recipient_role is not None:
+                raise TypeError("send(sealed) takes no payload, domain or role: the sealed "
+                                "message names them")
+            sealed = message
+            if sealed.payload.get("sender_domain") != self.sender_domain:
+                raise ValueError(f"this message was sealed for "
+                                 f"{quote(sealed.payload.get('sender_domain'))}, not for "
+                                 f"{self.sender_domain!r}")
+        elif payload is None or recipient_domain is None or recipient_role is None:
+            raise TypeError("send() takes a Sealed message, or a message type with its "
+                            "payload, recipient domain and recipient role")
+        else:
+            sealed = self.seal(message, payload, recipient_domain, recipient_role)
+        await self.addresses.check(sealed.recipient_domain, sealed.recipient_role,
+                                   queued=self.outbox is not None)
         if self.outbox is None:
-            await self.post(data, await self.endpoint(recipient_domain, recipient_role),
-                            peer=(recipient_domain, recipient_role))
-            self.metrics.sent(message_type, recipient_domain, "posted")
-            fields = about((message_type, sent), recipient_domain)
-            logger.info("sent %s (%s)", fields, recipient_role, extra=fields)
-            return sent
-        await self.queue(message_type, data, sent, recipient_role, answers=answers, xml=xml,
-                         rules=rules, outcome=outcome)
-        return sent
+            await self._post(sealed)
+            self.metrics.sent(sealed.message_type, sealed.recipient_domain, "posted")
+            fields = about((sealed.message_type, sealed.payload), sealed.recipient_domain)
+            logger.info("sent %s (%s)", fields, sealed.recipient_role, extra=fields)
+            return sealed.payload
+        await self._check_stateful(sealed)
+        await self._queue(sealed)
+        return sealed.payload
 
-    # --- (#17, helper J) a minimal answer door for the inbox; helper I replaces it ---------
-    async def answer(self, answer: Answer) -> None:
-        """Queue the answer to a received request (see :class:`~pyuftp.core.decisions.Answer`)."""
-        await self.send(answer.message_type, answer.payload, answer.recipient_domain,
-                        answer.recipient_role, answers=answer.answers, check_route=False,
-                        rules=False, outcome=answer.outcome)
+    async def answer(self, answer: Answer) -> dict[str, Any]:
+        """Send the response the exchange core made for a received request: sealed without
+        route checks or rules (the core built it), queued in one transaction with the
+        request marked handled (``answer.answers``) and its outcome noted
+        (``answer.outcome``), archived. Returns the payload as sent."""
+        sealed = self._seal(answer.message_type, answer.payload, answer.recipient_domain,
+                            answer.recipient_role, answer=True)
+        if self.outbox is None:
+            await self._post(sealed)
+        else:
+            await self._queue(sealed, answers=answer.answers, outcome=answer.outcome)
+        return sealed.payload
 
-    async def check_stateful(self, message_type: str, sent: Mapping[str, Any]) -> None:
-        """Run the rules that need the archive on a message about to be sent; raise one
-        RuleViolation for all problems."""
+    def delivery_status(self, message_id: str, waited: float | None = None) -> str:
+        """What is known of the delivery of ``message_id`` by this courier's outbox, in
+        words: "delivered at <time> with HTTP 200" (and, given ``waited`` seconds, "and no
+        answer within" them), or "not delivered" with the attempts, the last error and the
+        next attempt."""
+        return self.deliveries.describe(message_id, waited)
+
+    async def _check_stateful(self, sealed: Sealed) -> None:
+        """Run the rules that need the archive (the stateless ones ran in :meth:`seal`);
+        raise one RuleViolation for all problems."""
         if self.rules is None or self.archive is None:
             return
-        ctx = Context(message_type, sent, "out", sent["recipient_domain"], sent["time_stamp"],
-                      lookups=self.archive)
+        stateful = self.rules.for_type(sealed.message_type, stateful=True)
+        if not stateful:
+            return
+        only = Rules((), self.rules.settings)
+        for rule in stateful:
+            only.add(rule, enabled=True)
+        sent = sealed.payload
+        ctx = Context(sealed.message_type, sent, "out", sealed.recipient_domain,
+                      sent["time_stamp"], lookups=self.archive)
         # The rules are sync over sync look-ups: run them where the store runs its calls.
-        problems = await self.archive.store.call(self.rules.check_all, ctx)
-        if self.rules.awaiting(message_type):
-            problems += await self.rules.check_async(ctx)
-        self.rules.refuse(message_type, problems)
+        problems = await self.archive.store.call(only.check_all, ctx)
+        if only.awaiting(sealed.message_type):
+            problems += await only.check_async(ctx)
+        only.refuse(sealed.message_type, problems)
 
-    async def queue(self, message_type: str, data: bytes, sent: Mapping[str, Any],
-                    recipient_role: str, *, answers: tuple[str, str] | None = None,
-                    xml: bytes | None = None, rules: bool = True,
-                    outcome: tuple[str, str | None] | None = None) -> int:
-        """Commit a sealed message to the outbox, with its payload ``xml`` to the archive and
-        the ``outcome`` of the message it ``answers``, in one transaction; return its item id
-        once committed."""
-        if self.outbox is None:
-            raise RuntimeError("queue() needs a courier with a store")
-        if rules:
-            await self.check_stateful(message_type, sent)
+    async def _queue(self, sealed: Sealed, *, answers: tuple[str, str] | None = None,
+                     outcome: tuple[str, str | None] | None = None) -> int:
+        """Commit a sealed message to the outbox, with its payload XML to the archive and
+        the ``outcome`` of the message it ``answers``, in one transaction; return its item
+        id once committed."""
+        assert self.outbox is not None
         await self.outbox.start()  # idempotent: the first send starts delivery
         now = time.time()
+        sent = sealed.payload
         item = OutboxItem(
-            message_id=sent["message_id"], message_type=message_type,
-            sender_domain=self.sender_domain, recipient_domain=sent["recipient_domain"],
-            recipient_role=recipient_role, body=data, created_at=now,
+            message_id=sent["message_id"], message_type=sealed.message_type,
+            sender_domain=self.sender_domain, recipient_domain=sealed.recipient_domain,
+            recipient_role=sealed.recipient_role, body=sealed.data, created_at=now,
             expires_at=self.outbox.expires_at(now))
-        kept = None if self.archive is None or xml is None else entry(
-            "out", message_type, sent, xml, self.sender_role, recipient_role)
+        kept = None if self.archive is None else entry(
+            "out", sealed.message_type, sent, sealed.xml, self.sender_role,
+            sealed.recipient_role)
         item_id = await self.outbox.submit(item, answers=answers, archive=kept, outcome=outcome)
-        self.metrics.sent(message_type, item.recipient_domain, "queued")
-        fields = about((message_type, sent), item.recipient_domain)
-        logger.info("queued %s (%s)", fields, recipient_role, extra=fields)
+        self.metrics.sent(sealed.message_type, item.recipient_domain, "queued")
+        fields = about((sealed.message_type, sent), item.recipient_domain)
+        logger.info("queued %s (%s)", fields, item.recipient_role, extra=fields)
         return item_id
 
-    async def post(self, data: bytes, url: str, *, peer: tuple[str, str] | None = None) -> None:
+    async def _post(self, sealed: Sealed) -> None:
         """POST now, retrying temporary failures up to ``attempts`` times, all within
         ``send_timeout`` seconds (then TemporaryDeliveryError)."""
+        peer = (sealed.recipient_domain, sealed.recipient_role)
+        url = await self.endpoint(*peer)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.send_timeout
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):
             try:
                 async with asyncio.timeout(deadline - loop.time()):
-                    await self.poster.post_once(data, url, peer=peer)
+                    await self.poster.post_once(sealed.data, url, peer=peer)
                 return
             except TimeoutError:
                 raise TemporaryDeliveryError(
@@ -299,29 +335,22 @@ class Courier:
                 await asyncio.sleep(wait)
                 delay *= 2
 
-    async def deliver(self, item: OutboxItem) -> None:
-        """One delivery attempt of a stored message: the one deliver function."""
-        url = await self.endpoint(item.recipient_domain, item.recipient_role)
-        await self.poster.post_once(item.body, url,
-                                    peer=(item.recipient_domain, item.recipient_role))
+    async def _deliver(self, item: OutboxItem) -> None:
+        """One delivery attempt of a stored message: the one deliver function, the
+        outbox's."""
+        peer = (item.recipient_domain, item.recipient_role)
+        url = await self.addresses.delivery_url(*peer)
+        status = None
+        self.deliveries.started(item)
+        try:
+            status = await self.poster.post_once(item.body, url, peer=peer)
+        finally:
+            self.deliveries.ended(item, status)
 
     async def endpoint(self, domain: str, role: str) -> str:
         """The service URL of ``domain`` in ``role``: a fixed one, else looked up (and kept
-        for a few minutes). TemporaryDeliveryError when none is known."""
-        peer = (domain, role)
-        if peer in self._endpoints:
-            return self._endpoints[peer]
-        known = self._looked_up.get(peer)
-        if known is not None and known[1] > time.monotonic():
-            return known[0]
-        url = None
-        if self.endpoint_lookup is not None:
-            url = await maybe_await(self.endpoint_lookup(domain, role))
-        if not url:
-            raise TemporaryDeliveryError(f"no endpoint known for {domain} ({role})")
-        checked = check_url(url)
-        self._looked_up[peer] = (checked, time.monotonic() + ENDPOINT_TTL)
-        return checked
+        for a few minutes). AddressingError when none is known or it is not a URL."""
+        return await self.addresses.endpoint(domain, role)
 
 
-__all__ = ["Courier", "EndpointLookup"]
+__all__ = ["Courier", "EndpointLookup", "KeyLookup", "Sealed"]

@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ..auth.tls import client_context, refuse_plain_http
+from ..auth.tls import check_url, client_context, refuse_plain_http
 from ..exceptions import FinalDeliveryError, TemporaryDeliveryError, excerpt
 
 logger = logging.getLogger(__name__)
@@ -89,18 +89,6 @@ def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -
         when = when.replace(tzinfo=datetime.timezone.utc)
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
-
-
-def check_url(url: Any, what: str = "endpoint") -> str:
-    """``url`` if it is an absolute http(s) URL, else ValueError saying what is wrong."""
-    if not isinstance(url, str):
-        raise ValueError(f"{what} must be a URL string, not {type(url).__name__}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            f"{what} {url!r} is not an absolute http(s) URL; write it in full, e.g. "
-            "https://dso.example.com/shapeshifter/api/v3/message")
-    return url
 
 
 async def maybe_await(value: Any) -> Any:
@@ -168,10 +156,11 @@ class Poster:
         """Whether the auth refreshed what the peer refused: then one more try is worth it."""
         return isinstance(self.auth, PeerAuth) and await self.auth.refused(url, peer, sent)
 
-    async def post_once(self, data: bytes, url: str, *, peer: Peer | None = None) -> None:
+    async def post_once(self, data: bytes, url: str, *, peer: Peer | None = None) -> int:
         """One POST (following redirects as POSTs, and trying once more with fresh
         credentials after a 401 when the auth can refresh them) to ``peer`` (``(domain,
-        role)``, for the auth) at ``url``; raises Temporary/FinalDeliveryError."""
+        role)``, for the auth) at ``url``: the HTTP status of a success (2xx); raises
+        Temporary/FinalDeliveryError."""
         refreshed = False
         hop = 0
         while hop <= self.max_redirects:
@@ -195,7 +184,7 @@ class Poster:
                         refreshed = True  # once: a second 401 is the peer's final word
                         continue
                     if 200 <= status < 300:
-                        return
+                        return status
                     # A few KB say why; a hostile peer's 300 MB error page stays unread.
                     head = await response.content.read(ERROR_BODY_BYTES)
                     text = excerpt(head.decode("utf-8", "replace"), 200)

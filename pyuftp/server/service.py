@@ -19,6 +19,7 @@ is the :class:`~pyuftp.core.exchange.Exchange`'s, every send the :class:`~pyuftp
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import ssl
@@ -28,11 +29,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiohttp import web
 
+from ..clients import ShapeshifterClient, client_class
 from ..message.catalog import ROLES
 from ..signing.crypto import SigningKey
 from ..discovery.cache import NEGATIVE_TTL, NegativeCache
 from ..sending.delivery import Courier, EndpointLookup
-from ..exceptions import Rejected
+from ..sending.overloads import ServiceRequest
+from ..exceptions import AddressingError, Rejected
 from ..core.exchange import MAX_BODY, Exchange
 from ..receiving.handlers import Handler
 from ..store.archiving import RETENTION
@@ -64,7 +67,7 @@ SMALL_BODY = 64 * 1024
 LINGER = 1.0
 
 
-class ShapeshifterService:
+class ShapeshifterService(ServiceRequest):
     """Receives UFTP messages for one role of one party.
 
     :param sender_domain: your own internet domain (messages must be addressed to it).
@@ -80,7 +83,7 @@ class ShapeshifterService:
         ``/shapeshifter/api/v3/message`` unless you say otherwise (port 0 picks a free port;
         see :attr:`url`). ``ssl_context`` serves HTTPS.
     :param version: the UFTP version of the messages it sends (answers take the request's).
-    :param client_options: for sending: ``timeout``, ``auth``, ``attempts``, ... (see
+    :param client_options: for sending: ``timeout``, ``auth``, ``outbox_options``, ... (see
         :class:`~pyuftp.sending.delivery.Courier`).
     :param store: a :class:`pyuftp.store.Store`, or a path or URL of one to open, that keeps
         the outbox and the journal across restarts; by default both live in memory.
@@ -148,12 +151,18 @@ class ShapeshifterService:
                                  max_clock_skew=max_clock_skew, max_body=max_body, clock=clock,
                                  rules=rules, bearer=None if self._jwks is None else
                                  self._jwks.check)
+        options = dict(client_options or {})
+        outbox_options = {"retry_for": retry_for, "on_delivery_failed": on_delivery_failed,
+                          **options.pop("outbox_options", {})}
+        # The party's one courier: its requests, its answers and the clients made from it
+        # (client()) send through it. A send to a party whose key is unknown fails at once
+        # (its answers would be refused); the lookup, not the cache of misses, so that a key
+        # just added counts at once.
         self.courier = Courier(sender_domain, signing_key, self.role,
                                store=store if store is not None else "memory:",
                                endpoint_lookup=endpoint_lookup, version=version,
-                               outbox_options={"retry_for": retry_for,
-                                               "on_delivery_failed": on_delivery_failed},
-                               rules=rules, **dict(client_options or {}))
+                               outbox_options=outbox_options, rules=rules,
+                               key_lookup=key_lookup, **options)
         #: the memory of failed key look-ups (None when ``unknown_key_ttl`` is 0)
         self.key_cache = NegativeCache(key_lookup, unknown_key_ttl) if unknown_key_ttl else None
         lookup = key_lookup if self.key_cache is None else self.key_cache
@@ -227,13 +236,42 @@ class ShapeshifterService:
             return function
         return register
 
-    async def request(self, domain: str, role: str, message_type: str,
-                      payload: Mapping[str, Any],
-                      timeout: float = 60.0) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Send a request and wait for its response to arrive at this service:
-        ``sent, response = await dso.request("agr.example.com", "AGR", "FlexRequest", {...})``.
-        Only a response from that party, in the request's conversation, settles it. Raises
-        ``asyncio.TimeoutError`` when none comes in ``timeout`` seconds."""
+    def client(self, domain: str, role: str | None = None) -> ShapeshifterClient:
+        """The role client with which this party sends to ``domain``: e.g. for a DSO service
+        ``client("agr.example.com")`` is a :class:`~pyuftp.ShapeshifterDsoAgrClient`. It
+        shares this service's courier (its store, archive and outbox), so the service knows
+        what the client sent and accepts the answers. ``role`` is the recipient's; it may be
+        left out when the endpoint lookup (sync, like a :class:`~pyuftp.Directory`'s) knows
+        ``domain`` in one role only that this party sends to."""
+        return client_class(self.role, role or self._role_of(domain))(
+            self.sender_domain, self.courier.signing_key, domain, courier=self.courier)
+
+    def _role_of(self, domain: str) -> str:
+        roles = [r for r in ROLES if (self.role, r) in self.exchange.spec.routes]
+        lookup = self.courier.addresses.endpoint_lookup
+        known = [r for r in roles if (domain, r) in self.courier.addresses.fixed]
+        if not known and lookup is not None:
+            for role in roles:
+                url = lookup(domain, role)
+                if inspect.isawaitable(url):  # an async lookup cannot be asked from here
+                    getattr(url, "close", lambda: None)()
+                    break
+                if url:
+                    known.append(role)
+        if len(known) == 1:
+            return known[0]
+        if not known:
+            raise AddressingError(
+                f"no endpoint known for {domain} in any role a {self.role} sends to "
+                f"({', '.join(roles)}): add it to the Directory, or say client(domain, "
+                "role=...)", domain, "/".join(roles))
+        raise ValueError(f"{domain} is known as {' and '.join(known)}: say which, e.g. "
+                         f"client({domain!r}, role={known[0]!r})")
+
+    async def _request(self, domain: str, role: str, message_type: str,
+                       payload: Mapping[str, Any],
+                       timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        # request(), typed per request type, is ServiceRequest's (tools/make_api.py)
         return await self.inbox.request(domain, role, message_type, payload, timeout)
 
     async def drain(self, timeout: float = 30.0) -> bool:

@@ -30,7 +30,7 @@ def client(url: str = URL) -> ShapeshifterAgrDsoClient:
 def test_a_payload_for_another_party_is_refused_before_signing(key, value, whose):
     # A wrong sender came back as a retried 419; a wrong recipient was silently rejected.
     with pytest.raises(ValidationError, match=f"is not {whose} domain") as caught:
-        client().prepare("TestMessage", {key: value})
+        client().seal("TestMessage", {key: value})
     assert caught.value.field == f"TestMessage.{key}"
 
 

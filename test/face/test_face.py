@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Changing this list changes pyuftp's public API: say so in the CHANGELOG.
 FACE = [
-    "create_message", "parse_message", "check_payload",
+    "create_message", "parse_message", "check_payload", "MessageType",
     "DEFAULT_VERSION", "MESSAGE_TYPES", "VERSIONS", "PAYLOADS",
     "generate_keypair", "SigningKey", "VerifyKey", "load_keys", "KeyPair",
     "Directory", "ShapeshifterService", "ShapeshifterAgrService", "ShapeshifterCroService",
@@ -23,7 +23,7 @@ FACE = [
     "ShapeshifterDsoCroClient",
     "PyUFTPError", "MessageError", "UnknownMessageType", "UnsupportedVersion", "MalformedXML",
     "ValidationError", "InvalidKey", "InvalidSignature", "RuleViolation", "StoreError",
-    "TemporaryDeliveryError", "FinalDeliveryError",
+    "TemporaryDeliveryError", "FinalDeliveryError", "AddressingError",
     "Disposition", "ProfileType", "RedispatchBy", "Result", "Role", "SettlementDisposition",
     "Unit",
 ]

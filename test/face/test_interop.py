@@ -701,7 +701,7 @@ def test_peer_rejection_reaches_pyuftp(network, version):
             # signed by agr.example.com, whose envelope it comes in; the inside names agr2
             data = wrap(xml, network.private_keys["AGR"], DOMAIN["AGR"], "AGR")
             async with network.pyuftp_client("AGR", "DSO") as client:
-                await client.post(data)
+                await client.courier.poster.post_once(data, await client.endpoint())
             response = await party.wait("FlexOfferResponse", offer["conversation_id"])
             assert response["flex_offer_message_id"] == offer["message_id"]
             assert response["result"] == "Rejected"

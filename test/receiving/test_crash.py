@@ -122,7 +122,7 @@ def test_a_service_killed_after_its_200_handles_the_message_after_restart(tmp_pa
                 data, sent = seal_message("FlexOffer", payload, agr_key, "AGR")
                 async with ShapeshifterAgrDsoClient("agr.example.com", agr_key, "dso.example.com",
                                                     url, attempts=1) as client:
-                    await client.post(data)  # HTTP 200: the DSO has it now
+                    await client.courier.poster.post_once(data, url)  # HTTP 200: the DSO has it now
                     line = await asyncio.to_thread(read_line, first, deadline)
                     assert line.split() == ["handling", sent["message_id"]]
                     first.send_signal(signal.SIGKILL)
@@ -134,7 +134,7 @@ def test_a_service_killed_after_its_200_handles_the_message_after_restart(tmp_pa
                         (offer["message_id"], received.recovered)))
                     async with dso:
                         response = await asyncio.wait_for(responses.get(), 10)
-                        await client.post(data)  # the sender retries: a duplicate now
+                        await client.courier.poster.post_once(data, url)  # the sender retries: a duplicate now
                         assert await dso.drain(10)
             finally:
                 first.kill()

@@ -51,7 +51,7 @@ class Pair:
         await self._pair.__aexit__(*exc)
 
     async def post(self, data: bytes) -> None:
-        await self.agr.courier.post(data, self.dso.url)
+        await self.agr.courier.poster.post_once(data, self.dso.url)  # the raw bytes, as sent
 
     def offer(self, **fields: Any) -> tuple[bytes, dict[str, Any]]:
         payload = fresh("FlexOffer", sender_domain="agr.example.com",

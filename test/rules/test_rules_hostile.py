@@ -159,7 +159,7 @@ class Scene:
         data, _ = self.signed("TestMessage", {"sender_domain": "agr.example.com",
                                               "recipient_domain": "dso.example.com"})
         started = time.monotonic()
-        await self.client.post(data)
+        await self.client.courier.poster.post_once(data, await self.client.endpoint())
         return time.monotonic() - started
 
 
@@ -178,7 +178,7 @@ def test_a_huge_isp_duration_costs_the_service_neither_time_nor_memory(tmp_path)
             data, sent = scene.signed("FlexOffer", scene.offer(offer_options=[option]))
             assert len(data) < 2500  # a small message
             answered = scene.answer(sent["message_id"])
-            await scene.client.post(data)
+            await scene.client.courier.poster.post_once(data, await scene.client.endpoint())
             probes = []
             deadline = time.monotonic() + 20
             while not answered.done() and time.monotonic() < deadline:
@@ -200,7 +200,7 @@ def test_a_period_off_the_calendar_is_rejected_not_left_unanswered(tmp_path):
             for day in (dt.date(9999, 12, 31), dt.date(1, 1, 1)):
                 data, sent = scene.signed("FlexOffer", scene.offer(period=day))
                 answered = scene.answer(sent["message_id"])
-                await scene.client.post(data)
+                await scene.client.courier.poster.post_once(data, await scene.client.endpoint())
                 response = await asyncio.wait_for(answered, 20)
                 assert rejected_by(response, "period.on_calendar"), response
                 assert str(day) in response["rejection_reason"]
@@ -221,7 +221,7 @@ def test_d_prognosis_cost_does_not_grow_with_the_day(tmp_path):
             async def send(**fields: Any) -> dict[str, Any]:
                 data, sent = scene.signed("D-Prognosis", base | fields)
                 answered = scene.answer(sent["message_id"])
-                await scene.client.post(data)
+                await scene.client.courier.poster.post_once(data, await scene.client.endpoint())
                 return await asyncio.wait_for(answered, 30)
 
             costs = []

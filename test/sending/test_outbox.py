@@ -106,7 +106,8 @@ class Router:
         }
 
     async def __call__(self, item: OutboxItem) -> None:
-        await self.clients[item.recipient_domain].post(item.body)
+        client = self.clients[item.recipient_domain]
+        await client.courier.poster.post_once(item.body, await client.endpoint())
 
     async def close(self) -> None:
         for client in self.clients.values():

@@ -143,6 +143,7 @@ def test_the_names():
 GOOD = '''\
 import datetime
 from decimal import Decimal
+from typing import Any, cast
 
 import pyuftp
 from pyuftp.clients import ShapeshifterAgrDsoClient, ShapeshifterDsoAgrClient
@@ -171,6 +172,12 @@ isp: FlexRequestIsp = {"min_power": 0, "max_power": 5, "start": 1,
 isp["disposition"] = "Available"
 xml: str = pyuftp.create_message("FlexOffer", offer)
 power: int = offer["offer_options"][0]["isps"][0]["power"]
+test_xml: str = pyuftp.create_message("TestMessage", {})
+literal_xml: str = pyuftp.create_message("FlexOfferResponse", {
+    "result": "Accepted", "flex_offer_message_id": "x"})
+pyuftp.check_payload("FlexOffer", offer)
+kind: pyuftp.MessageType = "TestMessage"  # a type in a variable: its payload is Any
+any_xml: str = pyuftp.create_message(kind, cast(Any, {}))
 
 
 def old_order(order: FlexOrderPayload_3_0_0) -> str:
@@ -203,6 +210,46 @@ answer = FlexOfferResponsePayload(result="Acepted", flex_offer_message_id="x")
 '''
 
 
+#: (#17.2) A literal dict passed straight to create_message / check_payload is checked too:
+#: each call below has one fault; the same call without it is in GOOD_CALLS.
+CALL = '''\
+pyuftp.create_message("FlexOffer", {{
+    "{key}": datetime.timedelta(minutes=15),
+    "time_zone": "Europe/Amsterdam",
+    "period": datetime.date(2024, 1, 1),
+    "congestion_point": "ean.123456789012",
+    "expiration_date_time": datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),
+    "currency": "EUR",
+    "offer_options": [{{"option_reference": "A", "price": Decimal("1"),
+                       "isps": [{{"power": {power}, "start": 1}}]}}],
+}})
+pyuftp.check_payload("FlexOfferResponse", {{"result": "{result}", "flex_offer_message_id": "x"}})
+'''
+HEAD = "import datetime\nfrom decimal import Decimal\n\nimport pyuftp\n\n"
+SENDS = '''\
+
+
+async def go(client: pyuftp.ShapeshifterDsoAgrClient, courier: Courier,
+             dso: pyuftp.ShapeshifterDsoService) -> None:
+    await client.send("FlexOfferResponse", {{"result": "{result}", "flex_offer_message_id": "x"}})
+    await courier.send("TestMessageResponse", {{"{key}": "x"}}, "agr.example.com", "AGR")
+    await client.send(client.seal("TestMessage", {{}}))
+    await dso.request("agr.example.com", "AGR", "{request}", {{}})
+'''
+SEND_HEAD = HEAD.replace("import pyuftp\n", "import pyuftp\nfrom pyuftp.sending.delivery import Courier\n")
+GOOD_CALLS = (SEND_HEAD + CALL.format(key="isp_duration", power="12", result="Accepted")
+              + SENDS.format(result="Accepted", key="conversation_id", request="TestMessage"))
+BAD_CALLS = [HEAD + CALL.format(key="isp_durations", power="12", result="Accepted"),
+             HEAD + CALL.format(key="isp_duration", power='"12"', result="Accepted"),
+             HEAD + CALL.format(key="isp_duration", power="12", result="Acepted"),
+             SEND_HEAD + SENDS.format(result="Acepted", key="conversation_id",
+                                      request="TestMessage"),
+             SEND_HEAD + SENDS.format(result="Accepted", key="conversation",
+                                      request="TestMessage"),
+             SEND_HEAD + SENDS.format(result="Accepted", key="conversation_id",
+                                      request="FlexOffer")]  # a FlexOffer needs its keys
+
+
 def _mypy(tmp_path: Path, name: str, text: str,
           cache: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / name
@@ -229,6 +276,20 @@ def test_mypy_catches_a_misspelt_key_a_str_power_and_a_misspelt_result(tmp_path,
     assert 'TypedDict item "power" has type "int"' in out, out
     assert "Acepted" in out and 'TypedDict item "result"' in out, out
     assert "import-not-found" not in out and "pyuftp/" not in out, out
+
+
+def test_mypy_catches_them_in_a_literal_dict_passed_to_create_message(tmp_path, mypy_cache):
+    good = _mypy(tmp_path, "good_calls.py", GOOD_CALLS, mypy_cache)
+    assert good.returncode == 0, good.stdout + good.stderr
+    for number, (text, line, function) in enumerate(zip(
+            BAD_CALLS, (6, 6, 16, 11, 12, 14),
+            ("create_message", "create_message", "check_payload", "send", "send", "request"))):
+        result = _mypy(tmp_path, f"bad_call_{number}.py", text, mypy_cache)
+        assert result.returncode == 1, result.stdout + result.stderr
+        errors = [row for row in result.stdout.splitlines() if ": error:" in row]
+        assert len(errors) == 1, result.stdout
+        assert f"bad_call_{number}.py:{line}: error: No overload variant of \"{function}\"" \
+            in errors[0], result.stdout
 
 
 # --- the enums: members pass through as plain strings ---------------------------------------------
