@@ -17,7 +17,7 @@ class Layer(NamedTuple):
 
 
 LAYERS: tuple[Layer, ...] = (
-    Layer("types · errors", ("types", "exceptions", "_layers"),
+    Layer("types · errors", ("types", "exceptions", "_layers", "_shared"),
           "generated TypedDicts and enums; every error, with its HTTP status"),
     Layer("message", ("message",),
           "dict ⇄ XML with no I/O: catalog (a Spec per version), fields, check, render, "

@@ -18,13 +18,13 @@ retried later), a failed key look-up ``DiscoveryError`` (the service answers 419
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .._shared import maybe_await
 from ..exceptions import TemporaryDeliveryError, excerpt
 from .directory import Directory
 from .records import MISS, DiscoveryError, Participant, normal_domain, normal_role
@@ -38,11 +38,6 @@ Source = Callable[[str, str], Any]
 Keys = tuple[str, ...]
 #: How many (domain, role) pairs the refresh limiter remembers.
 MAX_REFRESHED = 4096
-
-
-async def maybe_await(value: Any) -> Any:
-    """The value, awaited if it is awaitable (sources may be sync or async)."""
-    return await value if inspect.isawaitable(value) else value
 
 
 def as_participant(domain: str, role: str, found: Any, source: str) -> Participant | None:

@@ -33,10 +33,10 @@ from ..core.decisions import (Accept, Admit, Answer, AwaitRules, CheckRules, Don
 from ..core.exchange import Exchange, Verdict, Waiting
 from ..core.reception import AnsweredMemory, Reception
 from .handlers import NO_HANDLER, Handlers
-from ..sending.outbox import PRUNE_INTERVAL, positive_int
+from ..sending.outbox import PRUNE_INTERVAL
+from .._shared import maybe_await, positive_int
 from ..store import Store
 from . import responses
-from ..sending.transport import maybe_await
 
 logger = logging.getLogger(__name__)
 

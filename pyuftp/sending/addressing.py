@@ -17,7 +17,7 @@ from typing import Any
 
 from ..exceptions import AddressingError, TemporaryDeliveryError, excerpt
 from ..auth.tls import check_url
-from .transport import maybe_await
+from .._shared import maybe_await
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .attempts import Backoff, Outcomes, Peer
+from .._shared import positive_int
 from ..exceptions import TemporaryDeliveryError
 from ..store import OutboxItem, Store
 from .observe import NO_OBSERVER, Observer
@@ -33,13 +34,6 @@ from .observe import NO_OBSERVER, Observer
 logger = logging.getLogger(__name__)
 
 PRUNE_INTERVAL = 60.0  # seconds between two clean-ups of the store
-
-
-def positive_int(value: Any, name: str) -> int:
-    """``value`` if it is an int of 1 or more (not a bool), else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int of 1 or more, not {value!r}")
-    return value
 
 
 def _seconds(value: Any, name: str, allow_zero: bool = False) -> float:

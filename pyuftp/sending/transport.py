@@ -17,18 +17,18 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
-import inspect
 import logging
 import os
 import re
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urljoin, urlsplit
+from typing import Protocol, runtime_checkable
+from urllib.parse import urljoin
 
 import aiohttp
 
-from ..auth.tls import check_url, client_context, refuse_plain_http
+from ..auth.tls import client_context, refuse_plain_http
+from .._shared import maybe_await
 from ..exceptions import FinalDeliveryError, TemporaryDeliveryError, excerpt
 
 logger = logging.getLogger(__name__)
@@ -89,11 +89,6 @@ def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -
         when = when.replace(tzinfo=datetime.timezone.utc)
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
-
-
-async def maybe_await(value: Any) -> Any:
-    """The value, awaited if it is awaitable: user callbacks may be sync or async."""
-    return await value if inspect.isawaitable(value) else value
 
 
 class Poster:

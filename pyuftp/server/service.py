@@ -39,14 +39,15 @@ from ..exceptions import AddressingError, Rejected
 from ..core.exchange import MAX_BODY, Exchange
 from ..receiving.handlers import Handler
 from ..store.archiving import RETENTION
-from ..receiving.inbox import Inbox, KeyLookup, Reply
+from ..receiving.inbox import Inbox, KeyLookup
 from ..rules import Rules
 from .limits import (AcceptErrorFilter, BodyBudget, Gate, Limits, fd_headroom, guarded,
                      http_logger)
 from ..store import Store
 from ..auth.tls import plain_http_warning, server_context
-from .drain import DEFAULT_GRACE, RETRY_AFTER, Drain, until_signalled
+from .drain import DEFAULT_GRACE, Drain, until_signalled
 from .health import Health, operations_path
+from .endpoint import MessageEndpoint, fetcher
 from .metrics import ServiceMetrics
 
 if TYPE_CHECKING:  # the bearer check needs PyJWT, an optional dependency
@@ -59,15 +60,12 @@ __all__ = ["ShapeshifterService", "ShapeshifterAgrService", "ShapeshifterCroServ
            "ShapeshifterDsoService", "SERVICES", "Rejected", "Limits", "DEFAULT_PATH"]
 
 DEFAULT_PATH = "/shapeshifter/api/v3/message"
-#: Bodies smaller than this are not counted against ``Limits.body_memory``: big hostile bodies
-#: must not hold back normal messages (the connection cap bounds what small ones take).
-SMALL_BODY = 64 * 1024
 #: Seconds the rest of a refused body is read and dropped before the connection is closed, so
 #: that the sender can read the refusal (closing at once resets the connection under it).
 LINGER = 1.0
 
 
-class ShapeshifterService(ServiceRequest):
+class ShapeshifterService(MessageEndpoint, ServiceRequest):
     """Receives UFTP messages for one role of one party.
 
     :param sender_domain: your own internet domain (messages must be addressed to it).
@@ -143,7 +141,7 @@ class ShapeshifterService(ServiceRequest):
             if ssl_context is not None:
                 raise ValueError("give ssl_context or cert_file, not both")
             ssl_context = server_context(cert_file, key_file, client_ca=client_ca)
-        self._jwks = None if bearer is None else _fetcher(bearer, clock)
+        self._jwks = None if bearer is None else fetcher(bearer, clock)
         self.host, self.port, self.path, self.ssl_context = host, port, path, ssl_context
         self.read_timeout = read_timeout
         self.limits = limits or Limits()
@@ -340,74 +338,6 @@ class ShapeshifterService(ServiceRequest):
             asyncio.run(serve())
         except KeyboardInterrupt:
             pass
-
-    async def _receive(self, request: web.Request) -> web.Response:
-        """(#21) A request to the message path: refused while draining, else counted for
-        the drain (and the metrics) while :meth:`_take` answers it."""
-        if self._drain.draining:
-            return _refusal(Reply(503, "shutting down; try again", RETRY_AFTER))
-        started = time.perf_counter()
-        self._drain.receiving += 1
-        try:
-            response = await self._take(request)
-        finally:
-            self._drain.receiving -= 1
-        if self.metrics is not None:
-            self.metrics.answered(response.status, started)
-        return response
-
-    async def _take(self, request: web.Request) -> web.Response:
-        refused = self.exchange.check_head(request.content_type, request.charset,
-                                           request.content_length)
-        if refused is not None:
-            return _refusal(Reply(refused.http_status, str(refused)))
-        if self._jwks is not None:  # (#19.2) a bearer token, before the body is read
-            unauthorized = await self._bearer_refusal(request)
-            if unauthorized is not None:
-                return unauthorized
-        size = request.content_length or 0
-        size = 0 if size < SMALL_BODY else size
-        if not self._budget.take(size):
-            return _refusal(Reply(503, "too many request bodies at once; try again", 1))
-        try:
-            async with asyncio.timeout(self.read_timeout):
-                data = await request.read()
-        except TimeoutError:
-            return _refusal(Reply(408, f"the body did not arrive within {self.read_timeout} s"))
-        else:
-            return _response(await self.inbox.receive(data))  # the inbox logs its refusals
-        finally:
-            self._budget.give(size)
-
-    async def _bearer_refusal(self, request: web.Request) -> web.Response | None:
-        """(#19.2) The 401 for a request without a valid bearer token; None to go on."""
-        # Two Authorization headers join into one that no check accepts.
-        header = ", ".join(request.headers.getall("Authorization", [])) or None
-        decision = self.exchange.check_bearer(header)
-        if decision is not None and decision.fetch_keys and self._jwks is not None:
-            await self._jwks.refresh()
-            decision = self.exchange.check_bearer(header, may_fetch=False)
-        if decision is None or decision.accepted:
-            return None
-        logger.warning("refused a request from %s with HTTP 401: %s", request.remote,
-                       decision.reason)
-        return web.Response(status=401, text=decision.reason,
-                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-
-
-def _fetcher(bearer: BearerCheck | JwksFetcher, clock: Callable[[], float]) -> JwksFetcher:
-    from ..auth.jwks import JwksFetcher  # PyJWT only for services that check tokens
-    return bearer if isinstance(bearer, JwksFetcher) else JwksFetcher(bearer, clock=clock)
-
-
-def _refusal(reply: Reply) -> web.Response:
-    logger.warning("refused a request with HTTP %d: %s", reply.status, reply.text)
-    return _response(reply)
-
-
-def _response(reply: Reply) -> web.Response:
-    headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else None
-    return web.Response(status=reply.status, text=reply.text, headers=headers)
 
 
 class ShapeshifterAgrService(ShapeshifterService):
