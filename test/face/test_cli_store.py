@@ -197,3 +197,14 @@ def test_retry_outgoing_makes_a_failed_item_pending_again(make):
             store.retry_outgoing(second, now, now + 60)
         with pytest.raises(KeyError):
             store.retry_outgoing(99, now, now + 60)
+
+
+def test_store_migrate_makes_and_upgrades_a_sqlite_store(tmp_path):
+    path = tmp_path / "party.sqlite"
+    made = cli("store", "migrate", f"sqlite:///{path}")
+    assert made.returncode == 0 and "schema up to date" in made.stdout, made.stderr
+    assert path.exists()
+    again = cli("store", "migrate", str(path))  # a path is a store too; done already
+    assert again.returncode == 0, again.stderr
+    usage = cli("store", "migrate", "mysql://db.example.com/x")
+    assert usage.returncode == 2 and "mysql" in usage.stderr, usage.stderr
