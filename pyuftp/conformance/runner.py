@@ -227,7 +227,10 @@ class Runner:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.http_timeout)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        # A connection per request: after a deliberately bad one (an oversized body, a
+        # truncated envelope) a reused connection could carry its rest into the next check.
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(force_close=True))
         self.link = Link(self.us, self.key, self.them, self.url, self.version, self.settings,
                          self._session)
         for message_type in spec(self.version).accepted_by(self.us.role):
