@@ -1,0 +1,186 @@
+"""``pyuftp simulate``'s counterparty over real sockets on 127.0.0.1: a GOPACS-like day-ahead
+flow with a simulated DSO in place of a hand-written one (it requests, a pyuftp AGR offers,
+it orders the cheapest option), rejections, delays, faults, drops and scenario errors."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conftest import run
+from pyuftp.conformance.scenario import ScenarioError, load, parse
+from pyuftp.conformance.simulator import Simulator
+from pyuftp.discovery import Directory
+from pyuftp.message.examples import example
+from pyuftp.server.service import SERVICES
+from pyuftp.signing.crypto import generate_keypair
+from pyuftp.signing.envelope import seal_message
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "scenarios"
+
+
+class Parties:
+    """A simulator and a pyuftp service of another role that know each other."""
+
+    def __init__(self, scenario, role: str, domain: str, **simulator_options):
+        self.directory = Directory()
+        sim_private, self.sim_public = generate_keypair()
+        self.private, public = generate_keypair()
+        self.simulator = Simulator(scenario, sim_private, self.directory.key,
+                                   self.directory.endpoint, **simulator_options)
+        self.service = SERVICES[role](domain, self.private, self.directory.key,
+                                      self.directory.endpoint, port=0)
+        self.role, self.domain, self.public = role, domain, public
+
+    async def __aenter__(self):
+        await self.service.start()
+        self.directory.add(self.domain, self.role, self.public, self.service.url)
+        await self.simulator.start()
+        # known before its first scheduled send (the scenarios' first is at 0.3 s or later)
+        self.directory.add(self.simulator.scenario.domain, self.simulator.scenario.role,
+                           self.sim_public, self.simulator.url)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.simulator.stop()
+        await self.service.stop()
+
+
+def offering_agr(service):
+    """The AGR's side of the day-ahead flow: every FlexRequest is answered by an offer."""
+    async def offer(request):
+        payload = example("FlexOffer", now=dt.datetime.now(dt.timezone.utc))
+        payload.pop("d_prognosis_message_id")  # no prognosis in this test's story
+        for key in ("period", "congestion_point", "isp_duration", "time_zone"):
+            payload[key] = request[key]
+        payload.update(flex_request_message_id=request["message_id"],
+                       conversation_id=request["conversation_id"])
+        for key in ("message_id", "time_stamp", "sender_domain", "recipient_domain"):
+            payload.pop(key)
+        await service.request(request["sender_domain"], "DSO", "FlexOffer", payload, 10)
+
+    @service.handler("FlexRequest")
+    async def on_request(request):
+        asyncio.get_running_loop().create_task(offer(request))
+
+    @service.handler("FlexOrder")
+    async def on_order(order):
+        return None  # Accepted
+
+
+def test_day_ahead_flow_with_a_simulated_dso():
+    scenario = load(EXAMPLES / "gopacs-day-ahead-dso.toml")
+    scenario = type(scenario)(**{**scenario.__dict__, "domain": "dso.sim.test",
+                                 "sends": tuple(type(s)(**{**s.__dict__, "to": "agr.sim.test"})
+                                                for s in scenario.sends)})
+
+    async def flow():
+        async with Parties(scenario, "AGR", "agr.sim.test") as parties:
+            offering_agr(parties.service)
+            assert await parties.simulator.finished(20)
+            return parties.simulator.results, parties.simulator.timeline()
+
+    results, timeline = run(flow(), 40)
+    kinds = [(kind, outcome) for kind, _, outcome in results]
+    assert kinds == [("FlexRequest", "Accepted"), ("FlexOrder", "Accepted")], results
+    lines = timeline.splitlines()
+    assert [line.split()[1:3] for line in lines] == [
+        ["->", "FlexRequest"], ["<-", "FlexRequestResponse"], ["<-", "FlexOffer"],
+        ["->", "FlexOfferResponse"], ["->", "FlexOrder"], ["<-", "FlexOrderResponse"]]
+
+
+def test_reject_delay_and_drop():
+    scenario = parse("""
+        [party]
+        role = "DSO"
+        domain = "dso.sim.test"
+        [answers]
+        delay = 0.4
+        reject = { D-Prognosis = "no prognoses today" }
+        drop = ["Metering"]
+    """)
+
+    async def exchange():
+        async with Parties(scenario, "AGR", "agr.sim.test") as parties:
+            agr = parties.service
+            now = dt.datetime.now(dt.timezone.utc)
+            started = time.monotonic()
+            _, answer = await agr.request("dso.sim.test", "DSO", "D-Prognosis",
+                                          _fresh("D-Prognosis", now), 10)
+            took = time.monotonic() - started
+            with pytest.raises(TimeoutError):
+                await agr.request("dso.sim.test", "DSO", "Metering", _fresh("Metering", now), 1.5)
+            return answer, took, parties.simulator.dropped
+
+    answer, took, dropped = run(exchange(), 30)
+    assert answer["result"] == "Rejected" and answer["rejection_reason"] == "no prognoses today"
+    assert took >= 0.4
+    assert dropped == ["Metering"]
+
+
+def _fresh(message_type, now):
+    payload = example(message_type, now=now)
+    for key in ("message_id", "conversation_id", "time_stamp", "sender_domain",
+                "recipient_domain"):
+        payload.pop(key)
+    return payload
+
+
+def test_faults_then_service():
+    scenario = parse("""
+        [party]
+        role = "CRO"
+        domain = "cro.sim.test"
+        [faults]
+        status = 429
+        first = 2
+        retry_after = 3
+    """)
+
+    async def posts():
+        async with Parties(scenario, "DSO", "dso.sim.test") as parties:
+            payload = example("TestMessage")
+            payload.update(sender_domain="dso.sim.test", recipient_domain="cro.sim.test",
+                           time_stamp=dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+            data, _ = seal_message("TestMessage", payload, parties.private, "DSO")
+            statuses = []
+            async with aiohttp.ClientSession() as session:
+                for _ in range(3):
+                    async with session.post(parties.simulator.url, data=data,
+                                            headers={"Content-Type": "text/xml"}) as reply:
+                        statuses.append((reply.status, reply.headers.get("Retry-After")))
+            return statuses, parties.simulator.faulted
+
+    statuses, faulted = run(posts(), 30)
+    assert statuses == [(429, "3"), (429, "3"), (200, None)]
+    assert faulted == 2
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[party]\nrole = 'DSO'", "scenario key 'party.domain' is required"),
+    ("[party]\nrole = 'DS0'\ndomain = 'x'", "'party.role': 'DS0' is not allowed (did you mean 'DSO'?)"),
+    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[answers]\ndelai = 1", "'answers.delai' is unknown (did you mean 'delay'?)"),
+    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[answers]\ndelay = -1", "'answers.delay': must be a number >= 0"),
+    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[faults]\nstatus = 404", "'faults.status': 429 or 5xx"),
+    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[[send]]\ntype = 'FlexRequset'\nto = 'a'\nrole = 'AGR'",
+     "'send[0].type': 'FlexRequset' is not allowed (did you mean 'FlexRequest'?)"),
+    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[[send]]\ntype = 'FlexRequest'\nto = 'a'\nrole = 'AGR'\ncount = 20000",
+     "more than 10000 messages"),
+    ("[party\n", "not valid TOML"),
+    ("[answers]\ndelay = 1", "scenario key 'party' is required"),
+])
+def test_scenario_errors_name_the_key(text, message):
+    with pytest.raises(ScenarioError, match=None) as caught:
+        parse(text)
+    assert message in str(caught.value)
+
+
+def test_example_scenarios_load():
+    found = sorted(EXAMPLES.glob("*.toml"))
+    assert len(found) >= 2
+    for path in found:
+        assert load(path).domain
