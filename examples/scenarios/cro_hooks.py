@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: what a register entry and a query's answer share
+KEPT = ("entity_address", "mutex_offers_supported", "day_ahead_redispatch_by",
+        "intraday_redispatch_by")
 REGISTER: dict[str, dict[str, Any]] = {}  # congestion point -> (DSO domain, its entry)
 
 
@@ -17,12 +20,14 @@ async def on_message(simulator: Any, message_type: str, payload: dict[str, Any])
             REGISTER[point["entity_address"]] = {"dso": payload["sender_domain"], **point}
         return None
     if message_type == "AGRPortfolioQuery":
-        points = [{"entity_address": address,
-                   "mutex_offers_supported": entry.get("mutex_offers_supported", False),
+        points = [{**{key: entry[key] for key in KEPT if key in entry},
                    "connections": [{"entity_address": c["entity_address"]}
                                    for c in entry.get("connections", [])]}
-                  for address, entry in REGISTER.items()]
+                  for entry in REGISTER.values()]
         views = [{"dso_portfolios": [{"dso_domain": entry["dso"], "congestion_points": [p]}]}
                  for p, entry in zip(points, REGISTER.values())]
-        return {"period": payload["period"], "dso_views": views} if views else None
+        if not views:
+            return None
+        return {"time_zone": payload["time_zone"], "period": payload["period"],
+                "dso_views": views}
     return None

@@ -184,3 +184,74 @@ def test_example_scenarios_load():
     assert len(found) >= 2
     for path in found:
         assert load(path).domain
+
+
+@pytest.mark.slow
+def test_simulate_command_cro_register(tmp_path):
+    """``pyuftp simulate cro`` with the example register scenario, in a process of its own:
+    it refuses the first two requests (503: the DSO's sender retries), registers the DSO's
+    congestion point and answers an AGR's query from its register (the hooks); interrupted,
+    it prints its timeline, and its archive stays queryable."""
+    import os
+    import signal
+    import socket
+    import sys
+
+    from pyuftp.signing.keyfile import format_keys
+    from pyuftp.store import open_store
+
+    cro_private, cro_public = generate_keypair()
+    (tmp_path / "cro.keys").write_text(format_keys(cro_private))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cro_url = f"http://127.0.0.1:{port}/shapeshifter/api/v3/message"
+    directory = Directory()
+    directory.add("cro.example.com", "CRO", cro_public, cro_url)
+    parties = {}
+    for role in ("DSO", "AGR"):
+        private, public = generate_keypair()
+        parties[role] = (SERVICES[role](f"{role.lower()}.example.com", private, directory.key,
+                                        directory.endpoint, port=0), public)
+
+    async def scenario():
+        for service, public in parties.values():
+            await service.start()
+            directory.add(service.sender_domain, service.role, public, service.url)
+        peers = [arg for service, public in parties.values()
+                 for arg in ("--peer", service.sender_domain, service.role, public, service.url)]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pyuftp", "simulate", "cro",
+            "--scenario", str(EXAMPLES / "cro-register.toml"),
+            "--key", str(tmp_path / "cro.keys"), "--port", str(port),
+            "--store", str(tmp_path / "cro.db"), *peers,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        try:
+            line = await asyncio.wait_for(process.stderr.readline(), 20)
+            assert b"simulating CRO cro.example.com" in line, line
+            dso, agr = parties["DSO"][0], parties["AGR"][0]
+            update = _fresh("DSOPortfolioUpdate", dt.datetime.now(dt.timezone.utc))
+            _, updated = await dso.request("cro.example.com", "CRO", "DSOPortfolioUpdate",
+                                           update, 20)
+            query = _fresh("AGRPortfolioQuery", dt.datetime.now(dt.timezone.utc))
+            _, answer = await agr.request("cro.example.com", "CRO", "AGRPortfolioQuery",
+                                          query, 20)
+        finally:
+            process.send_signal(signal.SIGINT)
+            out, _ = await asyncio.wait_for(process.communicate(), 20)
+            for service, _ in parties.values():
+                await service.stop()
+        return updated, answer, out.decode()
+
+    updated, answer, out = run(scenario(), 60)
+    assert updated["result"] == "Accepted"
+    assert answer["result"] == "Accepted"
+    points = [p["entity_address"] for view in answer["dso_views"]
+              for portfolio in view["dso_portfolios"] for p in portfolio["congestion_points"]]
+    assert points == ["ea1.2019-04.com.example.dso:cp-utrecht-0042"]
+    assert "<- DSOPortfolioUpdate" in out and "-> AGRPortfolioQueryResponse" in out
+    with open_store(str(tmp_path / "cro.db")) as store:
+        kinds = sorted(m.message_type for m in store.query())
+    assert kinds == ["AGRPortfolioQuery", "AGRPortfolioQueryResponse", "DSOPortfolioUpdate",
+                     "DSOPortfolioUpdateResponse"]
