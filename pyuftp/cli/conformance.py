@@ -30,7 +30,8 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def _checks(args: argparse.Namespace) -> list[Any]:
-    from ..conformance.checks import registry, select
+    from ..conformance.checks import select
+    from ..conformance.suite import registry
     from ..message.catalog import spec
 
     versions = tuple(dict.fromkeys(spec(v).version for v in args.version or ("3.1.0", "3.0.0")))

@@ -1,27 +1,22 @@
 """The check registry: every conformance check has an id, the spec section it comes from, a
 one-line explanation, a level and the role pairs it applies to.
 
-    checks = registry("AGR", "DSO", versions=("3.1.0", "3.0.0"))
+    checks = registry("AGR", "DSO", versions=("3.1.0", "3.0.0"))   # pyuftp.conformance.suite
     chosen = select(checks, only=["transport.*"], skip=["transport.redirect"])
 
 A check is a coroutine function ``run(link) -> Outcome`` (``link``: the
 :class:`~pyuftp.conformance.runner.Link` to the other party). The transport checks live in
 :mod:`pyuftp.conformance.transport`, the message checks in
-:mod:`pyuftp.conformance.messages`; both add to the registry through :func:`registry`.
+:mod:`pyuftp.conformance.messages`; :func:`pyuftp.conformance.suite.registry` joins them.
 """
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
-from ..message.catalog import ROLES
-
-if TYPE_CHECKING:
-    from .runner import Link
-
-__all__ = ["Check", "Outcome", "registry", "select", "PASS", "FAIL", "SKIP", "LEVELS"]
+__all__ = ["Check", "Outcome", "select", "PASS", "FAIL", "SKIP", "LEVELS"]
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 #: "must": the spec requires it; "should": the spec recommends it or leaves it open
@@ -40,7 +35,8 @@ class Outcome:
     excerpt: str = ""
 
 
-Run = Callable[["Link"], Awaitable[Outcome]]
+#: a check's work: ``run(link)`` with the :class:`~pyuftp.conformance.runner.Link`
+Run = Callable[[Any], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -61,22 +57,6 @@ class Check:
 
     def applies(self, us: str, them: str) -> bool:
         return not self.pairs or (us, them) in self.pairs
-
-
-def every_pair() -> frozenset[tuple[str, str]]:
-    return frozenset((a, b) for a in ROLES for b in ROLES if a != b)
-
-
-def registry(us: str, them: str, versions: Sequence[str]) -> list[Check]:
-    """Every check that applies when a party of role ``us`` checks one of role ``them``, in
-    the order they run: the transport checks, then the message checks per version."""
-    from . import messages, transport
-
-    if us not in ROLES or them not in ROLES or us == them:
-        raise ValueError(f"the role pair ({us!r}, {them!r}) is not one UFTP parties form: "
-                         f"two different roles of {', '.join(ROLES)}")
-    found = transport.checks(versions[0]) + messages.checks(us, them, versions)
-    return [check for check in found if check.applies(us, them)]
 
 
 def select(checks: Iterable[Check], only: Sequence[str] = (), skip: Sequence[str] = (),

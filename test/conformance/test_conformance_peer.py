@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "face"))
 import test_interop as interop  # noqa: E402 - skips this module when the peer is missing
 
 from conftest import run  # noqa: E402
-from pyuftp.conformance.checks import FAIL, registry, select  # noqa: E402
+from pyuftp.conformance.checks import FAIL, select  # noqa: E402
+from pyuftp.conformance.suite import registry  # noqa: E402
 from pyuftp.conformance.runner import Party, Runner, Settings  # noqa: E402
 from pyuftp.discovery import Directory  # noqa: E402
 from pyuftp.signing.crypto import generate_keypair  # noqa: E402

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import METADATA, run
 from pyuftp.message.examples import example
-from pyuftp.conformance.checks import FAIL, PASS, SKIP, registry, select
+from pyuftp.conformance.checks import FAIL, PASS, SKIP, select
+from pyuftp.conformance.suite import registry
 from pyuftp.conformance.report import as_json, html_page, junit, passed, table
 from pyuftp.conformance.runner import Party, Runner, Settings
 from pyuftp.discovery import Directory
