@@ -66,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     async def go() -> tuple[list[Any], Runner]:
-        runner = Runner(us, private_key(args.key), them, url, public_key(args.their_key).public_key,
+        their_key = public_key(args.their_key).public_key
+        runner = Runner(us, private_key(args.key), them, url, their_key,
                         host=host, port=port, settings=settings, progress=progress)
         async with runner:
             print(f"answers are expected at {runner.service_url}", file=sys.stderr)
@@ -116,7 +117,8 @@ def add_conformance(commands: Commands[argparse.ArgumentParser]) -> None:
     parser.add_argument("--only", action="append", metavar="IDS",
                         help="check ids or patterns to run (comma-separated; e.g. transport.*)")
     parser.add_argument("--skip", action="append", metavar="IDS", help="check ids to leave out")
-    parser.add_argument("--dry-run", action="store_true", help="list what would be sent; send nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list what would be sent; send nothing")
     parser.add_argument("--list", action="store_true", help="list the selected checks")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for an answer (default 10)")

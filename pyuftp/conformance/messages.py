@@ -176,7 +176,8 @@ def _rule_check(rule_id: str, message_type: str, version: str, mutate: Mutate) -
         return Outcome(PASS if rejected and not problems else FAIL, expected, _summary(arrival),
                        "; ".join(problems))
 
-    return Check(f"rule.{rule_id}.{message_type}@{version}", f"{page(message_type)} (rule {rule_id})",
+    return Check(f"rule.{rule_id}.{message_type}@{version}",
+                 f"{page(message_type)} (rule {rule_id})",
                  f"a {message_type} that breaks {rule_id} is answered Rejected with a reason",
                  run, f"one {message_type} that breaks {rule_id} ({version})")
 

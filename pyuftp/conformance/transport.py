@@ -52,7 +52,8 @@ def checks(version: str) -> list[Check]:
                            f"nothing in conversation {sent['conversation_id']} within "
                            f"{link.settings.answer_timeout:g} s")
         return Outcome(PASS, "HTTP 200, then a TestMessageResponse",
-                       "HTTP 200, TestMessageResponse", f"message_id {answer.payload.get('message_id')}")
+                       "HTTP 200, TestMessageResponse",
+                       f"message_id {answer.payload.get('message_id')}")
 
     async def content_type(link: Link) -> Outcome:
         data, _ = _test_message(link, version)

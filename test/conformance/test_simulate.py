@@ -160,15 +160,19 @@ def test_faults_then_service():
     assert faulted == 2
 
 
+D = "[party]\nrole = 'DSO'\ndomain = 'x'\n"
+
+
 @pytest.mark.parametrize("text,message", [
     ("[party]\nrole = 'DSO'", "scenario key 'party.domain' is required"),
-    ("[party]\nrole = 'DS0'\ndomain = 'x'", "'party.role': 'DS0' is not allowed (did you mean 'DSO'?)"),
-    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[answers]\ndelai = 1", "'answers.delai' is unknown (did you mean 'delay'?)"),
-    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[answers]\ndelay = -1", "'answers.delay': must be a number >= 0"),
-    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[faults]\nstatus = 404", "'faults.status': 429 or 5xx"),
-    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[[send]]\ntype = 'FlexRequset'\nto = 'a'\nrole = 'AGR'",
+    ("[party]\nrole = 'DS0'\ndomain = 'x'",
+     "'party.role': 'DS0' is not allowed (did you mean 'DSO'?)"),
+    (D + "[answers]\ndelai = 1", "'answers.delai' is unknown (did you mean 'delay'?)"),
+    (D + "[answers]\ndelay = -1", "'answers.delay': must be a number >= 0"),
+    (D + "[faults]\nstatus = 404", "'faults.status': 429 or 5xx"),
+    (D + "[[send]]\ntype = 'FlexRequset'\nto = 'a'\nrole = 'AGR'",
      "'send[0].type': 'FlexRequset' is not allowed (did you mean 'FlexRequest'?)"),
-    ("[party]\nrole = 'DSO'\ndomain = 'x'\n[[send]]\ntype = 'FlexRequest'\nto = 'a'\nrole = 'AGR'\ncount = 20000",
+    (D + "[[send]]\ntype = 'FlexRequest'\nto = 'a'\nrole = 'AGR'\ncount = 20000",
      "more than 10000 messages"),
     ("[party\n", "not valid TOML"),
     ("[answers]\ndelay = 1", "scenario key 'party' is required"),
