@@ -29,6 +29,11 @@
     best_offer = true               # order the cheapest option offered for our FlexRequest
     wait = 1.0                      # seconds after the first offer
 
+    [offers]                        # an AGR: offer on every FlexRequest (the example offer)
+    on_request = true
+    wait = 0.2                      # seconds after the request
+    revoke_after = 0                # revoke the offer that long after it (0: never)
+
     [hooks]
     module = "hooks.py"             # Python for what a file cannot say (see docs)
 
@@ -80,6 +85,9 @@ class Scenario:
     sends: tuple[Send, ...] = ()
     best_offer: bool = False
     order_wait: float = 1.0
+    offer_on_request: bool = False
+    offer_wait: float = 0.2
+    revoke_after: float = 0.0
     hooks: str | None = None
 
 
@@ -89,6 +97,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "faults": ("status", "first", "seconds", "retry_after"),
     "send": ("type", "to", "role", "at", "every", "count", "fields"),
     "orders": ("best_offer", "wait"),
+    "offers": ("on_request", "wait", "revoke_after"),
     "hooks": ("module",),
 }
 
@@ -177,10 +186,11 @@ def parse(text: str, base: str = ".") -> Scenario:
     sends = tuple(_send(table, index) for index, table in enumerate(data.get("send", [])))
     if sum(s.count for s in sends) > MAX_SENDS:
         raise ScenarioError(f"scenario key 'send': more than {MAX_SENDS} messages in all")
-    orders, hooks = data.get("orders", {}), data.get("hooks", {})
-    best = orders.get("best_offer", False)
-    if not isinstance(best, bool):
-        raise ScenarioError(f"scenario key 'orders.best_offer': true or false, not {best!r}")
+    orders, offers, hooks = data.get("orders", {}), data.get("offers", {}), data.get("hooks", {})
+    best, on_request = _flag(orders, "best_offer", "orders."), _flag(offers, "on_request", "offers.")
+    if best and role != "DSO" or on_request and role != "AGR":
+        raise ScenarioError("scenario key 'orders' is for a DSO, 'offers' for an AGR "
+                            f"(party.role is {role})")
     module = hooks.get("module")
     if module is not None:
         module = os.path.join(base, _text(hooks, "module", "hooks."))
@@ -192,7 +202,16 @@ def parse(text: str, base: str = ".") -> Scenario:
         fault_seconds=_number(faults, "seconds", "faults.", 0.0),
         retry_after=_number(faults, "retry_after", "faults.", 1, integer=True),
         sends=sends, best_offer=best, order_wait=_number(orders, "wait", "orders.", 1.0),
+        offer_on_request=on_request, offer_wait=_number(offers, "wait", "offers.", 0.2),
+        revoke_after=_number(offers, "revoke_after", "offers.", 0.0),
         hooks=module)
+
+
+def _flag(table: dict[str, Any], key: str, where: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"scenario key '{where}{key}': true or false, not {value!r}")
+    return value
 
 
 def _send(table: dict[str, Any], index: int) -> Send:

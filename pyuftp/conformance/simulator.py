@@ -118,6 +118,8 @@ class Simulator:
             raise Rejected(self.scenario.reject[kind])
         if kind == "FlexOffer" and self.scenario.best_offer:
             self._offered(payload, received.sender_domain)
+        if kind == "FlexRequest" and self.scenario.offer_on_request:
+            self._spawn(self._offer(payload))
         return extra
 
     @web.middleware
@@ -195,6 +197,30 @@ class Simulator:
         _, offer, option = min(options, key=lambda item: item[0])
         order = _order(offer, option, self.scenario.version)
         await self.send(offer["_sender"], "AGR", "FlexOrder", order)
+
+    async def _offer(self, request: dict[str, Any]) -> None:
+        """An AGR's offer on a FlexRequest: the example offer, for the requested day and
+        congestion point, in the request's conversation; revoked later if the scenario says."""
+        await asyncio.sleep(self.scenario.offer_wait)
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        offer = example("FlexOffer", self.scenario.version, now=now)
+        offer.pop("d_prognosis_message_id", None)  # it names no prognosis it sent
+        offer.update({key: request[key] for key in
+                      ("period", "congestion_point", "isp_duration", "time_zone")})
+        offer.update(sender_domain=self.scenario.domain,
+                     recipient_domain=request["sender_domain"], message_id=new_id(),
+                     conversation_id=request["conversation_id"], time_stamp=now,
+                     flex_request_message_id=request["message_id"])
+        if "contract_id" in request:
+            offer["contract_id"] = request["contract_id"]
+        outcome = await self.send(request["sender_domain"], "DSO", "FlexOffer", offer)
+        if self.scenario.revoke_after and outcome == "Accepted":
+            await asyncio.sleep(self.scenario.revoke_after)
+            revocation = {"version": self.scenario.version, "message_id": new_id(),
+                          "recipient_domain": request["sender_domain"],
+                          "conversation_id": request["conversation_id"],
+                          "flex_offer_message_id": offer["message_id"]}
+            await self.send(request["sender_domain"], "DSO", "FlexOfferRevocation", revocation)
 
     # --- after the run -----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from pyuftp.server.service import SERVICES
 from pyuftp.signing.crypto import generate_keypair
 from pyuftp.signing.keyfile import format_keys
 
+RULES = "all"  # the services under test keep every business rule, as in production
 PAIRS = [("AGR", "DSO"), ("DSO", "AGR"), ("AGR", "CRO"), ("CRO", "AGR"), ("DSO", "CRO"),
          ("CRO", "DSO")]
 FAST = Settings(answer_timeout=5.0, rate=500.0, duplicate_grace=0.3)

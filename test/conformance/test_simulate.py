@@ -20,6 +20,7 @@ from pyuftp.server.service import SERVICES
 from pyuftp.signing.crypto import generate_keypair
 from pyuftp.signing.envelope import seal_message
 
+RULES = "all"  # every business rule, stateful ones included: the flows build their history
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "scenarios"
 
 
@@ -91,6 +92,61 @@ def test_day_ahead_flow_with_a_simulated_dso():
     assert [line.split()[1:3] for line in lines] == [
         ["->", "FlexRequest"], ["<-", "FlexRequestResponse"], ["<-", "FlexOffer"],
         ["->", "FlexOfferResponse"], ["->", "FlexOrder"], ["<-", "FlexOrderResponse"]]
+
+
+def _two_simulators(dso_changes=None, agr_changes=None):
+    """The example DSO and AGR scenarios, playing each other on 127.0.0.1."""
+    import dataclasses
+
+    dso = dataclasses.replace(load(EXAMPLES / "gopacs-day-ahead-dso.toml"), **(dso_changes or {}))
+    agr = dataclasses.replace(load(EXAMPLES / "agr-offers.toml"), **(agr_changes or {}))
+
+    async def flow():
+        directory = Directory()
+        simulators = []
+        for scenario in (agr, dso):  # the AGR first: the DSO's request goes out at once
+            private, public = generate_keypair()
+            simulator = Simulator(scenario, private, directory.key, directory.endpoint)
+            await simulator.start()
+            directory.add(scenario.domain, scenario.role, public, simulator.url)
+            simulators.append(simulator)
+        try:
+            # done when no simulator has work left twice in a row, 0.5 s apart (an answer in
+            # flight starts new work: an offer, then an order)
+            quiet = 0
+            for _ in range(40):
+                done = [await s.finished(20) for s in simulators]
+                busy = any(s._tasks for s in simulators)
+                quiet = quiet + 1 if all(done) and not busy else 0
+                if quiet == 2:
+                    break
+                await asyncio.sleep(0.5)
+            assert quiet == 2
+            return [([(k, o) for k, _, o in s.results], s.timeline()) for s in simulators]
+        finally:
+            for simulator in simulators:
+                await simulator.stop()
+
+    return run(flow(), 40)
+
+
+def test_simulated_dso_and_agr_trade():
+    (agr_sent, agr_timeline), (dso_sent, _) = _two_simulators()
+    assert dso_sent == [("FlexRequest", "Accepted"), ("FlexOrder", "Accepted")]
+    assert agr_sent == [("FlexOffer", "Accepted")]
+    assert [line.split()[1:3] for line in agr_timeline.splitlines()] == [
+        ["<-", "FlexRequest"], ["->", "FlexRequestResponse"], ["->", "FlexOffer"],
+        ["<-", "FlexOfferResponse"], ["<-", "FlexOrder"], ["->", "FlexOrderResponse"]]
+
+
+def test_a_revoked_offer_is_not_ordered():
+    """The AGR revokes its offer before the DSO orders: the DSO's own rules stop the order."""
+    (agr_sent, _), (dso_sent, _) = _two_simulators({"order_wait": 1.0}, {"revoke_after": 0.1})
+    assert agr_sent == [("FlexOffer", "Accepted"), ("FlexOfferRevocation", "Accepted")]
+    assert dso_sent[0] == ("FlexRequest", "Accepted")
+    kind, outcome = dso_sent[1]
+    assert kind == "FlexOrder"
+    assert outcome.startswith("not sent: RuleViolation") and "was revoked" in outcome
 
 
 def test_reject_delay_and_drop():
