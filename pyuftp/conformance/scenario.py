@@ -187,8 +187,9 @@ def parse(text: str, base: str = ".") -> Scenario:
     if sum(s.count for s in sends) > MAX_SENDS:
         raise ScenarioError(f"scenario key 'send': more than {MAX_SENDS} messages in all")
     orders, offers, hooks = data.get("orders", {}), data.get("offers", {}), data.get("hooks", {})
-    best, on_request = _flag(orders, "best_offer", "orders."), _flag(offers, "on_request", "offers.")
-    if best and role != "DSO" or on_request and role != "AGR":
+    best = _flag(orders, "best_offer", "orders.")
+    on_request = _flag(offers, "on_request", "offers.")
+    if (best and role != "DSO") or (on_request and role != "AGR"):
         raise ScenarioError("scenario key 'orders' is for a DSO, 'offers' for an AGR "
                             f"(party.role is {role})")
     module = hooks.get("module")
