@@ -113,7 +113,7 @@ def checks(version: str) -> list[Check]:
                        f"HTTP 200 twice, {count} TestMessageResponse(s)")
 
     async def redirect(link: Link) -> Outcome:
-        data, _ = _test_message(link, version)
+        data, sent = _test_message(link, version)
         reply = await link.post(data)
         expected = "a redirect that keeps the POST (307/308) leading to HTTP 200"
         if reply.status not in range(300, 400):
@@ -125,7 +125,12 @@ def checks(version: str) -> list[Check]:
         if urlsplit(target).hostname != urlsplit(link.url).hostname:
             return Outcome(SKIP, expected, f"HTTP {reply.status} to another host",
                            "the runner posts only to the host it was given")
-        return _status(await link.post(data, url=target), 200, "the redirect's target takes it")
+        moved = await link.post(data, url=target)
+        if moved.status != 200:
+            return _status(moved, 200, "the redirect's target takes it")
+        answered = await link.answer(sent["conversation_id"], "TestMessageResponse")
+        return Outcome(PASS if answered else FAIL, expected,
+                       "HTTP 200" + ("" if answered else ", no answer"), f"via {excerpt(target, 120)}")
 
     made: list[tuple[str, str, str, Callable[[Link], Any], str, str, int]] = [
         ("transport.test_message", EXCHANGE,

@@ -182,3 +182,43 @@ def test_command_line(tmp_path: Path):
     assert "[1/" in err  # progress
     assert "message.TestMessage@3.0.0" in (tmp_path / "report.xml").read_text()
     assert "UFTP conformance report" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("status,expected", [(307, PASS), (308, PASS), (302, FAIL)])
+def test_redirects(status, expected):
+    """An endpoint that redirects: 307 and 308 keep the POST (the check follows once, on the
+    same host, and wants 200); 302 would let a client turn it into a GET."""
+    from aiohttp import web
+
+    async def scenario():
+        directory = Directory()
+        target_private, target_public = generate_keypair()
+        our_private, our_public = generate_keypair()
+        target = SERVICES["DSO"](domain("DSO"), target_private, directory.key,
+                                 directory.endpoint, port=0)
+        app = web.Application()
+
+        async def moved(request):
+            return web.Response(status=status, headers={"Location": target.url})
+        app.router.add_post("/old", moved)
+        runner_app = web.AppRunner(app)
+        await runner_app.setup()
+        site = web.TCPSite(runner_app, "127.0.0.1", 0)
+        async with target:
+            await site.start()
+            try:
+                port = runner_app.addresses[0][1]
+                directory.add(domain("DSO"), "DSO", target_public, target.url)
+                runner = Runner(Party(domain("AGR"), "AGR"), our_private,
+                                Party(domain("DSO"), "DSO"), f"http://127.0.0.1:{port}/old",
+                                target_public, settings=FAST)
+                async with runner:
+                    directory.add(domain("AGR"), "AGR", our_public, runner.service_url)
+                    checks = select(registry("AGR", "DSO", ("3.1.0",)), ["transport.redirect"])
+                    return await runner.run(checks)
+            finally:
+                await runner_app.cleanup()
+
+    [result] = run(scenario(), 30)
+    assert result.outcome.status == expected, result.outcome
+    assert result.outcome.got == ("HTTP 200" if expected == PASS else f"HTTP {status}")
