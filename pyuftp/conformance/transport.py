@@ -130,7 +130,8 @@ def checks(version: str) -> list[Check]:
             return _status(moved, 200, "the redirect's target takes it")
         answered = await link.answer(sent["conversation_id"], "TestMessageResponse")
         return Outcome(PASS if answered else FAIL, expected,
-                       "HTTP 200" + ("" if answered else ", no answer"), f"via {excerpt(target, 120)}")
+                       "HTTP 200" + ("" if answered else ", no answer"),
+                       f"via {excerpt(target, 120)}")
 
     made: list[tuple[str, str, str, Callable[[Link], Any], str, str, int]] = [
         ("transport.test_message", EXCHANGE,
