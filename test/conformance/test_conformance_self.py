@@ -222,3 +222,19 @@ def test_redirects(status, expected):
     [result] = run(scenario(), 30)
     assert result.outcome.status == expected, result.outcome
     assert result.outcome.got == ("HTTP 200" if expected == PASS else f"HTTP {status}")
+
+
+def test_dry_run_sends_nothing(capsys):
+    """--dry-run needs no key and no endpoint: it lists each check and what it would send."""
+    from pyuftp.cli import main
+
+    code = main(["conformance", "--as", "DSO", "--domain", "dso.test", "--them", "agr.test",
+                 "--role", "AGR", "--url", "http://127.0.0.1:9/nothing", "--dry-run",
+                 "--version", "3.0.0", "--only", "message.,transport.duplicate"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "transport.duplicate  [must]  sends: one valid TestMessage, twice" in out
+    assert "message.FlexOrder@3.0.0" in out and "@3.1.0" not in out
+    assert out.rstrip().endswith("6 checks, at most 7 messages")
+    assert main(["conformance", "--as", "DSO", "--domain", "d", "--them", "a", "--role",
+                 "AGR"]) == 2  # no keys: a usage error, before anything is sent
