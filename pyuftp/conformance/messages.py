@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from ..exceptions import excerpt
@@ -21,9 +22,9 @@ from ..message.codec import parse_xml
 from ..message.read import schema
 from ..rules.context import FLEX
 from .checks import FAIL, PASS, Check, Outcome
-from .runner import Arrival, Link
+from .runner import Arrival, Link, new_id
 
-__all__ = ["checks", "BREAKERS"]
+__all__ = ["checks", "BREAKERS", "order_for"]
 
 CATALOG = "message-descriptions/message-catalog/"
 
@@ -87,6 +88,26 @@ BREAKERS: dict[str, tuple[tuple[str, ...], Mutate]] = {
 }
 
 
+def order_for(offer: dict[str, Any], option: dict[str, Any], version: str) -> dict[str, Any]:
+    """A FlexOrder for all of ``option`` of ``offer``, in the offer's conversation."""
+    order: dict[str, Any] = {
+        "version": version, "recipient_domain": offer["sender_domain"], "message_id": new_id(),
+        "conversation_id": offer["conversation_id"],
+        "isp_duration": offer["isp_duration"], "time_zone": offer["time_zone"],
+        "period": offer["period"], "congestion_point": offer["congestion_point"],
+        "flex_offer_message_id": offer["message_id"], "price": option["price"],
+        "currency": offer["currency"], "order_reference": f"SIM-{new_id()[9:18]}",
+        "option_reference": option["option_reference"], "activation_factor": Decimal("1.00"),
+        "isps": [dict(isp) for isp in option["isps"]]}
+    for key in ("contract_id", "d_prognosis_message_id", "baseline_reference"):
+        if key in offer:
+            order[key] = offer[key]
+    if version != "3.0.0":
+        order["unsolicited"] = False
+    return order
+
+
+
 def schema_problem(message_type: str, version: str, xml: bytes) -> str | None:
     """Why ``xml`` breaks the strict schema of ``version`` (None when valid)."""
     try:
@@ -139,25 +160,50 @@ async def _exchange(link: Link, message_type: str, payload: dict[str, Any],
     return None, arrival, sent
 
 
+async def _prepared(link: Link, message_type: str, version: str) -> tuple[dict[str, Any], str]:
+    """The payload of a valid ``message_type``, and a note on how it was built. A FlexOrder
+    buys an offer: the runner first sends a FlexRequest and orders the cheapest option of
+    the first FlexOffer that answers it (the example order when none comes in time)."""
+    payload = link.payload(message_type, version)
+    if message_type != "FlexOrder":
+        return payload, ""
+    request = link.payload("FlexRequest", version)
+    data, sent = link.seal("FlexRequest", request)
+    reply = await link.post(data)
+    offer = None
+    if reply.status == 200:
+        offer = await link.answer(sent["conversation_id"], "FlexOffer",
+                                  link.settings.offer_timeout)
+    if offer is None:
+        return payload, (f"no FlexOffer came within {link.settings.offer_timeout:g} s for our "
+                         "FlexRequest: the example order was sent")
+    option = min(offer.payload.get("offer_options", []), key=lambda o: o["price"])
+    order = order_for(offer.payload, option, version)
+    order.update(sender_domain=link.us.domain, time_stamp=payload["time_stamp"])
+    return order, f"ordered option {option['option_reference']} of their FlexOffer"
+
+
 def _valid_check(message_type: str, version: str) -> Check:
     answer_type = spec(version).response_type(message_type)
     key = spec(version).reference_key(message_type)
 
     async def run(link: Link) -> Outcome:
-        payload = link.payload(message_type, version)
+        payload, note = await _prepared(link, message_type, version)
         failed, arrival, sent = await _exchange(link, message_type, payload, version)
         if failed is not None or arrival is None:
             return failed or Outcome(FAIL, "an answer", "none")
         problems = _shape(link, arrival, message_type, sent, version)
         expected = f"a {answer_type} naming it, schema-valid ({version})"
         return Outcome(FAIL if problems else PASS, expected, _summary(arrival),
-                       "; ".join(problems))
+                       "; ".join(problems + ([note] if note else [])))
 
     names = f", naming it by {key}" if key else ""
+    prior = " after a FlexRequest, to order their offer" if message_type == "FlexOrder" else ""
     return Check(f"message.{message_type}@{version}", page(message_type),
                  f"a valid {message_type} is answered by a {answer_type}{names}, in its "
                  f"conversation, valid against the {version} schema", run,
-                 f"one valid {message_type} ({version})")
+                 f"one valid {message_type} ({version}){prior}",
+                 cost=2 if prior else 1)
 
 
 def _rule_check(rule_id: str, message_type: str, version: str, mutate: Mutate) -> Check:

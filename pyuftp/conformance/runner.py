@@ -39,6 +39,7 @@ __all__ = ["Runner", "Link", "Party", "Settings", "Result", "Arrival", "Reply", 
 #: the first 8 hex digits of every id the runner makes ("5e1f7e57": self-test)
 ID_PREFIX = "5e1f7e57"
 CONTENT_TYPE = "text/xml; charset=utf-8"
+REVISION_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
 class Party(NamedTuple):
@@ -64,6 +65,8 @@ class Settings:
     oversize: int = 8 * 1024 * 1024
     #: seconds for one HTTP request
     http_timeout: float = 30.0
+    #: seconds to wait for their FlexOffer on our FlexRequest (to order it)
+    offer_timeout: float = 3.0
 
 
 class Reply(NamedTuple):
@@ -109,6 +112,7 @@ class Link:
         self.us, self.key, self.them, self.url = us, key, them, url
         self.version, self.settings, self.session = version, settings, session
         self.sent = 0
+        self._last_revision = 0
         self._next = 0.0
         self._pace = asyncio.Lock()
         self._arrived: dict[str, list[Arrival]] = {}
@@ -125,7 +129,16 @@ class Link:
         payload.update(sender_domain=self.us.domain, recipient_domain=self.them.domain,
                        message_id=new_id(), conversation_id=conversation_id or new_id(),
                        time_stamp=now)
+        if "revision" in payload:  # revisions per congestion point and day only increase
+            payload["revision"] = self._revision()
         return payload
+
+    def _revision(self) -> int:
+        """A revision above every one an earlier check or run sent: tenths of the seconds
+        since 2026 (within a 32-bit int until 2032), and never the same twice."""
+        self._last_revision = max(self._last_revision + 1,
+                                  int((time.time() - REVISION_EPOCH) * 10))
+        return self._last_revision
 
     def seal(self, message_type: str, payload: Mapping[str, Any], key: SigningKey | None = None,
              role: str | None = None) -> tuple[bytes, dict[str, Any]]:
@@ -255,13 +268,13 @@ class Runner:
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.stop()
 
-    async def run(self, checks: Sequence[Check]) -> list[Result]:
-        """Run ``checks`` (at most ``Settings.concurrency`` at once); the results in the
-        order given."""
+    async def run(self, checks: Sequence[Check], concurrency: int | None = None) -> list[Result]:
+        """Run ``checks`` (at most ``concurrency``, default ``Settings.concurrency``, at
+        once); the results in the order given."""
         link = self.link
         if link is None:
             raise RuntimeError("start the runner first (async with Runner(...))")
-        gate = asyncio.Semaphore(self.settings.concurrency)
+        gate = asyncio.Semaphore(concurrency or self.settings.concurrency)
         results: list[Result | None] = [None] * len(checks)
         done = 0
         cpu, wall = time.process_time(), time.monotonic()

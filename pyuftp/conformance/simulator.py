@@ -24,7 +24,6 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +35,7 @@ from ..message.examples import example
 from ..server.service import SERVICES, ShapeshifterService
 from ..signing.crypto import SIGNATURE_BYTES, SigningKey
 from ..signing.envelope import Received, open_envelope
+from .messages import order_for
 from .runner import new_id
 from .scenario import Scenario, Send
 
@@ -195,7 +195,7 @@ class Simulator:
         if not options:
             return
         _, offer, option = min(options, key=lambda item: item[0])
-        order = _order(offer, option, self.scenario.version)
+        order = order_for(offer, option, self.scenario.version)
         await self.send(offer["_sender"], "AGR", "FlexOrder", order)
 
     async def _offer(self, request: dict[str, Any]) -> None:
@@ -234,25 +234,6 @@ class Simulator:
             lines.append(f"{stamp} {arrow} {m.message_type:<28} {m.counterparty:<24} "
                          f"conversation {m.conversation_id[:8]}{outcome}")
         return "\n".join(lines) if lines else "no messages"
-
-
-def _order(offer: dict[str, Any], option: dict[str, Any], version: str) -> dict[str, Any]:
-    """A FlexOrder for all of ``option`` of ``offer``, in the offer's conversation."""
-    order: dict[str, Any] = {
-        "version": version, "recipient_domain": offer["sender_domain"], "message_id": new_id(),
-        "conversation_id": offer["conversation_id"],
-        "isp_duration": offer["isp_duration"], "time_zone": offer["time_zone"],
-        "period": offer["period"], "congestion_point": offer["congestion_point"],
-        "flex_offer_message_id": offer["message_id"], "price": option["price"],
-        "currency": offer["currency"], "order_reference": f"SIM-{new_id()[9:18]}",
-        "option_reference": option["option_reference"], "activation_factor": Decimal("1.00"),
-        "isps": [dict(isp) for isp in option["isps"]]}
-    for key in ("contract_id", "d_prognosis_message_id", "baseline_reference"):
-        if key in offer:
-            order[key] = offer[key]
-    if version != "3.0.0":
-        order["unsolicited"] = False
-    return order
 
 
 def _inner_type(body: bytes) -> str | None:

@@ -23,7 +23,7 @@ from pyuftp.signing.crypto import generate_keypair  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a uvicorn server in a thread, answers waited for
 
-SETTINGS = Settings(answer_timeout=2.0, rate=200.0, duplicate_grace=0.5, concurrency=4)
+SETTINGS = Settings(answer_timeout=2.0, rate=200.0, duplicate_grace=0.5, offer_timeout=1.0)
 
 
 def check_peer(us: str, them: str, version: str):
@@ -39,7 +39,15 @@ def check_peer(us: str, them: str, version: str):
                         version=version, settings=SETTINGS)
         async with runner:
             directory.add(interop.DOMAIN[us], us, our_public, runner.service_url)
-            return await runner.run(select(registry(us, them, (version,))))
+            checks = select(registry(us, them, (version,)))
+            # The peer handles requests in threads and sometimes answers a valid message 400
+            # while it handles others at once: the transport checks go one at a time, so the
+            # list below is the same on every run; the message checks wait for answers that
+            # never come, side by side.
+            transport = [c for c in checks if c.id.startswith("transport.")]
+            rest = [c for c in checks if not c.id.startswith("transport.")]
+            return (await runner.run(transport, concurrency=1)
+                    + await runner.run(rest, concurrency=8))
 
     return run(go(), 120)
 

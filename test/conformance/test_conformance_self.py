@@ -235,6 +235,6 @@ def test_dry_run_sends_nothing(capsys):
     assert code == 0
     assert "transport.duplicate  [must]  sends: one valid TestMessage, twice" in out
     assert "message.FlexOrder@3.0.0" in out and "@3.1.0" not in out
-    assert out.rstrip().endswith("6 checks, at most 7 messages")
+    assert out.rstrip().endswith("6 checks, at most 8 messages")
     assert main(["conformance", "--as", "DSO", "--domain", "d", "--them", "a", "--role",
                  "AGR"]) == 2  # no keys: a usage error, before anything is sent

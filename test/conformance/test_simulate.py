@@ -315,3 +315,38 @@ def test_simulate_command_cro_register(tmp_path):
         kinds = sorted(m.message_type for m in store.query())
     assert kinds == ["AGRPortfolioQuery", "AGRPortfolioQueryResponse", "DSOPortfolioUpdate",
                      "DSOPortfolioUpdateResponse"]
+
+
+def test_conformance_builds_the_order_conversation_with_a_simulated_agr():
+    """The runner, as a DSO, orders what a (simulated) AGR offers on its FlexRequest: the
+    order is answered Accepted, since it names a real offer."""
+    import dataclasses
+
+    from pyuftp.conformance.checks import PASS, select
+    from pyuftp.conformance.runner import Party, Runner, Settings
+    from pyuftp.conformance.suite import registry
+
+    agr = dataclasses.replace(load(EXAMPLES / "agr-offers.toml"), domain="agr.sim.test")
+
+    async def check():
+        directory = Directory()
+        agr_private, agr_public = generate_keypair()
+        dso_private, dso_public = generate_keypair()
+        simulator = Simulator(agr, agr_private, directory.key, directory.endpoint)
+        async with simulator:
+            directory.add("agr.sim.test", "AGR", agr_public, simulator.url)
+            runner = Runner(Party("dso.sim.test", "DSO"), dso_private,
+                            Party("agr.sim.test", "AGR"), simulator.url, agr_public,
+                            settings=Settings(rate=500.0, answer_timeout=5.0))
+            async with runner:
+                directory.add("dso.sim.test", "DSO", dso_public, runner.service_url)
+                checks = select(registry("DSO", "AGR", ("3.1.0", "3.0.0")),
+                                ["message.FlexOrder@*"])
+                return await runner.run(checks), simulator.results
+
+    results, agr_sent = run(check(), 40)
+    assert [(r.check.id, r.outcome.status, r.outcome.got) for r in results] == [
+        ("message.FlexOrder@3.1.0", PASS, "FlexOrderResponse Accepted"),
+        ("message.FlexOrder@3.0.0", PASS, "FlexOrderResponse Accepted")]
+    assert all(r.outcome.excerpt == "ordered option B of their FlexOffer" for r in results)
+    assert [kind for kind, _, _ in agr_sent] == ["FlexOffer", "FlexOffer"]
