@@ -39,6 +39,8 @@ __all__ = ["Runner", "Link", "Party", "Settings", "Result", "Arrival", "Reply", 
 #: the first 8 hex digits of every id the runner makes ("5e1f7e57": self-test)
 ID_PREFIX = "5e1f7e57"
 CONTENT_TYPE = "text/xml; charset=utf-8"
+#: what the runner's service keeps of what arrives (a run sends a few hundred messages)
+MAX_CONVERSATIONS, MAX_PER_CONVERSATION = 10_000, 100
 REVISION_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
@@ -177,8 +179,12 @@ class Link:
         """Our service's handler for every message type."""
         arrival = Arrival(received.message_type, payload, received.payload_xml, time.monotonic())
         conversation = str(payload.get("conversation_id"))
-        if len(self._arrived) < 10_000 or conversation in self._arrived:
-            self._arrived.setdefault(conversation, []).append(arrival)
+        # bounded: what the other party sends cannot grow this without limit
+        kept = self._arrived.get(conversation)
+        if kept is None and len(self._arrived) < MAX_CONVERSATIONS:
+            kept = self._arrived[conversation] = []
+        if kept is not None and len(kept) < MAX_PER_CONVERSATION:
+            kept.append(arrival)
         async with self._changed:
             self._changed.notify_all()
 
