@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from . import archive, keys, lookup, messages, net, seal, store
+from . import archive, conformance, keys, lookup, messages, net, seal, simulate, store
 from ._common import BAD, USAGE, Bad, Usage, fail
 from ._format import format_payload, format_xml
 
@@ -45,6 +45,8 @@ COMMANDS: tuple[Callable[..., None], ...] = (
     keys.add_keygen,
     keys.add_keys,
     net.add_demo,
+    conformance.add_conformance,
+    simulate.add_simulate,
 )
 
 
