@@ -40,7 +40,8 @@ class Cycle:
              payload: dict[str, Any]) -> None:
         if self.quiet:
             return
-        print(f"{arrow} {message_type}: {DOMAINS[sender]} ({sender}) -> {DOMAINS[recipient]} ({recipient})")
+        print(f"{arrow} {message_type}: {DOMAINS[sender]} ({sender}) -> "
+              f"{DOMAINS[recipient]} ({recipient})")
         print("  " + pprint.pformat(payload, width=100, sort_dicts=True).replace("\n", "\n  "))
         print()
 
@@ -83,7 +84,8 @@ class Cycle:
     @staticmethod
     def _settle(settlement: dict[str, Any]) -> dict[str, Any]:
         statuses = [{"order_reference": order["order_reference"], "disposition": "Accepted"}
-                    for order in settlement["flex_order_settlements"] if "order_reference" in order]
+                    for order in settlement["flex_order_settlements"]
+                    if "order_reference" in order]
         return {"flex_order_settlement_statuses": statuses}
 
     async def exchange(self, sender: str, recipient: str, message_type: str,

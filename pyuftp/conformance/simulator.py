@@ -166,7 +166,7 @@ class Simulator:
         """Send a request and wait for its answer; the outcome (Accepted, Rejected: why,
         no answer, or the error), also kept in :attr:`results`."""
         try:
-            sent, answer = await self.service.request(to, role, message_type, payload,
+            sent, answer = await self.service.inbox.request(to, role, message_type, payload,
                                                       self.request_timeout)
             outcome = str(answer.get("result", "Accepted"))
             if answer.get("rejection_reason"):
