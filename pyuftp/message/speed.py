@@ -10,14 +10,19 @@ holds the two to that, byte for byte and exception for exception):
   (:func:`render`);
 * checking: one generated function per leaf list (ISPs) that checks all its items in one
   pass (:func:`list_check`);
-* reading: leaf lists read a column at a time with compiled XPaths (:class:`Columns`).
+* reading: leaf lists read a column at a time with compiled XPaths (:class:`Columns`); where
+  the optional C extension :mod:`pyuftp.message._native` was built (setup.py), the shape
+  check and the reading of attributes into dicts run in C instead (:class:`NativeTable`).
 
 :data:`ENABLED` is the switch. It is on unless the environment says ``PYUFTP_PLAIN=1`` when
 pyuftp is imported; code that sets it later (tests do) gets the other implementation from the
 next call on. Nothing outside the message layer needs to know this module exists.
+:data:`NATIVE` says whether the C extension is used (under :data:`ENABLED`); it is on when
+the extension could be imported and the environment does not say ``PYUFTP_NATIVE=0``.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +41,20 @@ _TRUE = ("1", "true", "yes", "on")
 
 #: Use the speed-ups (default), or only the plain implementations (``PYUFTP_PLAIN=1``).
 ENABLED: bool = os.environ.get("PYUFTP_PLAIN", "").strip().lower() not in _TRUE
+
+
+def _load_native() -> Any:
+    try:
+        return importlib.import_module(__name__.rpartition(".")[0] + "._native")
+    except ImportError:  # not built (no compiler at install): the pure-Python speed-ups serve
+        return None
+
+
+_native: Any = _load_native()
+
+#: Use the C extension where it helps (when built, unless ``PYUFTP_NATIVE=0``).
+NATIVE: bool = _native is not None and (
+    os.environ.get("PYUFTP_NATIVE", "").strip().lower() not in ("0", "false", "no", "off"))
 
 # --- rendering ---------------------------------------------------------------------------------
 
@@ -283,3 +302,44 @@ def _row_builder(keys: tuple[str, ...]) -> Callable[..., list[dict[str, Any]]]:
     built = eval(f"lambda {', '.join(names)}: "  # noqa: S307 - the table's keys only
                  f"[{{{row}}} for ({targets}) in zip({', '.join(names)})]")
     return cast("Callable[..., list[dict[str, Any]]]", built)
+
+
+# --- reading in C (pyuftp/message/_native.c) -----------------------------------------------
+
+
+def native() -> bool:
+    """Whether the C extension is to be used now (:data:`ENABLED` and :data:`NATIVE`)."""
+    return ENABLED and NATIVE and _native is not None
+
+
+def shape_fine(root: Any, max_attributes: int, max_depth: int, max_children: int) -> bool:
+    """True when the C walk finds ``root``'s tree within the limits; False says only that the
+    plain walk must look (and word the error), as does an extension that is not in use."""
+    if not native():
+        return False
+    return bool(_native.shape_fine(root, max_attributes, max_depth, max_children))
+
+
+class NativeTable:
+    """One node's attributes as the C reader takes them: XML names, dict keys and parse
+    functions, in the table's order. :meth:`attributes` and :meth:`rows` give what the plain
+    reader gives for the element(s), key order included, or None to say "read it plainly"
+    (a value that does not parse, which the plain reader then names)."""
+
+    __slots__ = ("keys", "names", "parses", "tag")
+
+    def __init__(self, attrs: Sequence[Attr], tag: str = "") -> None:
+        self.names = tuple(a.xml.encode("ascii") for a in attrs)
+        self.keys = tuple(a.key for a in attrs)
+        self.parses = tuple(FIELD_TYPES[a.type].parse for a in attrs)
+        self.tag = tag.encode("ascii")
+
+    def attributes(self, element: Any) -> dict[str, Any] | None:
+        """The fields of ``element``'s attributes."""
+        return cast("dict[str, Any] | None",
+                    _native.attributes(element, self.names, self.keys, self.parses))
+
+    def rows(self, element: Any) -> list[dict[str, Any]] | None:
+        """The fields of each of ``element``'s children of this node's tag, in order."""
+        return cast("list[dict[str, Any]] | None",
+                    _native.rows(element, self.tag, self.names, self.keys, self.parses))
