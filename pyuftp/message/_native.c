@@ -287,7 +287,91 @@ static PyObject *rows(PyObject *self, PyObject *args)
     return out;
 }
 
+/* all_fine(items, keys, required, lows, highs, checks) -> bool
+ * Are all these items (a list or tuple) of one leaf node fine? Each must be a dict (exactly)
+ * whose keys are among `keys`; for column i, an absent or None value is fine unless
+ * required[i]; a present one must be an int (exactly) within lows[i]..highs[i] where
+ * checks[i] is None, else checks[i](value) must be None. False says only "look closer", as
+ * the Python version in speed.list_check does; an error of a check function propagates. */
+static PyObject *all_fine(PyObject *self, PyObject *args)
+{
+    PyObject *items, *keys, *required, *lows, *highs, *checks;
+    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!", &items, &PyTuple_Type, &keys, &PyTuple_Type,
+                          &required, &PyTuple_Type, &lows, &PyTuple_Type, &highs,
+                          &PyTuple_Type, &checks)) {
+        return NULL;
+    }
+    Py_ssize_t columns = PyTuple_GET_SIZE(keys);
+    if (PyTuple_GET_SIZE(required) != columns || PyTuple_GET_SIZE(lows) != columns
+            || PyTuple_GET_SIZE(highs) != columns || PyTuple_GET_SIZE(checks) != columns
+            || columns > 64) {
+        PyErr_SetString(PyExc_TypeError, "keys, required, lows, highs, checks: one length");
+        return NULL;
+    }
+    long long low[64], high[64];
+    for (Py_ssize_t i = 0; i < columns; i++) {
+        low[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(lows, i));
+        high[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(highs, i));
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (!PyList_CheckExact(items) && !PyTuple_CheckExact(items)) {
+        Py_RETURN_FALSE;
+    }
+    /* A list may change while a check function runs: index it afresh each time. */
+    for (Py_ssize_t n = 0; n < PySequence_Fast_GET_SIZE(items); n++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(items, n);
+        if (!PyDict_CheckExact(item)) {
+            Py_RETURN_FALSE;
+        }
+        Py_INCREF(item);
+        Py_ssize_t present = 0;
+        int fine = 1;
+        for (Py_ssize_t i = 0; fine && i < columns; i++) {
+            PyObject *value = PyDict_GetItemWithError(item, PyTuple_GET_ITEM(keys, i));
+            if (value == NULL && PyErr_Occurred()) {
+                Py_DECREF(item);
+                return NULL;
+            }
+            if (value != NULL) {
+                present++;
+            }
+            if (value == NULL || value == Py_None) {
+                fine = !PyObject_IsTrue(PyTuple_GET_ITEM(required, i));
+                continue;
+            }
+            PyObject *check = PyTuple_GET_ITEM(checks, i);
+            if (check == Py_None) {
+                int overflow = 0;
+                long long number = PyLong_CheckExact(value)
+                    ? PyLong_AsLongLongAndOverflow(value, &overflow) : 0;
+                fine = PyLong_CheckExact(value) && !overflow && number >= low[i]
+                    && number <= high[i];
+                continue;
+            }
+            Py_INCREF(value);
+            PyObject *reason = PyObject_CallOneArg(check, value);
+            Py_DECREF(value);
+            if (reason == NULL) {
+                Py_DECREF(item);
+                return NULL;
+            }
+            fine = reason == Py_None;
+            Py_DECREF(reason);
+        }
+        fine = fine && present == PyDict_GET_SIZE(item);
+        Py_DECREF(item);
+        if (!fine) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"all_fine", all_fine, METH_VARARGS,
+     "all_fine(items, keys, required, lows, highs, checks) -> bool"},
     {"shape_fine", shape_fine, METH_VARARGS,
      "shape_fine(root, max_attributes, max_depth, max_children) -> bool"},
     {"attributes", attributes, METH_VARARGS,
@@ -299,6 +383,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "pyuftp.message._native",
     "The reader's hot loops over an lxml tree, in C (see pyuftp.message.speed).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__native(void)

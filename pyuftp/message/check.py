@@ -79,16 +79,16 @@ class Checker:
 
     __slots__ = ("allowed", "attrs", "children", "names", "all_fine")
 
-    def __init__(self, node: Node, fast: bool) -> None:
+    def __init__(self, node: Node, fast: bool, native: bool = False) -> None:
         self.names = node.keys()
         self.allowed = frozenset(self.names)
         self.attrs = tuple((a.key, a.required, FIELD_TYPES[a.type].check) for a in node.attrs)
         self.children = tuple(
-            (c.key, Checker(c.node, fast), c.min, c.many) for c in node.children
+            (c.key, Checker(c.node, fast, native), c.min, c.many) for c in node.children
         )
         # A quick first pass over a list of these (see check_items), when speed is on.
         self.all_fine: Callable[[Sequence[Any]], bool] | None = (
-            speed.list_check(node) if fast else None)
+            speed.list_check(node, native) if fast else None)
 
     def check(self, value: Any, path: str) -> None:
         """Raise :class:`ValidationError` for the first thing wrong with ``value`` at ``path``."""
@@ -134,9 +134,11 @@ class Checker:
 
 @lru_cache(maxsize=None)
 def checker(message_type: str, version: str, fast: bool,
-            dialect: str | None = None) -> Checker:
-    """The checker of ``message_type`` in the (supported) ``version``, built once."""
-    return Checker(message_node(message_type, spec(version), dialect=dialect), fast)
+            dialect: str | None = None, native: bool = False) -> Checker:
+    """The checker of ``message_type`` in the (supported) ``version``, built once; with the
+    speed-ups where ``fast``, in C where also ``native``."""
+    return Checker(message_node(message_type, spec(version), dialect=dialect), fast,
+                   fast and native)
 
 
 def check(message_type: Any, payload: Any, version: Spec, dialect: str | None = None) -> None:
@@ -147,4 +149,5 @@ def check(message_type: Any, payload: Any, version: Spec, dialect: str | None = 
         raise UnknownMessageType(f"message type must be a str, got {quote(message_type)}")
     if dialect is not None and dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {quote(dialect)}; known: {', '.join(DIALECTS)}")
-    checker(message_type, version.version, speed.ENABLED, dialect).check(payload, message_type)
+    checker(message_type, version.version, speed.ENABLED, dialect,
+            speed.native()).check(payload, message_type)

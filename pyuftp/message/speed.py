@@ -208,11 +208,14 @@ def render(template: jinja2.Template, payload: Mapping[str, Any]) -> str:
 _INT_RANGES = {"integer": LONG, "positive": ISP_NUMBER, "long": LONG, "nonnegative": (0, LONG[1])}
 
 
-def list_check(node: Node) -> Callable[[Sequence[Any]], bool] | None:
+def list_check(node: Node, native: bool = False) -> Callable[[Sequence[Any]], bool] | None:
     """``f(items) -> bool``: are all these items of ``node`` fine? Generated for a leaf node
     of the table (None for others), the checks of its attributes unrolled, because a 96-ISP
-    list is checked on every send. False says only "look closer": the plain checker then
-    decides, item by item, and words the error."""
+    list is checked on every send; in C where ``native`` (the C extension is built). False
+    says only "look closer": the plain checker then decides, item by item, and words the
+    error."""
+    if native and not node.children and _native is not None:
+        return _native_list_check(node)
     if node.children:
         return None
     lines = ["def all_fine(items):",
@@ -234,6 +237,22 @@ def list_check(node: Node) -> Callable[[Sequence[Any]], bool] | None:
     lines.append("    return True")
     exec("\n".join(lines), names)  # noqa: S102 - our own table's names and numbers only
     return cast("Callable[[Sequence[Any]], bool]", names["all_fine"])
+
+
+def _native_list_check(node: Node) -> Callable[[Sequence[Any]], bool]:
+    """:func:`list_check`'s function, calling the C extension's ``all_fine``."""
+    keys = tuple(a.key for a in node.attrs)
+    required = tuple(a.required for a in node.attrs)
+    ranges = [_INT_RANGES.get(a.type, (0, 0)) for a in node.attrs]
+    lows, highs = tuple(r[0] for r in ranges), tuple(r[1] for r in ranges)
+    checks = tuple(None if a.type in _INT_RANGES else FIELD_TYPES[a.type].check
+                   for a in node.attrs)
+    check = _native.all_fine
+
+    def all_fine(items: Sequence[Any]) -> bool:
+        return bool(check(items, keys, required, lows, highs, checks))
+
+    return all_fine
 
 
 # --- reading -----------------------------------------------------------------------------------
