@@ -6,8 +6,8 @@ For a FlexOffer with one option of 96 ISPs and for a small FlexOfferResponse it 
 CPU time per message (µs, median of several timed repeats) to create (payload -> XML), parse
 (XML -> payload) and do both, for pyuftp and for shapeshifter-uftp with the same content,
 and the ratio peer / pyuftp. Then the stages of pyuftp's create + parse beside the floor
-(plain lxml parse + XSD validation of the same bytes, in the same loop and runs) and the time ``import`` takes in a fresh
-interpreter. See bench/README.md for what is and is not measured.
+(plain lxml parse + XSD validation of the same bytes, in the same loop and runs) and the
+time ``import`` takes in a fresh interpreter. See bench/README.md for what is and is not measured.
 """
 from __future__ import annotations
 
@@ -399,10 +399,11 @@ def main() -> None:
     reader = "C reader" if speed.native() else "no C reader (not built or off)"
     print("the floor: lxml on the 96-ISP FlexOffer as rendered by pyuftp, and pyuftp's parse "
           "beside it (CPU µs per message, runs interleaved; ratio of medians, per-run range):")
-    print(f"  etree.fromstring                          {fromstring:8.1f}  ({fromstring.spread()})")
-    print(f"  XMLSchema.validate (3.1.0, as received)   {validate:8.1f}  ({validate.spread()})")
-    print(f"  floor: fromstring + validate, one call    {floor:8.1f}  ({floor.spread()})")
-    print(f"  etree.tostring                            {tostring:8.1f}  ({tostring.spread()})")
+    for label, value in (("etree.fromstring", fromstring),
+                         ("XMLSchema.validate (3.1.0, as received)", validate),
+                         ("floor: fromstring + validate, one call", floor),
+                         ("etree.tostring", tostring)):
+        print(f"  {label:<41} {value:8.1f}  ({value.spread()})")
     print(f"  parse_message, {reader:<26} {ours_parse:8.1f}  ({ours_parse.spread()})  "
           f"{ours_parse.over(floor)} the floor")
     print(f"  parse_message, pure-Python speed-ups      {python_parse:8.1f}  "

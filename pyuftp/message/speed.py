@@ -24,18 +24,20 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from .catalog import Attr, Child, Node
 from .fields import FIELD_TYPES, ISP_NUMBER, LONG
-
-if TYPE_CHECKING:
-    import jinja2
+# The renderer's speed-ups live in a module of their own, and are used from here.
+from .speed_render import PARTS as PARTS
+from .speed_render import fast_environment as fast_environment
+from .speed_render import inline_parts as inline_parts
+from .speed_render import inlining_loader as inlining_loader
+from .speed_render import render as render
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -55,152 +57,6 @@ _native: Any = _load_native()
 #: Use the C extension where it helps (when built, unless ``PYUFTP_NATIVE=0``).
 NATIVE: bool = _native is not None and (
     os.environ.get("PYUFTP_NATIVE", "").strip().lower() not in ("0", "false", "no", "off"))
-
-# --- rendering ---------------------------------------------------------------------------------
-
-
-def fast_environment(base: type[jinja2.Environment]) -> type[jinja2.Environment]:
-    """A subclass of the plain Environment class ``base`` that compiles the same templates
-    to leaner Python (see :func:`_code_generator`)."""
-    class Environment(base):  # type: ignore[valid-type, misc]
-        code_generator_class = _code_generator()
-        escape_str = staticmethod(_escape_str())
-
-    return Environment
-
-
-def _code_generator() -> type[Any]:
-    """Jinja2's CodeGenerator with shortcuts for pyuftp's payloads.
-
-    Rendering a 96-ISP FlexOffer spends most of its time in two calls per value:
-    ``environment.getattr(isp, 'power')`` and ``escape(...)`` (a Python function since
-    MarkupSafe 3). Payloads are plain dicts of checked values, so the generated code looks
-    dict keys up inline, writes ints without escaping them (digits need none), escapes plain
-    strs to plain strs and tests ``is none`` by identity; everything else takes Jinja2's
-    ordinary path. Should Jinja2 stop calling these hooks, templates simply render the
-    ordinary, slower way.
-    """
-    from jinja2.compiler import CodeGenerator
-
-    class FastCodeGenerator(CodeGenerator):
-        def visit_Getattr(self, node: Any, frame: Any) -> None:
-            if self.environment.is_async:
-                return super().visit_Getattr(node, frame)
-            # An absent optional field reads as None, as with the plain Environment.getattr.
-            self.write("(_o_.get(%r) if (_o_ := " % node.attr)
-            self.visit(node.node, frame)
-            self.write(").__class__ is dict else environment.getattr(_o_, %r))" % node.attr)
-            return None
-
-        def _plain_escape(self, frame: Any, finalize: Any) -> bool:
-            return bool(frame.eval_ctx.autoescape and not frame.eval_ctx.volatile
-                        and finalize.src is None)
-
-        def _output_child_pre(self, node: Any, frame: Any, finalize: Any) -> None:
-            if self._plain_escape(frame, finalize):
-                self.write("(environment.escape_str(_v_) if (_v_ := ")
-            else:
-                super()._output_child_pre(node, frame, finalize)
-
-        def _output_child_post(self, node: Any, frame: Any, finalize: Any) -> None:
-            # A plain str is escaped to a plain str: the Markup that escape() wraps it in
-            # costs a Python-level __new__ per value, and the output is joined to a str anyway.
-            if self._plain_escape(frame, finalize):
-                self.write(").__class__ is str else str(_v_) if _v_.__class__ is int"
-                           " else escape(_v_))")
-            else:
-                super()._output_child_post(node, frame, finalize)
-
-        def visit_Test(self, node: Any, frame: Any) -> None:
-            # `x is none` / `is not none` guard every optional attribute: a plain identity
-            # test rather than a call of Jinja2's test function.
-            if node.name == "none" and not (node.args or node.kwargs or node.dyn_args
-                                            or node.dyn_kwargs):
-                self.write("(")
-                self.visit(node.node, frame)
-                self.write(" is None)")
-            else:
-                super().visit_Test(node, frame)
-
-    return FastCodeGenerator
-
-
-def _escape_str() -> Callable[[str], str]:
-    """``str -> str`` escaping for attribute values (``&<>"'``), as MarkupSafe does it."""
-    try:
-        # The C speedup that markupsafe.escape() itself calls: private, hence fenced here.
-        from markupsafe import _escape_inner  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:  # pragma: no cover - another MarkupSafe: the public way, a bit slower
-        from markupsafe import escape
-
-        def plain(text: str) -> str:
-            return str(escape(text))
-        return plain
-    return _escape_inner  # type: ignore[no-any-return, unused-ignore]
-
-
-PARTS = "_parts.xml"
-_IMPORT = re.compile(r'{%-?\s*import\s+"_parts\.xml"\s+as\s+(\w+)\s*-?%}\n?')
-_MACRO = re.compile(r"{%-?\s*macro\s+(\w+)\((\w+)\)\s*-%}(.*?){%-\s*endmacro\s*-?%}", re.S)
-
-
-def inlining_loader(inner: jinja2.BaseLoader) -> jinja2.BaseLoader:
-    """A loader that gives ``inner``'s templates with the calls of the shared attribute
-    groups in ``_parts.xml`` written out in place: a macro call costs more than the rest of
-    a small message's render. The templates themselves keep the calls, and mean the same
-    either way."""
-    import jinja2
-
-    class Loader(jinja2.BaseLoader):
-        def get_source(self, environment: jinja2.Environment,
-                       template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
-            source, filename, uptodate = inner.get_source(environment, template)
-            if template != PARTS:
-                try:
-                    parts = inner.get_source(environment, PARTS)[0]
-                except jinja2.TemplateNotFound:
-                    return source, filename, uptodate
-                source = inline_parts(source, parts)
-            return source, filename, uptodate
-
-        def list_templates(self) -> list[str]:
-            return inner.list_templates()
-
-    return Loader()
-
-
-def inline_parts(source: str, parts: str) -> str:
-    """``{{ parts.response(m) }}`` -> the body of ``_parts.xml``'s ``response`` macro, with the
-    macros it calls written out too; calls that don't pass the macro's own parameter name
-    (none do today) are left alone, and so is the import they need."""
-    bodies = {name: (param, body.strip()) for name, param, body in _MACRO.findall(parts)}
-
-    def expand(text: str, prefix: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            name, arg = match.group(1), match.group(2)
-            if name not in bodies or bodies[name][0] != arg:
-                return match.group(0)
-            return expand(bodies[name][1], "")
-        return re.sub(r"{{\s*" + re.escape(prefix) + r"(\w+)\((\w+)\)\s*}}", one, text)
-
-    imported = _IMPORT.search(source)
-    if not imported or not bodies:
-        return source
-    alias = imported.group(1)
-    inlined = _IMPORT.sub("", expand(source, alias + "."))
-    calls = re.compile(r"{{\s*(%s\.\w+|%s)\(" % (re.escape(alias), "|".join(bodies)))
-    if calls.search(inlined):
-        return source  # a call stayed a call: keep the template as it is, import and all
-    return inlined
-
-
-def render(template: jinja2.Template, payload: Mapping[str, Any]) -> str:
-    """What ``template.render(m=payload)`` does, less merging Jinja2's globals (range, dict,
-    ...) into a new context dict on every call: no template uses them, and it was half the
-    time of rendering a small message."""
-    context = template.new_context({"m": payload}, shared=True)
-    return template.environment.concat(template.root_render_func(context))
-
 
 # --- checking ----------------------------------------------------------------------------------
 

@@ -221,9 +221,11 @@ def test_the_extension_builds_from_source(tmp_path):
     if not built:
         pytest.skip(f"no C compiler here; the pure-Python reader serves ({done.stderr[-300:]})")
     code = ("import importlib.util, sys; from lxml import etree; "
-            f"spec = importlib.util.spec_from_file_location('pyuftp.message._native', {str(built[0])!r}); "
+            "spec = importlib.util.spec_from_file_location("
+            f"'pyuftp.message._native', {str(built[0])!r}); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-            "print(m.rows(etree.fromstring(b'<p><I A=\"7\"/></p>'), b'I', (b'A',), ('a',), (int,)))")
+            "print(m.rows(etree.fromstring(b'<p><I A=\"7\"/></p>'), b'I', (b'A',), ('a',), "
+            "(int,)))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.strip() == "[{'a': 7}]", done.stderr
