@@ -369,7 +369,130 @@ static PyObject *all_fine(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* A growing ASCII buffer for render_rows. */
+typedef struct {
+    char *data;
+    Py_ssize_t size, used;
+} Buffer;
+
+static int put(Buffer *out, const char *text, Py_ssize_t length)
+{
+    if (out->used + length > out->size) {
+        Py_ssize_t size = (out->size + length) * 2;
+        char *data = PyMem_Realloc(out->data, size);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        out->data = data;
+        out->size = size;
+    }
+    memcpy(out->data + out->used, text, length);
+    out->used += length;
+    return 0;
+}
+
+#define RENDER_OK 0
+#define RENDER_UNSURE 1
+#define RENDER_ERROR -1
+
+/* One item through `ops`: ("c", text) writes text, ("f", key) writes the exact int at key,
+ * ("g", key, ops) writes ops when the value at key is present and not None. */
+static int render_item(PyObject *item, PyObject *ops, Buffer *out)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ops); i++) {
+        PyObject *op = PyTuple_GET_ITEM(ops, i);
+        if (!PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) < 2) {
+            return RENDER_UNSURE;
+        }
+        PyObject *kind = PyTuple_GET_ITEM(op, 0), *arg = PyTuple_GET_ITEM(op, 1);
+        if (!PyUnicode_Check(kind) || !PyUnicode_Check(arg)) {
+            return RENDER_UNSURE;
+        }
+        Py_UCS4 what = PyUnicode_READ_CHAR(kind, 0);
+        if (what == 'c') {
+            if (!PyUnicode_IS_ASCII(arg)) {
+                return RENDER_UNSURE;
+            }
+            if (put(out, (const char *)PyUnicode_DATA(arg), PyUnicode_GET_LENGTH(arg))) {
+                return RENDER_ERROR;
+            }
+            continue;
+        }
+        PyObject *value = PyDict_GetItemWithError(item, arg);
+        if (value == NULL && PyErr_Occurred()) {
+            return RENDER_ERROR;
+        }
+        if (what == 'g') {
+            if (value == NULL || value == Py_None) {
+                continue;
+            }
+            if (PyTuple_GET_SIZE(op) != 3 || !PyTuple_CheckExact(PyTuple_GET_ITEM(op, 2))) {
+                return RENDER_UNSURE;
+            }
+            int done = render_item(item, PyTuple_GET_ITEM(op, 2), out);
+            if (done != RENDER_OK) {
+                return done;
+            }
+            continue;
+        }
+        if (what != 'f' || value == NULL || !PyLong_CheckExact(value)) {
+            return RENDER_UNSURE;  /* None, a str, a bool, a Decimal ...: Python writes it */
+        }
+        int overflow = 0;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow) {
+            return RENDER_UNSURE;
+        }
+        if (number == -1 && PyErr_Occurred()) {
+            return RENDER_ERROR;
+        }
+        char digits[32];
+        int length = snprintf(digits, sizeof digits, "%lld", number);
+        if (put(out, digits, length)) {
+            return RENDER_ERROR;
+        }
+    }
+    return RENDER_OK;
+}
+
+/* render_rows(items, ops) -> str | None
+ * The text that a template loop writes for these items, each through `ops` (see
+ * render_item), for a list or tuple of exact dicts whose written values are exact ints;
+ * None for anything else, which the generated Python then writes. */
+static PyObject *render_rows(PyObject *self, PyObject *args)
+{
+    PyObject *items, *ops;
+    if (!PyArg_ParseTuple(args, "OO!", &items, &PyTuple_Type, &ops)) {
+        return NULL;
+    }
+    if (!PyList_CheckExact(items) && !PyTuple_CheckExact(items)) {
+        Py_RETURN_NONE;
+    }
+    Buffer out = {NULL, 0, 0};
+    int done = RENDER_OK;
+    for (Py_ssize_t n = 0; done == RENDER_OK && n < PySequence_Fast_GET_SIZE(items); n++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(items, n);
+        if (!PyDict_CheckExact(item)) {
+            done = RENDER_UNSURE;
+            break;
+        }
+        Py_INCREF(item);
+        done = render_item(item, ops, &out);
+        Py_DECREF(item);
+    }
+    PyObject *text = NULL;
+    if (done == RENDER_OK) {
+        text = PyUnicode_DecodeASCII(out.data ? out.data : "", out.used, "strict");
+    } else if (done == RENDER_UNSURE) {
+        text = Py_NewRef(Py_None);
+    }
+    PyMem_Free(out.data);
+    return text;
+}
+
 static PyMethodDef methods[] = {
+    {"render_rows", render_rows, METH_VARARGS, "render_rows(items, ops) -> str | None"},
     {"all_fine", all_fine, METH_VARARGS,
      "all_fine(items, keys, required, lows, highs, checks) -> bool"},
     {"shape_fine", shape_fine, METH_VARARGS,

@@ -26,15 +26,18 @@ import importlib
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from .catalog import Attr, Child, Node
 from .fields import FIELD_TYPES, ISP_NUMBER, LONG
+
+if TYPE_CHECKING:
+    import jinja2
 # The renderer's speed-ups live in a module of their own, and are used from here.
 from .speed_render import PARTS as PARTS
-from .speed_render import fast_environment as fast_environment
+from .speed_render import fast_environment as _fast_environment
 from .speed_render import inline_parts as inline_parts
 from .speed_render import inlining_loader as inlining_loader
 from .speed_render import render as render
@@ -57,6 +60,20 @@ _native: Any = _load_native()
 #: Use the C extension where it helps (when built, unless ``PYUFTP_NATIVE=0``).
 NATIVE: bool = _native is not None and (
     os.environ.get("PYUFTP_NATIVE", "").strip().lower() not in ("0", "false", "no", "off"))
+
+def fast_environment(base: type[jinja2.Environment]) -> type[jinja2.Environment]:
+    """The renderer's fast Environment class (:mod:`pyuftp.message.speed_render`), whose
+    flat loops (ISP lists) are written in C where the extension is in use."""
+    return _fast_environment(base, render_rows)
+
+
+def render_rows(items: Any, ops: tuple[Any, ...]) -> str | None:
+    """A flat template loop's text, written by the C extension; None (the generated Python
+    writes it) when the extension is not in use or the items hold more than exact ints."""
+    if not native():
+        return None
+    return cast("str | None", _native.render_rows(items, ops))
+
 
 # --- checking ----------------------------------------------------------------------------------
 

@@ -14,12 +14,23 @@ if TYPE_CHECKING:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def fast_environment(base: type[jinja2.Environment]) -> type[jinja2.Environment]:
+#: ``rows(items, ops) -> str | None``: a flat loop's text written another way (in C), or
+#: None to let the generated Python write it (see :func:`_code_generator`).
+RenderRows = Callable[[Any, tuple[Any, ...]], "str | None"]
+
+
+def _no_rows(items: Any, ops: tuple[Any, ...]) -> str | None:
+    return None
+
+
+def fast_environment(base: type[jinja2.Environment],
+                     rows: RenderRows = _no_rows) -> type[jinja2.Environment]:
     """A subclass of the plain Environment class ``base`` that compiles the same templates
-    to leaner Python (see :func:`_code_generator`)."""
+    to leaner Python (see :func:`_code_generator`), offering ``rows`` to flat loops."""
     class Environment(base):  # type: ignore[valid-type, misc]
         code_generator_class = _code_generator()
         escape_str = staticmethod(_escape_str())
+        render_rows = staticmethod(rows)
 
     return Environment
 
@@ -147,17 +158,52 @@ def _code_generator() -> type[Any]:
                             self.write(", ")
                 self.write("))")
 
+            def ops(body: Any) -> list[tuple[Any, ...]] | None:
+                # The loop as data for environment.render_rows: constant text, a field's
+                # value, and a group written when a field is not None; None if it is more.
+                found: list[tuple[Any, ...]] = []
+                for item in body:
+                    if isinstance(item, nodes.If):
+                        test = item.test
+                        inner = ops(item.body)
+                        if (inner is None or not isinstance(test, nodes.Not)
+                                or not isinstance(test.node, nodes.Test)
+                                or test.node.name != "none" or test.node.args
+                                or test.node.kwargs or test.node.dyn_args
+                                or test.node.dyn_kwargs
+                                or not isinstance(test.node.node, nodes.Getattr)
+                                or not isinstance(test.node.node.node, nodes.Name)):
+                            return None
+                        found.append(("g", test.node.node.attr, tuple(inner)))
+                        continue
+                    for child in item.nodes:
+                        if isinstance(child, nodes.TemplateData):
+                            found.append(("c", str(child.as_const(loop_frame.eval_ctx))))
+                        elif (isinstance(child, nodes.Getattr)
+                              and isinstance(child.node, nodes.Name)):
+                            found.append(("f", child.attr))
+                        else:
+                            return None
+                return found
+
             items = self.temporary_identifier()  # (no := in a comprehension's iterable)
+            text = self.temporary_identifier()
             self.writeline(f"{items} = ", node)
             self.visit(node.iter, frame)
-            if frame.buffer is None:
-                self.writeline("yield concat([")
-            else:
-                self.writeline(f"{frame.buffer}.extend([")
+            as_data = ops(node.body)
+            if as_data is not None:
+                self.writeline(f"{text} = environment.render_rows({items}, {tuple(as_data)!r})")
+                self.writeline(f"if {text} is None:")
+                self.indent()
+            self.writeline(f"{text} = concat([")
             pieces(node.body)
             self.write(" for ")
             self.visit(node.target, loop_frame)
             self.write(f" in {items}])")
+            if as_data is not None:
+                self.outdent()
+            self.writeline(f"yield {text}" if frame.buffer is None
+                           else f"{frame.buffer}.append({text})")
             return True
 
         def visit_Test(self, node: Any, frame: Any) -> None:

@@ -20,7 +20,26 @@ from pyuftp.message.codec import complete_payload, render
 from pyuftp.message.examples import example, flex_offer_96
 
 CASES = [(t, v) for v in VERSIONS for t in MESSAGE_TYPES]
-ODD = ['"quoted" <b>&amp;</b> \'it\'', Markup("<i>kept</i>"), None, 7, Decimal("1.50"), "\t\n"]
+ODD = ['"quoted" <b>&amp;</b> \'it\'', Markup("<i>kept</i>"), None, 7, -7, 2**63, 2**70, True,
+       Decimal("1.50"), "\t\n", "\u20ac"]
+
+
+def test_rows_in_c_step_aside_for_what_they_do_not_know():
+    if speed._native is None:
+        pytest.skip("the C extension is not built here")
+    rows = speed._native.render_rows
+    ops = (("c", "<I A=\""), ("f", "a"), ("c", "\""), ("g", "b", (("c", " B="), ("f", "b"))),
+           ("c", "/>"))
+    assert rows([{"a": 1}, {"a": -2, "b": 3}, {"a": 0, "b": None}], ops) == (
+        '<I A="1"/><I A="-2" B=3/><I A="0"/>')
+    assert rows((), ops) == ""
+    for items in ([{"a": "1"}], [{"a": None}], [{}], [{"a": True}], [{"a": 2**63}],
+                  [{"a": 1, "b": 1.5}], [Item(a=1)], ({"a": 1}, 5), iter([{"a": 1}])):
+        assert rows(items, ops) is None, items
+    for odd in ((("x", "a"),), (("c", "\u20ac"),), ((1, 2),), ("c",), (("g", "a"),)):
+        assert rows([{"a": 1}], odd) is None, odd
+    with pytest.raises(TypeError):
+        rows([{"a": 1}], [("c", "x")])
 
 
 class Item(dict):
@@ -54,14 +73,17 @@ def _lists(value):
 
 
 def both(message_type, payload, version, monkeypatch):
+    """The outcomes plain and fast (in C where the extension is built, and without it)."""
     outcomes = []
-    for enabled in (True, False):
+    for enabled, native in ((True, True), (True, False), (False, False)):
         monkeypatch.setattr(speed, "ENABLED", enabled)
+        monkeypatch.setattr(speed, "NATIVE", native)
         try:
             outcomes.append(("ok", render(message_type, payload, version)))
-        except Exception as exc:  # noqa: BLE001 - the same failure both ways is the point
+        except Exception as exc:  # noqa: BLE001 - the same failure every way is the point
             outcomes.append((type(exc), str(exc)))
-    return outcomes
+    assert outcomes[0] == outcomes[1]
+    return outcomes[1:]
 
 
 @pytest.mark.parametrize("message_type,version", CASES)
