@@ -44,7 +44,9 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("pyuftp.message._native", ["pyuftp/message/_native.c"],
+    ext_modules=[Extension("pyuftp.message._native",
+                           ["pyuftp/message/_native.c", "pyuftp/message/_native_write.c"],
+                           depends=["pyuftp/message/_native.h"],
                            include_dirs=_include_dirs(), optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )
