@@ -6,18 +6,18 @@
 
 #include "_native.h"
 
-/* all_fine(items, keys, required, lows, highs, checks) -> bool
- * Are all these items (a list or tuple) of one leaf node fine? Each must be a dict (exactly)
- * whose keys are among `keys`; for column i, an absent or None value is fine unless
+/* all_fine(items, keys, required, lows, highs, checks[, others]) -> bool
+ * Are all these items (a list or tuple) of one node fine, as far as its attributes go? Each
+ * must be a dict (exactly) whose keys are among `keys` (and `others`, not checked here); for column i, an absent or None value is fine unless
  * required[i]; a present one must be an int (exactly) within lows[i]..highs[i] where
  * checks[i] is None, else checks[i](value) must be None. False says only "look closer", as
  * the Python version in speed.list_check does; an error of a check function propagates. */
 PyObject *native_all_fine(PyObject *self, PyObject *args)
 {
-    PyObject *items, *keys, *required, *lows, *highs, *checks;
-    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!", &items, &PyTuple_Type, &keys, &PyTuple_Type,
+    PyObject *items, *keys, *required, *lows, *highs, *checks, *others = NULL;
+    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!|O!", &items, &PyTuple_Type, &keys, &PyTuple_Type,
                           &required, &PyTuple_Type, &lows, &PyTuple_Type, &highs,
-                          &PyTuple_Type, &checks)) {
+                          &PyTuple_Type, &checks, &PyTuple_Type, &others)) {
         return NULL;
     }
     Py_ssize_t columns = PyTuple_GET_SIZE(keys);
@@ -78,6 +78,15 @@ PyObject *native_all_fine(PyObject *self, PyObject *args)
             }
             fine = reason == Py_None;
             Py_DECREF(reason);
+        }
+        /* Keys of child elements (`others`) may be there too: they are checked elsewhere. */
+        for (Py_ssize_t i = 0; fine && others != NULL && i < PyTuple_GET_SIZE(others); i++) {
+            int found = PyDict_Contains(item, PyTuple_GET_ITEM(others, i));
+            if (found < 0) {
+                Py_DECREF(item);
+                return NULL;
+            }
+            present += found;
         }
         fine = fine && present == PyDict_GET_SIZE(item);
         Py_DECREF(item);

@@ -77,7 +77,7 @@ def _unknown_field(value: Mapping[Any, Any], allowed: frozenset[str], names: Seq
 class Checker:
     """The checks for one node of the table, precomputed so that a 96-ISP list is cheap."""
 
-    __slots__ = ("allowed", "attrs", "children", "names", "all_fine")
+    __slots__ = ("allowed", "attrs", "children", "names", "all_fine", "attributes_fine")
 
     def __init__(self, node: Node, fast: bool, native: bool = False) -> None:
         self.names = node.keys()
@@ -89,22 +89,14 @@ class Checker:
         # A quick first pass over a list of these (see check_items), when speed is on.
         self.all_fine: Callable[[Sequence[Any]], bool] | None = (
             speed.list_check(node, native) if fast else None)
+        # The same for one dict's attributes, in C (when in use), leaving its children.
+        self.attributes_fine: Callable[[Sequence[Any]], bool] | None = (
+            speed.attributes_check(node, native) if fast else None)
 
     def check(self, value: Any, path: str) -> None:
         """Raise :class:`ValidationError` for the first thing wrong with ``value`` at ``path``."""
-        if not isinstance(value, Mapping):
-            raise ValidationError(path, f"expected a dict, got {type(value).__name__}")
-        if not self.allowed.issuperset(value):
-            raise _unknown_field(value, self.allowed, self.names, path)
-        for key, required, check in self.attrs:
-            item = value.get(key)
-            if item is None:
-                if required:
-                    raise ValidationError(f"{path}.{key}", "is required but missing")
-            else:
-                reason = check(item)
-                if reason is not None:
-                    raise ValidationError(f"{path}.{key}", reason)
+        if self.attributes_fine is None or not self.attributes_fine((value,)):
+            self._check_attributes(value, path)
         for key, checker, low, many in self.children:
             item = value.get(key)
             if not many:
@@ -122,6 +114,21 @@ class Checker:
             if len(item) < low:
                 raise ValidationError(f"{path}.{key}", f"needs at least {low} item(s)")
             checker.check_items(item, f"{path}.{key}")
+
+    def _check_attributes(self, value: Any, path: str) -> None:
+        if not isinstance(value, Mapping):
+            raise ValidationError(path, f"expected a dict, got {type(value).__name__}")
+        if not self.allowed.issuperset(value):
+            raise _unknown_field(value, self.allowed, self.names, path)
+        for key, required, check in self.attrs:
+            item = value.get(key)
+            if item is None:
+                if required:
+                    raise ValidationError(f"{path}.{key}", "is required but missing")
+            else:
+                reason = check(item)
+                if reason is not None:
+                    raise ValidationError(f"{path}.{key}", reason)
 
     def check_items(self, items: Sequence[Any], path: str) -> None:
         """Check list items one by one, naming the index; when speed is on, first in one

@@ -112,6 +112,16 @@ def list_check(node: Node, native: bool = False) -> Callable[[Sequence[Any]], bo
     return cast("Callable[[Sequence[Any]], bool]", names["all_fine"])
 
 
+def attributes_check(node: Node, native: bool) -> Callable[[Sequence[Any]], bool] | None:
+    """``f((value,)) -> bool``: are ``value``'s attributes fine (a dict with no unknown key,
+    every attribute present where required and of its type)? In C, for a node with child
+    elements too (their keys are allowed and left to their own checks); None where the C
+    extension is not in use. False says only "look closer", as for :func:`list_check`."""
+    if not native or _native is None:
+        return None
+    return _native_list_check(node)
+
+
 def _native_list_check(node: Node) -> Callable[[Sequence[Any]], bool]:
     """:func:`list_check`'s function, calling the C extension's ``all_fine``."""
     keys = tuple(a.key for a in node.attrs)
@@ -120,10 +130,11 @@ def _native_list_check(node: Node) -> Callable[[Sequence[Any]], bool]:
     lows, highs = tuple(r[0] for r in ranges), tuple(r[1] for r in ranges)
     checks = tuple(None if a.type in _INT_RANGES else FIELD_TYPES[a.type].check
                    for a in node.attrs)
+    others = tuple(c.key for c in node.children)
     check = _native.all_fine
 
     def all_fine(items: Sequence[Any]) -> bool:
-        return bool(check(items, keys, required, lows, highs, checks))
+        return bool(check(items, keys, required, lows, highs, checks, others))
 
     return all_fine
 

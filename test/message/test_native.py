@@ -24,7 +24,8 @@ from lxml import etree
 import pyuftp
 from pyuftp.message import read, speed
 from pyuftp.message.catalog import MESSAGE_TYPES, MESSAGES, VERSIONS
-from pyuftp.message.codec import MAX_ATTRIBUTES, MAX_CHILDREN, MAX_DEPTH, parse_xml
+from pyuftp.message.codec import (
+    MAX_ATTRIBUTES, MAX_CHILDREN, MAX_DEPTH, complete_payload, parse_xml)
 from pyuftp.message.examples import example, flex_offer_96
 
 from test_messaging_speed import NASTY_TEXTS, _attribute_variants, _isp_variants
@@ -309,3 +310,23 @@ def test_bad_payloads_are_refused_the_same_three_ways(message_type, monkeypatch)
         agree(three_ways(monkeypatch, pyuftp.check_payload, message_type, payload))
         checked += 1
     assert checked > 50
+
+
+@needs_native
+def test_the_c_attribute_check_leaves_children_to_their_own_checks():
+    from types import MappingProxyType
+
+    from pyuftp.message.catalog import spec
+    from pyuftp.message.check import message_node
+
+    node = message_node("FlexOffer", spec("3.1.0"))
+    fine = speed.attributes_check(node, True)
+    payload = complete_payload("FlexOffer", flex_offer_96())
+    assert fine((payload,)) is True
+    assert fine(({**payload, "offer_options": "not checked here"},)) is True
+    assert fine(({k: v for k, v in payload.items() if k != "offer_options"},)) is True
+    for key, value in (("colour", 1), ("currency", "euro"), ("period", None),
+                       ("isp_duration", 15), ("unsolicited", 1)):
+        assert fine(({**payload, key: value},)) is False, key
+    assert fine((MappingProxyType(payload),)) is False
+    assert speed.attributes_check(node, False) is None
