@@ -3,10 +3,11 @@
     cd /work/main && PYTHONPATH=/work/main python3 bench/messages.py [--quick]
 
 For a FlexOffer with one option of 96 ISPs and for a small FlexOfferResponse it prints the
-time per message (µs, median of several timed repeats) to create (payload -> XML), parse
+CPU time per message (µs, median of several timed repeats) to create (payload -> XML), parse
 (XML -> payload) and do both, for pyuftp and for shapeshifter-uftp with the same content,
-and the ratio peer / pyuftp. Then lxml-only baselines and the time ``import`` takes in a fresh
-interpreter. See bench/README.md for what is and is not measured.
+and the ratio peer / pyuftp. Then the stages of pyuftp's create + parse beside the floor
+(plain lxml parse + XSD validation of the same bytes, in the same loop and runs) and the
+time ``import`` takes in a fresh interpreter. See bench/README.md for what is and is not measured.
 """
 from __future__ import annotations
 
@@ -125,7 +126,9 @@ def _timer(fn: Callable[[], Any], seconds: float) -> tuple[timeit.Timer, int]:
     """A warmed-up timer for ``fn`` and the number of calls that take about ``seconds``."""
     for _ in range(3):
         fn()
-    timer = timeit.Timer(fn, setup="gc.enable()", globals={"gc": gc})  # gc stays on
+    # CPU time of this process, not wall-clock time: far less sensitive to a busy machine.
+    timer = timeit.Timer(fn, setup="gc.enable()", timer=time.process_time,
+                         globals={"gc": gc})  # gc stays on
     probe = 1
     while True:
         taken = timer.timeit(probe)
@@ -148,10 +151,16 @@ class Timing(float):
     def spread(self) -> str:
         return f"{min(self.runs):.1f}–{max(self.runs):.1f}"
 
+    def over(self, floor: "Timing") -> str:
+        """The ratio of the medians to ``floor``'s, with the spread of the per-run ratios
+        (the runs of both were interleaved)."""
+        ratios = [a / b for a, b in zip(self.runs, floor.runs)]
+        return f"{self / floor:.2f}x ({min(ratios):.2f}–{max(ratios):.2f})"
+
 
 def per_call_us(*fns: Callable[[], Any], seconds: float, repeats: int) -> list[Timing]:
-    """For each of ``fns``: the median over ``repeats`` timed runs of the time per call, in
-    µs (with the runs, for the spread), after a warm-up. The runs of the functions
+    """For each of ``fns``: the median over ``repeats`` timed runs of the CPU time per call,
+    in µs (with the runs, for the spread), after a warm-up. The runs of the functions
     alternate, so that a machine that gets busier or quieter meanwhile weighs on all of them
     alike. The garbage collector stays on: a service pays for it too."""
     timers = [_timer(fn, seconds) for fn in fns]
@@ -165,22 +174,24 @@ def per_call_us(*fns: Callable[[], Any], seconds: float, repeats: int) -> list[T
 def staged_us(kind: str, payload: dict[str, Any], seconds: float,
               repeats: int) -> tuple[dict[str, Timing], Timing, Timing]:
     """pyuftp's create + parse of one message, stage by stage *in the same loop* (the same
-    calls ``parse_message(create_message(...))`` makes, one after the other, each timed):
-    per stage the median over ``repeats`` runs of µs per message, the median of the runs'
-    sums, and that of ``parse_message(create_message(...))`` timed in runs alternating with
-    them (the same work, not taken apart)."""
-    from pyuftp.message import messaging as msg, read, speed
+    calls ``parse_message(create_message(...))`` makes, one after the other, each timed in
+    CPU time), and in the same loop the floor of the parse: plain lxml parsing and XSD
+    validation of the same bytes. Per stage the median over ``repeats`` runs of µs per
+    message, the median of the runs' sums of pyuftp's stages, and that of
+    ``parse_message(create_message(...))`` timed in runs alternating with them (the same
+    work, not taken apart)."""
+    from pyuftp.message import codec as msg, read, speed
     from pyuftp.message.catalog import spec
+    from pyuftp.rules import DEFAULT_RULES as rules
 
-    rules = getattr(msg, "DEFAULT_RULES", None)
-    clock = time.perf_counter
+    clock = time.process_time
+    bare = etree.XMLParser()
 
     def once(acc: list[float]) -> None:
         t0 = clock()
         message = msg.complete_payload(kind, payload)
         t1 = clock()
-        if rules is not None:
-            rules.refuse(kind, rules.check(kind, message))
+        rules.refuse(kind, rules.check(kind, message))
         t2 = clock()
         served = spec(message["version"])
         xml = msg.render(kind, message, served.version)
@@ -191,29 +202,39 @@ def staged_us(kind: str, payload: dict[str, Any], seconds: float,
         t5 = clock()
         read.reader(kind, served.version, speed.ENABLED).read(root)
         t6 = clock()
-        for i, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6))):
+        data = xml.encode("utf-8")
+        t7 = clock()
+        plain = etree.fromstring(data, bare)
+        t8 = clock()
+        if not read.schema(served, received=True).validate(plain):
+            raise SystemExit("the floor's validation failed")
+        t9 = clock()
+        for i, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6),
+                                    (t7, t8), (t8, t9))):
             acc[i] += b - a
 
     names = ["create: check the payload (complete_payload)", "create: business rules",
-             "create: render (Jinja2 template)", "parse: parse_xml (lxml)",
-             "parse: validate_element (XSD)", "parse: elements to dict (reader)"]
+             "create: render (Jinja2 template)", "parse: parse_xml (lxml + shape check)",
+             "parse: validate_element (XSD)", "parse: elements to dict (reader)",
+             "floor: etree.fromstring", "floor: XMLSchema.validate"]
+    ours = 6  # the first six are pyuftp's; the rest is the floor, not part of the sums
     for _ in range(20):
-        once([0.0] * 6)
+        once([0.0] * len(names))
     runs: list[list[float]] = [[] for _ in names]
     totals, wholes = [], []
     for _ in range(repeats):
-        acc, n, started = [0.0] * 6, 0, clock()
-        while clock() - started < seconds:
+        acc, n, started = [0.0] * len(names), 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
             once(acc)
             n += 1
         for out, value in zip(runs, acc):
             out.append(value / n * 1e6)
-        totals.append(sum(acc) / n * 1e6)
-        n, started = 0, clock()
-        while clock() - started < seconds:
-            msg.parse_message(msg.create_message(kind, payload))
+        totals.append(sum(acc[:ours]) / n * 1e6)
+        n, started, cpu = 0, time.perf_counter(), clock()
+        while time.perf_counter() - started < seconds:
+            pyuftp.parse_message(pyuftp.create_message(kind, payload))
             n += 1
-        wholes.append((clock() - started) / n * 1e6)
+        wholes.append((clock() - cpu) / n * 1e6)
     return dict(zip(names, (Timing(r) for r in runs))), Timing(totals), Timing(wholes)
 
 
@@ -278,7 +299,8 @@ def main() -> None:
           f"FlexOfferResponse XML {len(response_xml.encode())} B / "
           f"{len(peer_response_xml.encode())} B; content checked identical both ways")
     print(f"timing: median (min–max) of {repeats} runs of ~{seconds:.2f} s each; pyuftp's and "
-          "the peer's runs alternate; warm-up first, gc on; µs per message")
+          "the peer's runs alternate; warm-up first, gc on; CPU µs per message "
+          "(process_time)")
     print()
 
     to_xml, from_xml = peer_transport.to_xml, peer_transport.from_xml
@@ -328,33 +350,66 @@ def main() -> None:
     print("     peer: its objects built from plain values, then to_xml)")
     print()
 
-    # lxml-only baselines: the floor under any lxml + XSD based implementation.
+    # lxml-only baselines: the floor under any lxml + XSD based implementation, and
+    # pyuftp's parse (C reader / pure-Python speed-ups / plain) beside it, runs interleaved.
+    from pyuftp.message import speed
+
     offer_bytes = offer_xml.encode("utf-8")
-    xsd = pyuftp.message.codec.schema("3.1.0")
-    root = etree.fromstring(offer_bytes)
+    xsd = pyuftp.message.codec.schema("3.1.0", received=True)
+    bare = etree.XMLParser()
+    root = etree.fromstring(offer_bytes, bare)
     if not xsd.validate(root):
         sys.exit(f"pyuftp's schema refuses pyuftp's own FlexOffer: {xsd.error_log}")
-    fromstring, validate, tostring, ours_parse = per_call_us(
-        lambda: etree.fromstring(offer_bytes), lambda: xsd.validate(root),
-        lambda: etree.tostring(root), lambda: parse(offer_xml), seconds=seconds, repeats=repeats)
+
+    def way(enabled: bool, native: bool) -> Callable[[], Any]:
+        def call() -> Any:
+            speed.ENABLED, speed.NATIVE = enabled, native
+            try:
+                return parse(offer_bytes)
+            finally:
+                speed.ENABLED, speed.NATIVE = switches
+        return call
+
+    switches = (speed.ENABLED, speed.NATIVE)
+    fromstring, validate, floor, tostring, ours_parse, python_parse, plain_parse = per_call_us(
+        lambda: etree.fromstring(offer_bytes, bare), lambda: xsd.validate(root),
+        lambda: xsd.validate(etree.fromstring(offer_bytes, bare)),
+        lambda: etree.tostring(root), way(*switches), way(True, False), way(False, False),
+        seconds=seconds, repeats=repeats)
 
     # Where pyuftp's time goes: the stages of create + parse, timed in one loop.
     stages, staged_total, whole = staged_us("FlexOffer", offer, seconds, repeats)
     print(f"pyuftp create+parse of the 96-ISP FlexOffer, stage by stage in one loop "
-          f"(µs per message, median of {repeats} runs, min–max):")
+          f"(CPU µs per message, median of {repeats} runs, min–max; the floor's stages "
+          "in the same loop):")
     for name, value in stages.items():
-        print(f"  {name:<46} {value:8.1f}  ({value.spread()})  {value / staged_total:5.1%}")
+        share = f"{value / staged_total:5.1%}" if not name.startswith("floor") else ""
+        print(f"  {name:<46} {value:8.1f}  ({value.spread()})  {share}")
+    floor_in_loop = Timing([a + b for a, b in zip(stages["floor: etree.fromstring"].runs,
+                                                  stages["floor: XMLSchema.validate"].runs)])
+    parse_in_loop = Timing([sum(r) for r in zip(*(stages[n].runs for n in stages
+                                                  if n.startswith("parse:")))])
+    print(f"  {'parse stages vs floor stages, same loop':<46} {parse_in_loop:8.1f} vs "
+          f"{floor_in_loop:.1f}: {parse_in_loop.over(floor_in_loop)}")
     print(f"  {'sum of the stages (median of the runs sums)':<46} {staged_total:8.1f}  "
           f"({staged_total.spread()})")
     print(f"  {'parse_message(create_message()), runs alternating':<46} {whole:8.1f}  "
           f"({whole.spread()})")
     print()
-    print("lxml baselines, 96-ISP FlexOffer as rendered by pyuftp (timed alongside each other):")
-    print(f"  etree.fromstring                          {fromstring:8.1f} µs  ({fromstring.spread()})")
-    print(f"  XMLSchema.validate (pyuftp 3.1.0 schema)  {validate:8.1f} µs  ({validate.spread()})")
-    print(f"  etree.tostring                            {tostring:8.1f} µs  ({tostring.spread()})")
-    print(f"  pyuftp parse_message                      {ours_parse:8.1f} µs  ({ours_parse.spread()}),"
-          f" {ours_parse / (fromstring + validate):.2f}x fromstring + validate")
+    reader = "C reader" if speed.native() else "no C reader (not built or off)"
+    print("the floor: lxml on the 96-ISP FlexOffer as rendered by pyuftp, and pyuftp's parse "
+          "beside it (CPU µs per message, runs interleaved; ratio of medians, per-run range):")
+    for label, value in (("etree.fromstring", fromstring),
+                         ("XMLSchema.validate (3.1.0, as received)", validate),
+                         ("floor: fromstring + validate, one call", floor),
+                         ("etree.tostring", tostring)):
+        print(f"  {label:<41} {value:8.1f}  ({value.spread()})")
+    print(f"  parse_message, {reader:<26} {ours_parse:8.1f}  ({ours_parse.spread()})  "
+          f"{ours_parse.over(floor)} the floor")
+    print(f"  parse_message, pure-Python speed-ups      {python_parse:8.1f}  "
+          f"({python_parse.spread()})  {python_parse.over(floor)} the floor")
+    print(f"  parse_message, PYUFTP_PLAIN               {plain_parse:8.1f}  "
+          f"({plain_parse.spread()})  {plain_parse.over(floor)} the floor")
     print()
 
     print(f"import time in a fresh interpreter (median of {import_runs}; wall clock minus an "
@@ -368,8 +423,8 @@ def main() -> None:
 
     mine, peer = results[("FlexOffer 96 ISPs", "create+parse")]
     print(f"FlexOffer 96 ISPs create+parse: pyuftp {mine:.0f} µs ({mine.spread()}), "
-          f"shapeshifter-uftp {peer:.0f} µs ({peer.spread()}), peer/pyuftp {peer / mine:.2f}x; "
-          f"{repeats} runs each, interleaved")
+          f"shapeshifter-uftp {peer:.0f} µs ({peer.spread()}), peer/pyuftp "
+          f"{peer.over(mine)}; {repeats} runs each, interleaved, CPU time")
     mine, peer = results[("FlexOfferResponse", "create+parse")]
     print(f"FlexOfferResponse create+parse: pyuftp {mine:.0f} µs ({mine.spread()}), "
           f"shapeshifter-uftp {peer:.0f} µs ({peer.spread()}), peer/pyuftp {peer / mine:.2f}x")

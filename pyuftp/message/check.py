@@ -77,34 +77,26 @@ def _unknown_field(value: Mapping[Any, Any], allowed: frozenset[str], names: Seq
 class Checker:
     """The checks for one node of the table, precomputed so that a 96-ISP list is cheap."""
 
-    __slots__ = ("allowed", "attrs", "children", "names", "all_fine")
+    __slots__ = ("allowed", "attrs", "children", "names", "all_fine", "attributes_fine")
 
-    def __init__(self, node: Node, fast: bool) -> None:
+    def __init__(self, node: Node, fast: bool, native: bool = False) -> None:
         self.names = node.keys()
         self.allowed = frozenset(self.names)
         self.attrs = tuple((a.key, a.required, FIELD_TYPES[a.type].check) for a in node.attrs)
         self.children = tuple(
-            (c.key, Checker(c.node, fast), c.min, c.many) for c in node.children
+            (c.key, Checker(c.node, fast, native), c.min, c.many) for c in node.children
         )
         # A quick first pass over a list of these (see check_items), when speed is on.
         self.all_fine: Callable[[Sequence[Any]], bool] | None = (
-            speed.list_check(node) if fast else None)
+            speed.list_check(node, native) if fast else None)
+        # The same for one dict's attributes, in C (when in use), leaving its children.
+        self.attributes_fine: Callable[[Sequence[Any]], bool] | None = (
+            speed.attributes_check(node, native) if fast else None)
 
     def check(self, value: Any, path: str) -> None:
         """Raise :class:`ValidationError` for the first thing wrong with ``value`` at ``path``."""
-        if not isinstance(value, Mapping):
-            raise ValidationError(path, f"expected a dict, got {type(value).__name__}")
-        if not self.allowed.issuperset(value):
-            raise _unknown_field(value, self.allowed, self.names, path)
-        for key, required, check in self.attrs:
-            item = value.get(key)
-            if item is None:
-                if required:
-                    raise ValidationError(f"{path}.{key}", "is required but missing")
-            else:
-                reason = check(item)
-                if reason is not None:
-                    raise ValidationError(f"{path}.{key}", reason)
+        if self.attributes_fine is None or not self.attributes_fine((value,)):
+            self._check_attributes(value, path)
         for key, checker, low, many in self.children:
             item = value.get(key)
             if not many:
@@ -123,6 +115,21 @@ class Checker:
                 raise ValidationError(f"{path}.{key}", f"needs at least {low} item(s)")
             checker.check_items(item, f"{path}.{key}")
 
+    def _check_attributes(self, value: Any, path: str) -> None:
+        if not isinstance(value, Mapping):
+            raise ValidationError(path, f"expected a dict, got {type(value).__name__}")
+        if not self.allowed.issuperset(value):
+            raise _unknown_field(value, self.allowed, self.names, path)
+        for key, required, check in self.attrs:
+            item = value.get(key)
+            if item is None:
+                if required:
+                    raise ValidationError(f"{path}.{key}", "is required but missing")
+            else:
+                reason = check(item)
+                if reason is not None:
+                    raise ValidationError(f"{path}.{key}", reason)
+
     def check_items(self, items: Sequence[Any], path: str) -> None:
         """Check list items one by one, naming the index; when speed is on, first in one
         quick pass that only says whether to look closer."""
@@ -134,9 +141,11 @@ class Checker:
 
 @lru_cache(maxsize=None)
 def checker(message_type: str, version: str, fast: bool,
-            dialect: str | None = None) -> Checker:
-    """The checker of ``message_type`` in the (supported) ``version``, built once."""
-    return Checker(message_node(message_type, spec(version), dialect=dialect), fast)
+            dialect: str | None = None, native: bool = False) -> Checker:
+    """The checker of ``message_type`` in the (supported) ``version``, built once; with the
+    speed-ups where ``fast``, in C where also ``native``."""
+    return Checker(message_node(message_type, spec(version), dialect=dialect), fast,
+                   fast and native)
 
 
 def check(message_type: Any, payload: Any, version: Spec, dialect: str | None = None) -> None:
@@ -147,4 +156,5 @@ def check(message_type: Any, payload: Any, version: Spec, dialect: str | None = 
         raise UnknownMessageType(f"message type must be a str, got {quote(message_type)}")
     if dialect is not None and dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {quote(dialect)}; known: {', '.join(DIALECTS)}")
-    checker(message_type, version.version, speed.ENABLED, dialect).check(payload, message_type)
+    checker(message_type, version.version, speed.ENABLED, dialect,
+            speed.native()).check(payload, message_type)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -74,7 +75,8 @@ def parse_xml(xml: str | bytes | bytearray | memoryview) -> Any:
         raise MalformedXML(f"cannot read XML: {excerpt(exc)}") from None
     if root.getroottree().docinfo.doctype:
         raise MalformedXML("XML with a DOCTYPE is refused (no DTDs or entities in UFTP)")
-    _check_shape(root)
+    if not speed.shape_fine(root, MAX_ATTRIBUTES, MAX_DEPTH, MAX_CHILDREN):
+        _check_shape(root)  # the plain walk: it words the error, if there is one
     return root
 
 
@@ -162,14 +164,32 @@ def validate_rendered(message_type: str, version: Spec, xml: str,
 class Reader:
     """Turns one schema-valid element of a node into its dict."""
 
-    __slots__ = ("attrs", "parts")
+    __slots__ = ("attrs", "native", "parts")
 
-    def __init__(self, node: Node, fast: bool) -> None:
+    def __init__(self, node: Node, fast: bool, native: bool = False) -> None:
         self.attrs = {a.xml: (a.key, FIELD_TYPES[a.type].parse) for a in node.attrs}
+        self.native = speed.NativeTable(node.attrs) if native else None
         # In schema order, which is the order of a valid document's children.
-        self.parts = tuple(_Part(child, fast) for child in node.children)
+        self.parts = tuple(_Part(child, fast, native) for child in node.children)
 
     def read(self, element: Any) -> dict[str, Any]:
+        out = self.native.attributes(element) if self.native is not None else None
+        if out is None:
+            out = self._attributes(element)
+        for part in self.parts:
+            if part.many:
+                rows = part.rows(element) if part.rows is not None else None
+                if rows is None:
+                    rows = [part.reader.read(child) for child in element.iterchildren(part.tag)]
+                if rows:
+                    out[part.key] = rows
+            else:
+                child = next(element.iterchildren(part.tag), None)
+                if child is not None:
+                    out[part.key] = part.reader.read(child)
+        return out
+
+    def _attributes(self, element: Any) -> dict[str, Any]:
         attrs = self.attrs
         out = {}
         for name, text in element.items():
@@ -183,35 +203,37 @@ class Reader:
                 out[key] = parse(text)
             except (ValueError, ArithmeticError) as exc:
                 raise Unreadable(element, name, exc) from None
-        for part in self.parts:
-            if part.many:
-                rows = part.columns.read(element) if part.columns is not None else None
-                if rows is None:
-                    rows = [part.reader.read(child) for child in element.iterchildren(part.tag)]
-                if rows:
-                    out[part.key] = rows
-            else:
-                child = next(element.iterchildren(part.tag), None)
-                if child is not None:
-                    out[part.key] = part.reader.read(child)
         return out
 
 
 class _Part:
     """One kind of child element of a node, as :class:`Reader` reads it."""
 
-    __slots__ = ("columns", "key", "many", "reader", "tag")
+    __slots__ = ("key", "many", "reader", "rows", "tag")
 
-    def __init__(self, child: Child, fast: bool) -> None:
+    def __init__(self, child: Child, fast: bool, native: bool) -> None:
         self.key, self.tag, self.many = child.key, child.xml, child.many
-        self.reader = Reader(child.node, fast)
-        self.columns = speed.Columns(child) if fast and speed.Columns.fit(child) else None
+        self.reader = Reader(child.node, fast, native)
+        # A faster way to read a whole list of leaf elements, None where there is none:
+        # in C, or a column at a time; either may answer None ("read them one by one").
+        self.rows: Callable[[Any], list[dict[str, Any]] | None] | None = None
+        if fast and speed.Columns.fit(child):
+            self.rows = (speed.NativeTable(child.node.attrs, child.xml).rows if native
+                         else speed.Columns(child).read)
+
+
+def reader(message_type: str, version: str, fast: bool, native: bool | None = None) -> Reader:
+    """The reader of received ``message_type`` elements in the (supported) ``version``:
+    plain, or (``fast``) with the speed-ups, in C where ``native`` (by default where
+    :func:`pyuftp.message.speed.native` says so)."""
+    if native is None:
+        native = fast and speed.native()
+    return _reader(message_type, version, fast, fast and native)
 
 
 @lru_cache(maxsize=None)
-def reader(message_type: str, version: str, fast: bool) -> Reader:
-    """The reader of received ``message_type`` elements in the (supported) ``version``."""
-    return Reader(message_node(message_type, spec(version), received=True), fast)
+def _reader(message_type: str, version: str, fast: bool, native: bool) -> Reader:
+    return Reader(message_node(message_type, spec(version), received=True), fast, native)
 
 
 def read_element(root: Any) -> tuple[str, dict[str, Any]]:

@@ -10,17 +10,21 @@ holds the two to that, byte for byte and exception for exception):
   (:func:`render`);
 * checking: one generated function per leaf list (ISPs) that checks all its items in one
   pass (:func:`list_check`);
-* reading: leaf lists read a column at a time with compiled XPaths (:class:`Columns`).
+* reading: leaf lists read a column at a time with compiled XPaths (:class:`Columns`); where
+  the optional C extension :mod:`pyuftp.message._native` was built (setup.py), the shape
+  check and the reading of attributes into dicts run in C instead (:class:`NativeTable`).
 
 :data:`ENABLED` is the switch. It is on unless the environment says ``PYUFTP_PLAIN=1`` when
 pyuftp is imported; code that sets it later (tests do) gets the other implementation from the
 next call on. Nothing outside the message layer needs to know this module exists.
+:data:`NATIVE` says whether the C extension is used (under :data:`ENABLED`); it is on when
+the extension could be imported and the environment does not say ``PYUFTP_NATIVE=0``.
 """
 from __future__ import annotations
 
+import importlib
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,156 +35,44 @@ from .fields import FIELD_TYPES, ISP_NUMBER, LONG
 
 if TYPE_CHECKING:
     import jinja2
+# The renderer's speed-ups live in a module of their own, and are used from here.
+from .speed_render import PARTS as PARTS
+from .speed_render import fast_environment as _fast_environment
+from .speed_render import inline_parts as inline_parts
+from .speed_render import inlining_loader as inlining_loader
+from .speed_render import render as render
 
 _TRUE = ("1", "true", "yes", "on")
 
 #: Use the speed-ups (default), or only the plain implementations (``PYUFTP_PLAIN=1``).
 ENABLED: bool = os.environ.get("PYUFTP_PLAIN", "").strip().lower() not in _TRUE
 
-# --- rendering ---------------------------------------------------------------------------------
 
+def _load_native() -> Any:
+    try:
+        return importlib.import_module(__name__.rpartition(".")[0] + "._native")
+    except ImportError:  # not built (no compiler at install): the pure-Python speed-ups serve
+        return None
+
+
+_native: Any = _load_native()
+
+#: Use the C extension where it helps (when built, unless ``PYUFTP_NATIVE=0``).
+NATIVE: bool = _native is not None and (
+    os.environ.get("PYUFTP_NATIVE", "").strip().lower() not in ("0", "false", "no", "off"))
 
 def fast_environment(base: type[jinja2.Environment]) -> type[jinja2.Environment]:
-    """A subclass of the plain Environment class ``base`` that compiles the same templates
-    to leaner Python (see :func:`_code_generator`)."""
-    class Environment(base):  # type: ignore[valid-type, misc]
-        code_generator_class = _code_generator()
-        escape_str = staticmethod(_escape_str())
-
-    return Environment
+    """The renderer's fast Environment class (:mod:`pyuftp.message.speed_render`), whose
+    flat loops (ISP lists) are written in C where the extension is in use."""
+    return _fast_environment(base, render_rows)
 
 
-def _code_generator() -> type[Any]:
-    """Jinja2's CodeGenerator with shortcuts for pyuftp's payloads.
-
-    Rendering a 96-ISP FlexOffer spends most of its time in two calls per value:
-    ``environment.getattr(isp, 'power')`` and ``escape(...)`` (a Python function since
-    MarkupSafe 3). Payloads are plain dicts of checked values, so the generated code looks
-    dict keys up inline, writes ints without escaping them (digits need none), escapes plain
-    strs to plain strs and tests ``is none`` by identity; everything else takes Jinja2's
-    ordinary path. Should Jinja2 stop calling these hooks, templates simply render the
-    ordinary, slower way.
-    """
-    from jinja2.compiler import CodeGenerator
-
-    class FastCodeGenerator(CodeGenerator):
-        def visit_Getattr(self, node: Any, frame: Any) -> None:
-            if self.environment.is_async:
-                return super().visit_Getattr(node, frame)
-            # An absent optional field reads as None, as with the plain Environment.getattr.
-            self.write("(_o_.get(%r) if (_o_ := " % node.attr)
-            self.visit(node.node, frame)
-            self.write(").__class__ is dict else environment.getattr(_o_, %r))" % node.attr)
-            return None
-
-        def _plain_escape(self, frame: Any, finalize: Any) -> bool:
-            return bool(frame.eval_ctx.autoescape and not frame.eval_ctx.volatile
-                        and finalize.src is None)
-
-        def _output_child_pre(self, node: Any, frame: Any, finalize: Any) -> None:
-            if self._plain_escape(frame, finalize):
-                self.write("(environment.escape_str(_v_) if (_v_ := ")
-            else:
-                super()._output_child_pre(node, frame, finalize)
-
-        def _output_child_post(self, node: Any, frame: Any, finalize: Any) -> None:
-            # A plain str is escaped to a plain str: the Markup that escape() wraps it in
-            # costs a Python-level __new__ per value, and the output is joined to a str anyway.
-            if self._plain_escape(frame, finalize):
-                self.write(").__class__ is str else str(_v_) if _v_.__class__ is int"
-                           " else escape(_v_))")
-            else:
-                super()._output_child_post(node, frame, finalize)
-
-        def visit_Test(self, node: Any, frame: Any) -> None:
-            # `x is none` / `is not none` guard every optional attribute: a plain identity
-            # test rather than a call of Jinja2's test function.
-            if node.name == "none" and not (node.args or node.kwargs or node.dyn_args
-                                            or node.dyn_kwargs):
-                self.write("(")
-                self.visit(node.node, frame)
-                self.write(" is None)")
-            else:
-                super().visit_Test(node, frame)
-
-    return FastCodeGenerator
-
-
-def _escape_str() -> Callable[[str], str]:
-    """``str -> str`` escaping for attribute values (``&<>"'``), as MarkupSafe does it."""
-    try:
-        # The C speedup that markupsafe.escape() itself calls: private, hence fenced here.
-        from markupsafe import _escape_inner  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:  # pragma: no cover - another MarkupSafe: the public way, a bit slower
-        from markupsafe import escape
-
-        def plain(text: str) -> str:
-            return str(escape(text))
-        return plain
-    return _escape_inner  # type: ignore[no-any-return, unused-ignore]
-
-
-PARTS = "_parts.xml"
-_IMPORT = re.compile(r'{%-?\s*import\s+"_parts\.xml"\s+as\s+(\w+)\s*-?%}\n?')
-_MACRO = re.compile(r"{%-?\s*macro\s+(\w+)\((\w+)\)\s*-%}(.*?){%-\s*endmacro\s*-?%}", re.S)
-
-
-def inlining_loader(inner: jinja2.BaseLoader) -> jinja2.BaseLoader:
-    """A loader that gives ``inner``'s templates with the calls of the shared attribute
-    groups in ``_parts.xml`` written out in place: a macro call costs more than the rest of
-    a small message's render. The templates themselves keep the calls, and mean the same
-    either way."""
-    import jinja2
-
-    class Loader(jinja2.BaseLoader):
-        def get_source(self, environment: jinja2.Environment,
-                       template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
-            source, filename, uptodate = inner.get_source(environment, template)
-            if template != PARTS:
-                try:
-                    parts = inner.get_source(environment, PARTS)[0]
-                except jinja2.TemplateNotFound:
-                    return source, filename, uptodate
-                source = inline_parts(source, parts)
-            return source, filename, uptodate
-
-        def list_templates(self) -> list[str]:
-            return inner.list_templates()
-
-    return Loader()
-
-
-def inline_parts(source: str, parts: str) -> str:
-    """``{{ parts.response(m) }}`` -> the body of ``_parts.xml``'s ``response`` macro, with the
-    macros it calls written out too; calls that don't pass the macro's own parameter name
-    (none do today) are left alone, and so is the import they need."""
-    bodies = {name: (param, body.strip()) for name, param, body in _MACRO.findall(parts)}
-
-    def expand(text: str, prefix: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            name, arg = match.group(1), match.group(2)
-            if name not in bodies or bodies[name][0] != arg:
-                return match.group(0)
-            return expand(bodies[name][1], "")
-        return re.sub(r"{{\s*" + re.escape(prefix) + r"(\w+)\((\w+)\)\s*}}", one, text)
-
-    imported = _IMPORT.search(source)
-    if not imported or not bodies:
-        return source
-    alias = imported.group(1)
-    inlined = _IMPORT.sub("", expand(source, alias + "."))
-    calls = re.compile(r"{{\s*(%s\.\w+|%s)\(" % (re.escape(alias), "|".join(bodies)))
-    if calls.search(inlined):
-        return source  # a call stayed a call: keep the template as it is, import and all
-    return inlined
-
-
-def render(template: jinja2.Template, payload: Mapping[str, Any]) -> str:
-    """What ``template.render(m=payload)`` does, less merging Jinja2's globals (range, dict,
-    ...) into a new context dict on every call: no template uses them, and it was half the
-    time of rendering a small message."""
-    context = template.new_context({"m": payload}, shared=True)
-    return template.environment.concat(template.root_render_func(context))
+def render_rows(items: Any, ops: tuple[Any, ...]) -> str | None:
+    """A flat template loop's text, written by the C extension; None (the generated Python
+    writes it) when the extension is not in use or the items hold more than exact ints."""
+    if not native():
+        return None
+    return cast("str | None", _native.render_rows(items, ops))
 
 
 # --- checking ----------------------------------------------------------------------------------
@@ -189,11 +81,14 @@ def render(template: jinja2.Template, payload: Mapping[str, Any]) -> str:
 _INT_RANGES = {"integer": LONG, "positive": ISP_NUMBER, "long": LONG, "nonnegative": (0, LONG[1])}
 
 
-def list_check(node: Node) -> Callable[[Sequence[Any]], bool] | None:
+def list_check(node: Node, native: bool = False) -> Callable[[Sequence[Any]], bool] | None:
     """``f(items) -> bool``: are all these items of ``node`` fine? Generated for a leaf node
     of the table (None for others), the checks of its attributes unrolled, because a 96-ISP
-    list is checked on every send. False says only "look closer": the plain checker then
-    decides, item by item, and words the error."""
+    list is checked on every send; in C where ``native`` (the C extension is built). False
+    says only "look closer": the plain checker then decides, item by item, and words the
+    error."""
+    if native and not node.children and _native is not None:
+        return _native_list_check(node)
     if node.children:
         return None
     lines = ["def all_fine(items):",
@@ -215,6 +110,33 @@ def list_check(node: Node) -> Callable[[Sequence[Any]], bool] | None:
     lines.append("    return True")
     exec("\n".join(lines), names)  # noqa: S102 - our own table's names and numbers only
     return cast("Callable[[Sequence[Any]], bool]", names["all_fine"])
+
+
+def attributes_check(node: Node, native: bool) -> Callable[[Sequence[Any]], bool] | None:
+    """``f((value,)) -> bool``: are ``value``'s attributes fine (a dict with no unknown key,
+    every attribute present where required and of its type)? In C, for a node with child
+    elements too (their keys are allowed and left to their own checks); None where the C
+    extension is not in use. False says only "look closer", as for :func:`list_check`."""
+    if not native or _native is None:
+        return None
+    return _native_list_check(node)
+
+
+def _native_list_check(node: Node) -> Callable[[Sequence[Any]], bool]:
+    """:func:`list_check`'s function, calling the C extension's ``all_fine``."""
+    keys = tuple(a.key for a in node.attrs)
+    required = tuple(a.required for a in node.attrs)
+    ranges = [_INT_RANGES.get(a.type, (0, 0)) for a in node.attrs]
+    lows, highs = tuple(r[0] for r in ranges), tuple(r[1] for r in ranges)
+    checks = tuple(None if a.type in _INT_RANGES else FIELD_TYPES[a.type].check
+                   for a in node.attrs)
+    others = tuple(c.key for c in node.children)
+    check = _native.all_fine
+
+    def all_fine(items: Sequence[Any]) -> bool:
+        return bool(check(items, keys, required, lows, highs, checks, others))
+
+    return all_fine
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -283,3 +205,44 @@ def _row_builder(keys: tuple[str, ...]) -> Callable[..., list[dict[str, Any]]]:
     built = eval(f"lambda {', '.join(names)}: "  # noqa: S307 - the table's keys only
                  f"[{{{row}}} for ({targets}) in zip({', '.join(names)})]")
     return cast("Callable[..., list[dict[str, Any]]]", built)
+
+
+# --- reading in C (pyuftp/message/_native.c) -----------------------------------------------
+
+
+def native() -> bool:
+    """Whether the C extension is to be used now (:data:`ENABLED` and :data:`NATIVE`)."""
+    return ENABLED and NATIVE and _native is not None
+
+
+def shape_fine(root: Any, max_attributes: int, max_depth: int, max_children: int) -> bool:
+    """True when the C walk finds ``root``'s tree within the limits; False says only that the
+    plain walk must look (and word the error), as does an extension that is not in use."""
+    if not native():
+        return False
+    return bool(_native.shape_fine(root, max_attributes, max_depth, max_children))
+
+
+class NativeTable:
+    """One node's attributes as the C reader takes them: XML names, dict keys and parse
+    functions, in the table's order. :meth:`attributes` and :meth:`rows` give what the plain
+    reader gives for the element(s), key order included, or None to say "read it plainly"
+    (a value that does not parse, which the plain reader then names)."""
+
+    __slots__ = ("keys", "names", "parses", "tag")
+
+    def __init__(self, attrs: Sequence[Attr], tag: str = "") -> None:
+        self.names = tuple(a.xml.encode("ascii") for a in attrs)
+        self.keys = tuple(a.key for a in attrs)
+        self.parses = tuple(FIELD_TYPES[a.type].parse for a in attrs)
+        self.tag = tag.encode("ascii")
+
+    def attributes(self, element: Any) -> dict[str, Any] | None:
+        """The fields of ``element``'s attributes."""
+        return cast("dict[str, Any] | None",
+                    _native.attributes(element, self.names, self.keys, self.parses))
+
+    def rows(self, element: Any) -> list[dict[str, Any]] | None:
+        """The fields of each of ``element``'s children of this node's tag, in order."""
+        return cast("list[dict[str, Any]] | None",
+                    _native.rows(element, self.tag, self.names, self.keys, self.parses))
