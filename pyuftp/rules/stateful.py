@@ -86,7 +86,9 @@ async def _order_offer(ctx: Context) -> Iterable[str]:
     offer = await ctx.referenced("FlexOffer", offer_id, same_way=False)
     if offer is None:
         return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
-    problems = _expired("FlexOffer", offer_id, offer, p.get("time_stamp", ctx.now))
+    # As of the receiver's clock (ctx.now), not the order's own TimeStamp: an order stamped
+    # before the offer expired but received after it comes too late.
+    problems = _expired("FlexOffer", offer_id, offer, ctx.now)
     revocations = await ctx.entries("FlexOfferRevocation", same_way=False, references=offer_id)
     if any(r.outcome != "Rejected" for r in revocations):
         problems.append(f"the FlexOffer {offer_id} was revoked")
@@ -209,12 +211,12 @@ async def _congestion_point(ctx: Context) -> Iterable[str]:
 
 STATEFUL: tuple[Rule, ...] = (
     Rule("response.answers_our_request", RESPONSES, "a response names a request that went to the responder, in the same conversation", _answers_our_request, stateful=True, java=("ReferencedRequestMessageIdInResponseValidator", "ReferencedFlexSettlementReferenceValidator")),
-    Rule("offer.request_exists", frozenset({"FlexOffer"}), "the FlexRequest an offer answers exists, came from the DSO, has not expired, has its period and congestion point, and the offer covers a requested ISP", _offer_request, stateful=True, java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator", "PeriodReferenceValidator")),
+    Rule("offer.request_exists", frozenset({"FlexOffer"}), "the FlexRequest an offer answers exists, came from the DSO, has not expired, has its period and congestion point, and the offer covers a requested ISP", _offer_request, stateful=True, java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator", "PeriodReferenceValidator", "NotExpiredValidator")),
     Rule("prognosis.exists", frozenset({"FlexOffer", "FlexOrder"}), "the D-Prognosis named exists (sent by the AGR)", _prognosis, stateful=True, java=("ReferencedDPrognosisMessageIdValidator",)),
-    Rule("order.offer_exists", frozenset({"FlexOrder"}), "the FlexOffer an order buys exists, came from that AGR, has not expired and is not revoked", _order_offer, stateful=True, java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator", "NotExpiredValidator")),
-    Rule("order.matches_offer", frozenset({"FlexOrder"}), "an order's option, ISPs, power, price (scaled by the activation factor, not below the option's minimum), currency, period and congestion point match the offer", _order_match, stateful=True, java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator", "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator", "FlexOrderCurrencyValidator", "MinActivationFactorValidator")),
-    Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}), "the revoked offer exists, came from the revoking AGR, and has no order", _revocation, stateful=True, java=("FlexOfferRevocationSenderDomainValidator",)),
-    Rule("settlement.orders_exist", frozenset({"FlexSettlement"}), "every order settled was ordered from that AGR", _settled_orders, stateful=True, java=("ReferencedFlexOrderMessageIdValidator",)),
+    Rule("order.offer_exists", frozenset({"FlexOrder"}), "the FlexOffer an order buys exists, came from that AGR, had not expired when the order was received and is not revoked", _order_offer, stateful=True, java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator", "NotExpiredValidator")),
+    Rule("order.matches_offer", frozenset({"FlexOrder"}), "an order's option, ISPs, power, price (scaled by the activation factor, not below the option's minimum), currency, period and congestion point match the offer", _order_match, stateful=True, java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator", "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator", "PeriodReferenceValidator")),
+    Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}), "the revoked offer exists, came from the revoking AGR, and has no order", _revocation, stateful=True, java=("FlexOfferRevocationSenderDomainValidator", "ReferencedFlexOfferMessageIdValidator")),
+    Rule("settlement.orders_exist", frozenset({"FlexSettlement"}), "every order settled was ordered from that AGR", _settled_orders, stateful=True),
     Rule("settlement.statuses_known", frozenset({"FlexSettlementResponse"}), "every order a settlement response judges is in the settlement", _settlement_statuses, stateful=True, java=("ReferencedFlexSettlementResponseOrderReferenceValidator",)),
     Rule("revision.increases", frozenset({"FlexRequest", "D-Prognosis"}), "revisions for a congestion point and day only increase", _revision, stateful=True),
     Rule("congestion_point.known", frozenset({"FlexRequest", "FlexOffer", "FlexOrder", "D-Prognosis", "FlexReservationUpdate"}), "the congestion point is declared known, or in the latest portfolio message", _congestion_point, stateful=True, java=("CongestionPointValidator",)),
