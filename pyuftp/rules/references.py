@@ -82,12 +82,14 @@ async def _covers_request(ctx: Context) -> Iterable[str]:
         missing = []
         for first, last in requested:
             at = bisect.bisect_right(starts, first) - 1  # the priced span starting by ``first``
-            if at < 0 or priced[at][1] < last:
-                missing.append((first, last))
+            if at < 0 or priced[at][1] < first:
+                missing.append((first, last))  # from the run's first ISP
+            elif priced[at][1] < last:
+                missing.append((priced[at][1] + 1, last))  # from the first not priced
         if missing:
             first, last = missing[0]
             more = f" (and {len(missing) - 1} more runs)" if len(missing) > 1 else ""
-            problems.append(f"offer_options[{index}] does not price every requested ISP of "
+            problems.append(f"offer_options[{index}] does not price the requested ISPs "
                             f"{first}-{last}{more}: an offer prices every ISP the FlexRequest "
                             "marks Requested")
     return problems
