@@ -88,7 +88,8 @@ async def _covers_request(ctx: Context) -> Iterable[str]:
                 missing.append((priced[at][1] + 1, last))  # from the first not priced
         if missing:
             first, last = missing[0]
-            more = f" (and {len(missing) - 1} more runs)" if len(missing) > 1 else ""
+            rest = len(missing) - 1
+            more = f" (and {rest} more run{'s' if rest > 1 else ''})" if rest else ""
             problems.append(f"offer_options[{index}] does not price the requested ISPs "
                             f"{first}-{last}{more}: an offer prices every ISP the FlexRequest "
                             "marks Requested")
