@@ -208,7 +208,11 @@ What a rule may cost, and when it fails
    Greenwich) is a problem of the message (``period.on_calendar``), not an error. Stateful
    rules read indexed look-ups only: ``revision.increases`` asks the archive's
    ``highest_revision(...)``, kept when a message is archived, and
-   ``congestion_point.known`` the newest portfolio message of each kind. A rule (yours
+   ``congestion_point.known`` the newest portfolio message of each kind. Where a message
+   names many ids (a FlexSettlement's orders, a D-PrognosisResponse's FlexOrderStatuses),
+   each id is looked up once, and after 10 unknown ones the rule stops looking and says so:
+   a message full of made-up ids costs a few look-ups. A FlexOrder is judged against its
+   offer's expiry as of the moment it is received, not its own TimeStamp. A rule (yours
    too) that raises an unexpected exception does not stop the others: it becomes the
    problem ``rule <id> could not be checked: <ExceptionType>``, so the message is rejected
    and answered, and one bounded, escaped warning is logged by ``pyuftp.rules``.
