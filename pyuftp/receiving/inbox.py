@@ -161,6 +161,7 @@ class Inbox:
         answer = self.exchange.spec.response_type(message_type)
         if answer is None:
             raise ValueError(f"{message_type} is not answered by a response")
+        payload = await self.courier.keep_conversation(message_type, payload, domain)  # (#18)
         data, sent, xml = self.courier._seal(message_type, payload, domain, role)
         request_id = sent["message_id"]
         self._waiting[request_id] = Waiting(message_type, request_id, sent["conversation_id"],

@@ -38,6 +38,9 @@ from ..rules import DEFAULT_RULES, Context, Rules
 from ..store import OutboxItem, Store, open_store
 from ..auth.tls import refuse_plain_http
 from ..message.catalog import check_dialect
+
+# The messages that carry on the conversation of the one they name, by the naming field.
+_ANSWERS = {"FlexOffer": "flex_request_message_id", "FlexOrder": "flex_offer_message_id"}
 from .transport import Auth, PeerAuth, Poster, check_url, maybe_await
 
 logger = logging.getLogger(__name__)
@@ -211,6 +214,7 @@ class Courier:
         marked handled in the same transaction), archived and delivered in the background.
         Returns the payload as sent. ``rules=False``: no business rules (for answers the
         exchange core wrote)."""
+        payload = await self.keep_conversation(message_type, payload, recipient_domain)
         data, sent, xml = self._seal(message_type, payload, recipient_domain, recipient_role,
                                      check_route=check_route, rules=rules)
         if self.outbox is None:
@@ -222,6 +226,20 @@ class Courier:
         await self.queue(message_type, data, sent, recipient_role, answers=answers, xml=xml,
                          rules=rules, outcome=outcome)
         return sent
+
+    async def keep_conversation(self, message_type: str, payload: Mapping[str, Any],
+                                 recipient_domain: str) -> Mapping[str, Any]:
+        """A FlexOffer or FlexOrder without a ``conversation_id`` goes in the conversation of
+        the FlexRequest or FlexOffer it names, when that came from its recipient (#18: the
+        receiver's rule ``reference.same_conversation`` holds it to that). One look-up by id."""
+        key = _ANSWERS.get(message_type)
+        named = None if key is None else payload.get(key)
+        if named is None or payload.get("conversation_id") is not None or self.archive is None:
+            return payload
+        found = await self.archive.find(recipient_domain, str(named), "in")
+        if found is None:
+            return payload
+        return {**payload, "conversation_id": found.conversation_id}
 
     async def check_stateful(self, message_type: str, sent: Mapping[str, Any]) -> None:
         """Run the rules that need the archive on a message about to be sent; raise one

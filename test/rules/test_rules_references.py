@@ -141,15 +141,18 @@ def test_a_reply_in_another_conversation(tmp_path, judge):
             _, answer = await market.offer(request, conversation_id=str(uuid.uuid4()))
             assert rejected_by(answer, "reference.same_conversation"), answer
             assert request["conversation_id"] in answer["rejection_reason"]
-            _, answer = await market.offer(request)
+            # left out, the conversation is the request's: the sender fills it in
+            sent, answer = await market.offer(request, conversation_id=None)
             assert answer["result"] == "Accepted", answer
+            assert sent["conversation_id"] == request["conversation_id"]
         else:
             offer, answer = await market.offer(request)
             assert answer["result"] == "Accepted", answer
             _, answer = await market.order(offer, conversation_id=str(uuid.uuid4()))
             assert rejected_by(answer, "reference.same_conversation"), answer
-            _, answer = await market.order(offer)
+            sent, answer = await market.order(offer, conversation_id=None)
             assert answer["result"] == "Accepted", answer
+            assert sent["conversation_id"] == offer["conversation_id"]
     market_run(tmp_path, ("AGR",) if judge == "DSO" else ("DSO",), steps)
 
 
