@@ -72,12 +72,17 @@ async def _covers_request(ctx: Context) -> Iterable[str]:
     # 69, 70-71, 72), but every requested ISP must have a price in it.
     requested = merged(_span(i) for i in request.get("isps", [])
                        if i.get("disposition", "Requested") == "Requested")
-    offered = (_span(i) for o in p.get("offer_options", []) for i in o.get("isps", []))
-    if not requested or not meet(offered, requested):
+    if not requested:
+        return []
+    low, high = requested[0][0], requested[-1][1]
+    # Each option's spans, as the other ISP rules read them (computed once per message); of
+    # them only those near the requested runs are merged (a 96-ISP option, 4 requested).
+    near = [merged(span for span in spans if span[1] >= low and span[0] <= high)
+            for _, spans in ctx.spans()]
+    if not any(meet(priced, requested) for priced in near):
         return []  # none of them at all: offer.request_exists says so
     problems = []
-    for index, option in enumerate(p.get("offer_options", [])):
-        priced = merged(_span(i) for i in option.get("isps", []))
+    for index, priced in enumerate(near):
         starts = [first for first, _ in priced]
         missing = []
         for first, last in requested:
