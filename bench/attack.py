@@ -2487,6 +2487,190 @@ def _cpu_seconds(pid: int) -> float:
 # ============================ end of the #16 rules section ===============================
 
 
+# ======================= #18: the references the rules follow (begin) =======================
+# An AGR child with every rule on judges what a DSO (this process, its key) sends: a
+# FlexSettlement of thousands of made-up orders, a D-PrognosisResponse of thousands of made-up
+# FlexOrder ids; and the DSO child of the #16 section a FlexOffer of 2,000 options with ISP
+# Durations of 2**31 - 1 naming its real FlexRequest. Figures: the child's CPU for the message
+# against one of a single entry, the time to its answer, and its peak memory.
+
+ATTACKS += (
+    "rules-settlement",
+    "rules-prognosis-response",
+    "rules-covers",
+)
+
+CHILD_REFERENCES_AGR = _CHILD_COMMON + r'''
+import asyncio, logging
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+import pyuftp
+from pyuftp.discovery import Directory
+from pyuftp.rules import DEFAULT_RULES
+from pyuftp.server.service import ShapeshifterAgrService
+
+
+def statuses(payload):
+    return {"flex_order_settlement_statuses": [
+        {"order_reference": s["order_reference"], "disposition": "Accepted"}
+        for s in payload["flex_order_settlements"]]}
+
+
+async def main():
+    directory = Directory()
+    directory.add("dso.example.com", "DSO", os.environ["ATTACK_DSO_PUB"],
+                  os.environ["ATTACK_DSO_URL"])
+    service = ShapeshifterAgrService(
+        "agr.example.com", os.environ["ATTACK_AGR_KEY"], directory.key, directory.endpoint,
+        port=0, store=os.environ["ATTACK_STORE"], rules=DEFAULT_RULES)
+    service.add_handler("FlexSettlement", statuses)
+    for message_type in ("TestMessage", "D-PrognosisResponse"):
+        service.add_handler(message_type, lambda payload: None)
+    await service.start()
+    sys.stdout.write("PORT %d %s\n" % (service.port, pyuftp.__file__))
+    sys.stdout.flush()
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+'''
+
+
+class ReferencesChild(Child):
+    """The AGR child of CHILD_REFERENCES_AGR; its answers go to the sink."""
+
+    program = CHILD_REFERENCES_AGR
+
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(ctx, "references")
+        self.extra_env = {"ATTACK_AGR_KEY": ctx.agr_priv, "ATTACK_DSO_PUB": ctx.dso_pub,
+                          "ATTACK_DSO_URL": ctx.sink.url,
+                          "ATTACK_STORE": os.path.join(ctx.tmp, "references.sqlite")}
+
+
+def _from_dso(ctx: Ctx, message_type: str, payload: dict[str, Any]) -> bytes:
+    """Signed by the DSO for the AGR child, without the sender-side rule check."""
+    from pyuftp.message.codec import build_message
+
+    now = datetime.now(timezone.utc)
+    payload = dict(payload, sender_domain=DSO, recipient_domain=AGR, time_stamp=now)
+    xml, _sent = build_message(message_type, payload)  # no rule check here
+    return ctx.envelope.wrap(xml, ctx.dso_priv, DSO, "DSO")
+
+
+async def _dso_probe(ctx: Ctx, port: int) -> Reply:
+    body = _from_dso(ctx, "TestMessage", {})
+    return await http_exchange(port, post_request(port, body), 10.0)
+
+
+async def _judged(ctx: Ctx, child: Child, body: bytes, done: Callable[[int, bytes], bool],
+                  timeout: float) -> tuple[Reply, float | None, float]:
+    """POST ``body``; wait until ``done(sink count before, child log since)``: (the HTTP
+    reply, seconds to that moment or None, the child's CPU seconds meanwhile)."""
+    count, offset = ctx.sink.count, child.stderr_size()
+    cpu_before, started = _cpu_seconds(child.pid), time.perf_counter()
+    reply = await http_exchange(child.port, post_request(child.port, body), timeout)
+    deadline = started + timeout if reply.status == 200 else started  # refused: no answer
+    while time.perf_counter() < deadline and not done(count, child.stderr_since(offset)):
+        await asyncio.sleep(0.01)
+    finished = done(count, child.stderr_since(offset))
+    took = time.perf_counter() - started if finished else None
+    return reply, took, _cpu_seconds(child.pid) - cpu_before
+
+
+def _settlement(ctx: Ctx, count: int) -> dict[str, Any]:
+    import uuid
+
+    payload = ctx.examples.example("FlexSettlement", now=datetime.now(timezone.utc))
+    first = payload["flex_order_settlements"][0]
+    payload["flex_order_settlements"] = [
+        dict(first, isps=first["isps"][:1], order_reference=f"X-{i}",
+             d_prognosis_message_id=str(uuid.uuid4())) for i in range(count)]
+    return payload
+
+
+async def attack_rules_settlement(ctx: Ctx) -> None:
+    child = ReferencesChild(ctx).start()
+    try:
+        for _ in range(3):
+            await _dso_probe(ctx, child.port)  # warm: schemas, templates
+        answered = lambda count, log: ctx.sink.count > count  # noqa: E731 - the answer came
+        count = 10_000 if not ctx.quick else 2_000
+        body = _from_dso(ctx, "FlexSettlement", _settlement(ctx, count))
+        if len(body) > 4_000_000:  # within the service's 4 MiB body limit
+            count = count * 4_000_000 // len(body)
+        for size in (1, count):
+            body = _from_dso(ctx, "FlexSettlement", _settlement(ctx, size))
+            before = child.memory()
+            reply, took, cpu = await _judged(ctx, child, body, answered, 60.0)
+            grown = child.memory().get("VmHWM", 0) - before.get("VmHWM", 0)
+            log = child.stderr_since(0).decode("utf-8", "replace")
+            rejected = log.count("rejecting FlexSettlement")
+            out(f"  FlexSettlement of {size:,} made-up orders ({len(body):,} bytes): "
+                f"{reply.describe()}; answered after {fmt_time(took)}; child CPU "
+                f"{cpu * 1000:.0f} ms; peak RSS +{fmt_mib(grown)}; rejections so far {rejected}")
+            ctx.row("rules-settlement", f"{size:,} orders: answered after", fmt_time(took))
+            ctx.row("rules-settlement", f"{size:,} orders: child CPU", f"{cpu * 1000:.0f} ms")
+    finally:
+        child.kill()
+
+
+async def attack_rules_prognosis_response(ctx: Ctx) -> None:
+    import uuid
+
+    child = ReferencesChild(ctx).start()
+    try:
+        for _ in range(3):
+            await _dso_probe(ctx, child.port)
+        judged = lambda count, log: b"rejecting D-PrognosisResponse" in log  # noqa: E731
+        count = 10_000 if not ctx.quick else 2_000
+        for size in (1, count):
+            payload = ctx.examples.example("D-PrognosisResponse")
+            payload["flex_order_statuses"] = [
+                {"flex_order_message_id": str(uuid.uuid4()), "is_validated": False}
+                for _ in range(size)]
+            body = _from_dso(ctx, "D-PrognosisResponse", payload)
+            reply, took, cpu = await _judged(ctx, child, body, judged, 60.0)
+            out(f"  D-PrognosisResponse of {size:,} made-up FlexOrder ids ({len(body):,} "
+                f"bytes): {reply.describe()}; rejected after {fmt_time(took)}; child CPU "
+                f"{cpu * 1000:.0f} ms")
+            ctx.row("rules-prognosis-response", f"{size:,} ids: rejected after", fmt_time(took))
+            ctx.row("rules-prognosis-response", f"{size:,} ids: child CPU",
+                    f"{cpu * 1000:.0f} ms")
+    finally:
+        child.kill()
+
+
+async def attack_rules_covers(ctx: Ctx) -> None:
+    from decimal import Decimal
+
+    peer, child = await _rules_scene(ctx)
+    try:
+        for _ in range(3):
+            await ctx.probe(child.port)
+        for options in (1, 2_000):
+            offer = _offer_for(ctx, child.request, offer_options=[
+                {"option_reference": f"O{o}", "price": Decimal("10.00"),
+                 "isps": [{"start": 69 + 3 * i, "duration": 2**31 - 1, "power": -200000}
+                          for i in range(5)]} for o in range(options)])
+            body, message_id = _hostile(ctx, "FlexOffer", offer)
+            cpu_before, sent_at = _cpu_seconds(child.pid), time.perf_counter()
+            reply = await http_exchange(child.port, post_request(child.port, body), 30.0)
+            answer = await peer.answer(message_id, 60.0)
+            cpu = _cpu_seconds(child.pid) - cpu_before
+            out(f"  FlexOffer of {options:,} options, ISP Durations 2**31 - 1 ({len(body):,} "
+                f"bytes): {reply.describe()}; response: {_answer_line(answer, sent_at)}; "
+                f"child CPU {cpu * 1000:.0f} ms")
+            ctx.row("rules-covers", f"{options:,} options: response",
+                    _answer_line(answer, sent_at)[:40])
+            ctx.row("rules-covers", f"{options:,} options: child CPU", f"{cpu * 1000:.0f} ms")
+    finally:
+        child.kill()
+        peer.stop()
+
+# ======================== #18: the references the rules follow (end) ========================
+
+
 ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "attributes": attack_attributes,
     "slow-headers": attack_slow_headers,
@@ -2509,6 +2693,9 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "rules-duration": attack_rules_duration,
     "rules-period": attack_rules_period,
     "rules-prognosis": attack_rules_prognosis,
+    "rules-settlement": attack_rules_settlement,
+    "rules-prognosis-response": attack_rules_prognosis_response,
+    "rules-covers": attack_rules_covers,
 }
 assert tuple(ATTACK_FUNCTIONS) == ATTACKS
 

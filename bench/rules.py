@@ -1,5 +1,6 @@
 """What the business rules cost on receipt: a 96-ISP FlexOffer at a DSO, and a matching
-FlexOrder at the AGR, against the rest of taking a message in (open, verify, parse).
+FlexOrder at the AGR, a FlexSettlement of that order and a D-PrognosisResponse naming it
+(#18), against the rest of taking a message in (open, verify, parse).
 
     python bench/rules.py [--runs 15] [--series 1000]
 
@@ -15,7 +16,6 @@ the rules for the first and the last 100 (median). It should not grow with the d
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import statistics
 import tempfile
@@ -47,8 +47,8 @@ def archived(store: Store, direction: str, message_type: str, payload: dict[str,
     store.archive(entry(direction, message_type, payload, xml, *roles))
 
 
-def scene(store: Store) -> tuple[bytes, bytes]:
-    """Fill ``store`` as both parties' archive; return the signed offer and order."""
+def scene(store: Store) -> dict[str, bytes]:
+    """Fill ``store`` as both parties' archive; return the signed messages to judge, by type."""
     request = fresh("FlexRequest")
     prognosis = fresh("D-Prognosis")
     portfolio = fresh("DSOPortfolioUpdate")
@@ -71,9 +71,25 @@ def scene(store: Store) -> tuple[bytes, bytes]:
     # entries; their keys differ by direction)
     archived(store, "out", "FlexOffer", offer, ("AGR", "DSO"))
     archived(store, "out", "D-Prognosis", prognosis, ("AGR", "DSO"))
-    offer_data = seal_message("FlexOffer", offer, KEYS["AGR"][0], "AGR")[0]
-    order_data = seal_message("FlexOrder", order, KEYS["DSO"][0], "DSO")[0]
-    return offer_data, order_data
+    # (#18) what the AGR then gets from the DSO: the order, a settlement of it, and the
+    # answer to its D-Prognosis that names the order
+    archived(store, "in", "FlexOrder", order, ("DSO", "AGR"))
+    settled = dict(fresh("FlexSettlement")["flex_order_settlements"][0],
+                   order_reference=order["order_reference"], period=order["period"],
+                   d_prognosis_message_id=prognosis["message_id"])
+    settlement = fresh("FlexSettlement", flex_order_settlements=[settled],
+                       period_start=order["period"] - dt.timedelta(days=3),
+                       period_end=order["period"] + dt.timedelta(days=3))
+    answer = fresh("D-PrognosisResponse", d_prognosis_message_id=prognosis["message_id"],
+                   conversation_id=prognosis["conversation_id"],
+                   flex_order_statuses=[{"flex_order_message_id": order["message_id"],
+                                         "is_validated": True}])
+    return {"FlexOffer": seal_message("FlexOffer", offer, KEYS["AGR"][0], "AGR")[0],
+            "FlexOrder": seal_message("FlexOrder", order, KEYS["DSO"][0], "DSO")[0],
+            "FlexSettlement": seal_message("FlexSettlement", settlement, KEYS["DSO"][0],
+                                           "DSO")[0],
+            "D-PrognosisResponse": seal_message("D-PrognosisResponse", answer,
+                                                KEYS["DSO"][0], "DSO")[0]}
 
 
 def cpu(action: Any, seconds: float = 0.05) -> float:
@@ -85,10 +101,13 @@ def cpu(action: Any, seconds: float = 0.05) -> float:
 
 
 def run(store: Store, label: str, runs: int) -> None:
-    offer_data, order_data = scene(store)
+    signed = scene(store)
     archive = StoreLookups(store)
-    parties = {"FlexOffer": (Exchange("dso.example.com", "DSO"), offer_data, "AGR"),
-               "FlexOrder": (Exchange("agr.example.com", "AGR"), order_data, "DSO")}
+    dso, agr = Exchange("dso.example.com", "DSO"), Exchange("agr.example.com", "AGR")
+    parties = {message_type: (dso if sender == "AGR" else agr, signed[message_type], sender)
+               for message_type, sender in (("FlexOffer", "AGR"), ("FlexOrder", "DSO"),
+                                            ("FlexSettlement", "DSO"),
+                                            ("D-PrognosisResponse", "DSO"))}
     for message_type, (exchange, data, sender) in parties.items():
         received = exchange.judge(open_envelope(data), KEYS[sender][1], data).received
         assert received is not None
@@ -98,7 +117,7 @@ def run(store: Store, label: str, runs: int) -> None:
             take.append(cpu(lambda: exchange.judge(open_envelope(data), KEYS[sender][1], data)))
             rules.append(cpu(lambda: exchange.rule_problems(received, archive)))
         t, r = statistics.median(take), statistics.median(rules)
-        print(f"{label:7s} {message_type:10s} open+verify+parse {t:7.1f} µs ({min(take):.0f}-"
+        print(f"{label:7s} {message_type:19s} open+verify+parse {t:7.1f} µs ({min(take):.0f}-"
               f"{max(take):.0f})   all rules {r:7.1f} µs ({min(rules):.0f}-{max(rules):.0f})"
               f"   rules / taking it in {r / t:5.1%}   problems: {problems or 'none'}")
 

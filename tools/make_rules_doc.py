@@ -42,6 +42,97 @@ JAVA_VALIDATORS = tuple(name + "Validator" for name in """
     FlexOrderPriceMatch IspPowerDiscrepancy IspRequestedDisposition MinActivationFactor
 """.split())
 
+_FLEX = "D-Prognosis FlexRequest FlexOffer FlexOrder FlexReservationUpdate"
+_ANY = "every message type"
+_RESPONSES = "every response that names its request"
+
+#: The message types each Java validator applies to (its ``appliesTo``, read from the Java
+#: library's source; FlexMessageType spelled out). A rule that names a validator applies to
+#: at least one of them, and the rules naming it together cover all of them (a test checks
+#: this against the registry).
+JAVA_APPLIES_TO: dict[str, tuple[str, ...]] = {name + "Validator": tuple(types.split()) for
+                                               name, types in {
+    "AllowedSender": _ANY, "DuplicateIdentifier": _ANY, "Recipient": _ANY,
+    "SenderMatchesEnvelope": _ANY, "SenderRoleMatchesContentType": _ANY,
+    "CongestionPoint": _FLEX + " FlexSettlement",
+    "ExpirationBeforeIspsListedEnd": "FlexRequest FlexOffer",
+    "ExpirationInTheFuture": "FlexRequest FlexOffer",
+    "FlexOfferRevocationSenderDomain": "FlexOfferRevocation",
+    "FlexOrderOfferIsNotRevoked": "FlexOrder",
+    "IspConflicts": _FLEX + " Metering", "IspDuration": _FLEX + " Metering",
+    "IspPeriodBoundary": _FLEX + " Metering", "NotExpired": "FlexOffer FlexOrder",
+    "PeriodFutureOrToday": _FLEX, "PeriodIsInRange": "FlexSettlement DSOPortfolioUpdate",
+    "PeriodReference": "AGRPortfolioQueryResponse DSOPortfolioQueryResponse FlexOffer FlexOrder",
+    "PeriodStartBeforeOrEqualsToEnd": "FlexSettlement AGRPortfolioUpdate DSOPortfolioUpdate",
+    "ReferencedBaselineReference": "FlexOffer FlexOrder FlexSettlement",
+    "ReferencedContractId": "FlexRequest FlexOffer FlexOrder FlexReservationUpdate "
+                            "FlexSettlement",
+    "ReferencedDPrognosisMessageId": "FlexOffer FlexOrder FlexSettlement",
+    "ReferencedFlexOfferMessageId": "FlexOfferRevocation FlexOrder",
+    "ReferencedFlexOrderMessageId": "D-PrognosisResponse",
+    "ReferencedFlexOrderOptionReference": "FlexOrder",
+    "ReferencedFlexRequestMessageId": "FlexOffer",
+    "ReferencedFlexSettlementReference": "FlexSettlementResponse",
+    "ReferencedFlexSettlementResponseOrderReference": "FlexSettlementResponse",
+    "ReferencedRequestMessageIdInResponse": _RESPONSES,
+    "TimeZoneSupported": _FLEX + " Metering AGRPortfolioQuery AGRPortfolioQueryResponse "
+                         "AGRPortfolioUpdate DSOPortfolioQuery DSOPortfolioQueryResponse "
+                         "DSOPortfolioUpdate",
+    "UnsolicitedFlexOffer": "FlexOffer", "UnsolicitedFlexOrder": "FlexOrder",
+    "FlexOfferCurrency": "FlexOffer", "FlexOfferPrice": "FlexOffer",
+    "FlexOptionRequestMatch": "FlexOffer", "FlexOrderCurrency": "FlexOrder",
+    "FlexOrderFlexibilityMatch": "FlexOrder", "FlexOrderIspMatch": "FlexOrder",
+    "FlexOrderPriceMatch": "FlexOrder", "IspPowerDiscrepancy": "FlexRequest",
+    "IspRequestedDisposition": "FlexRequest", "MinActivationFactor": "FlexOffer",
+}.items()}
+JAVA_APPLIES_TO = {name: (types if " ".join(types) not in (_ANY, _RESPONSES)
+                          else (" ".join(types),)) for name, types in JAVA_APPLIES_TO.items()}
+
+#: Where pyuftp decides differently from the Java library, and why: (case, the Java
+#: library, pyuftp, why). First the Java library's bugs, then the checks it lacks.
+DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
+    ("An unsolicited FlexOrder (3.1.0: Unsolicited true, no FlexOfferMessageID)",
+     "rejected, every one: the validators that compare an order with its offer "
+     "(FlexOrderFlexibilityMatchValidator and the like) fail when there is no offer",
+     "accepted; the offer comparisons apply only to an order that names an offer "
+     "(``order.unsolicited``, ``order.matches_offer``)",
+     "3.1.0 allows a DSO to order without an offer; the id is needed exactly when the order "
+     "is not unsolicited"),
+    ("Any message sent by a CRO", "refused, every one",
+     "accepted from a CRO the directory knows, for the message types a CRO sends",
+     "the CRO answers portfolio queries and updates; refusing it stops the portfolio phase"),
+    ("A FlexOrder with an ActivationFactor below 1",
+     "compared with the offer as if the factor were 1: the order's power and price must "
+     "equal the option's", "power and price compared with the option's times the factor, "
+     "and the factor not below the option's MinActivationFactor (``order.matches_offer``)",
+     "the activation factor scales the order (partial activation)"),
+    ("A FlexOffer with several options, and the ISPs of the request",
+     "the ISPs of all options counted together: one option may cover what another lacks",
+     "each option on its own (``offer.covers_request``, ``offer.request_exists``)",
+     "the DSO orders one option; it must price what was requested by itself"),
+    ("A FlexOfferRevocation of an offer that has an order", "accepted",
+     "rejected (``revocation.offer_open``)",
+     "an ordered offer is a deal; the spec lets the DSO refuse the revocation"),
+    ("A FlexOrder in another currency than its offer", "accepted",
+     "rejected (``order.matches_offer``)", "the order buys the offer at its price"),
+    ("A response with Result Rejected and no RejectionReason", "accepted",
+     "rejected (``result.rejection_reason``)", "the spec asks for a reason with a rejection"),
+    ("A TimeStamp far in the past or in the future", "accepted",
+     "rejected before the rules: older than ``max_age`` (24 h) or more than "
+     "``max_clock_skew`` (300 s) ahead", "a replayed or misdated message is not judged"),
+    ("A D-Prognosis or FlexRequest with a revision not above an earlier one", "accepted",
+     "rejected (``revision.increases``)", "a lower revision would undo a newer one"),
+    ("A Metering Power profile in kWh (or an energy profile in kW)", "accepted",
+     "rejected (``metering.unit``)", "the unit follows the profile type"),
+    ("A FlexSettlement whose NetSettlement is not Price minus Penalty", "accepted",
+     "rejected (``settlement.net``)", "a settlement that does not add up cannot be paid"),
+    ("A D-PrognosisResponse's FlexOrderStatus naming an order of another conversation",
+     "rejected: the order must be in the response's conversation",
+     "accepted when the order went between the two parties "
+     "(``prognosis_response.orders_exist``)",
+     "a FlexOrder is in its offer's conversation, never in the D-Prognosis's"),
+)
+
 #: What each field of ``Settings`` means; a field missing here stops the generator.
 SETTING_MEANINGS = {
     "isp_durations": "the ISP lengths this party trades in (``isp.duration``)",
@@ -58,6 +149,9 @@ SETTING_MEANINGS = {
     "baseline_references": "the baseline references known: a set, or a function "
                            "``(counterparty, reference) -> bool``; ``None``: not checked "
                            "(``baseline.known``)",
+    "partial_offers": "``True``: an offer may price some of the ISPs its FlexRequest marks "
+                      "Requested (an AGR may answer one request with several offers); "
+                      "``False``: every option prices every one (``offer.covers_request``)",
 }
 
 INTRO = """\
@@ -114,7 +208,11 @@ What a rule may cost, and when it fails
    Greenwich) is a problem of the message (``period.on_calendar``), not an error. Stateful
    rules read indexed look-ups only: ``revision.increases`` asks the archive's
    ``highest_revision(...)``, kept when a message is archived, and
-   ``congestion_point.known`` the newest portfolio message of each kind. A rule (yours
+   ``congestion_point.known`` the newest portfolio message of each kind. Where a message
+   names many ids (a FlexSettlement's orders, a D-PrognosisResponse's FlexOrderStatuses),
+   each id is looked up once, and after 10 unknown ones the rule stops looking and says so:
+   a message full of made-up ids costs a few look-ups. A FlexOrder is judged against its
+   offer's expiry as of the moment it is received, not its own TimeStamp. A rule (yours
    too) that raises an unexpected exception does not stop the others: it becomes the
    problem ``rule <id> could not be checked: <ExceptionType>``, so the message is rejected
    and answered, and one bounded, escaped warning is logged by ``pyuftp.rules``.
@@ -266,8 +364,15 @@ def coverage() -> dict[str, list[str]]:
 
 
 def coverage_table() -> str:
-    rows = [(_literal(name), "; ".join(what)) for name, what in coverage().items()]
-    return _list_table(("Java validator", "Covered by"), rows, widths="40 60")
+    rows = [(_literal(name), ", ".join(JAVA_APPLIES_TO[name]), "; ".join(what))
+            for name, what in coverage().items()]
+    return _list_table(("Java validator", "Applies to (in Java)", "Covered by"), rows,
+                       widths="32 28 40")
+
+
+def differences_table() -> str:
+    return _list_table(("Case", "Java library", "pyuftp", "Why"), list(DIFFERENCES),
+                       widths="25 25 25 25")
 
 
 def render_page() -> str:
@@ -287,6 +392,12 @@ def render_page() -> str:
         "\nEvery Java validator\n====================\n\n",
         "The validators of the Java reference library, and what covers each in pyuftp:\n\n",
         coverage_table(),
+        "\nWhere pyuftp decides differently from the Java library\n"
+        "=======================================================\n\n",
+        "A party that trades with counterparties built on the Java reference library "
+        "(shapeshifter-library-java) sees these messages judged differently there. First the "
+        "places where the Java library is wrong, then checks pyuftp makes that it lacks:\n\n",
+        differences_table(),
     ]
     return "".join(parts)
 

@@ -133,8 +133,10 @@ class Cycle:
                             flex_offer_message_id=second["message_id"])
         await self.exchange("AGR", "DSO", "Metering")
         settlement = example("FlexSettlement", now=dt.datetime.now(dt.timezone.utc))
+        # the order placed above, with the D-Prognosis really exchanged (#18: followed)
         await self.exchange("DSO", "AGR", "FlexSettlement", flex_order_settlements=[
-            s for s in settlement["flex_order_settlements"]  # the order placed above
+            dict(s, d_prognosis_message_id=prognosis["message_id"])
+            for s in settlement["flex_order_settlements"]
             if s.get("order_reference") == order["order_reference"]])
 
 

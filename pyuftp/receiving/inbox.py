@@ -190,6 +190,7 @@ class Inbox:
         answer = self.exchange.spec.response_type(message_type)
         if answer is None:
             raise ValueError(f"{message_type} is not answered by a response")
+        payload = await self.courier.keep_conversation(message_type, payload, domain)  # (#18)
         sealed = self.courier.seal(message_type, payload, domain, role)
         sent = sealed.payload
         request_id = sent["message_id"]

@@ -34,10 +34,11 @@ from typing import Any
 from ..exceptions import RuleViolation, StoreError, excerpt
 from .context import (UTC, Check, Context, Lookups, OutOfRange, Rule, Settings, _now,
                       day_bounds, isp_count, isp_end)
+from .references import REFERENCES
 from .stateful import STATEFUL
 from .stateless import STATELESS
 
-BUILT_IN: tuple[Rule, ...] = STATELESS + STATEFUL
+BUILT_IN: tuple[Rule, ...] = STATELESS + STATEFUL + REFERENCES
 logger = logging.getLogger(__name__)
 
 
@@ -209,6 +210,8 @@ NOT_RULES = {
     "SenderRoleMatchesContentTypeValidator": "built in: the routes of the catalog",
     "RecipientValidator": "built in: a message must be addressed to this party",
     "DuplicateIdentifierValidator": "built in: the journal drops resends and rejects reused ids",
+    "MinActivationFactorValidator": "built in: the schema bounds an offer option's "
+                                    "MinActivationFactor to 0.01-1.00",
 }
 
 __all__ = ["DEFAULT_RULES", "Rule", "Rules", "Settings", "Context", "BUILT_IN", "NOT_RULES",

@@ -31,6 +31,9 @@ class Settings:
     contracts: Declared = None
     congestion_points: Declared = None
     baseline_references: Declared = None
+    # an offer may price some of the ISPs a FlexRequest requests (several offers for one
+    # request); False: every option prices every one (offer.covers_request)
+    partial_offers: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,9 @@ def _order_offer(ctx: Context) -> Iterable[str]:
     offer = ctx.referenced("FlexOffer", offer_id, same_way=False)
     if offer is None:
         return [f"flex_offer_message_id {offer_id} names no FlexOffer of {ctx.counterparty}"]
-    problems = _expired("FlexOffer", offer_id, offer, p.get("time_stamp", ctx.now))
+    # As of the receiver's clock (ctx.now), not the order's own TimeStamp: an order stamped
+    # before the offer expired but received after it comes too late.
+    problems = _expired("FlexOffer", offer_id, offer, ctx.now)
     revocations = ctx.entries("FlexOfferRevocation", same_way=False, references=offer_id)
     if any(r.outcome != "Rejected" for r in revocations):
         problems.append(f"the FlexOffer {offer_id} was revoked")
@@ -231,13 +233,13 @@ STATEFUL: tuple[Rule, ...] = (
          "period and congestion point, and the offer covers a requested ISP",
          _offer_request, stateful=True,
          java=("ReferencedFlexRequestMessageIdValidator", "FlexOptionRequestMatchValidator",
-               "PeriodReferenceValidator")),
+               "PeriodReferenceValidator", "NotExpiredValidator")),
     Rule("prognosis.exists", frozenset({"FlexOffer", "FlexOrder"}),
          "the D-Prognosis named exists (sent by the AGR)", _prognosis, stateful=True,
          java=("ReferencedDPrognosisMessageIdValidator",)),
     Rule("order.offer_exists", frozenset({"FlexOrder"}),
-         "the FlexOffer an order buys exists, came from that AGR, has not expired and is not "
-         "revoked",
+         "the FlexOffer an order buys exists, came from that AGR, had not expired when the "
+         "order was received and is not revoked",
          _order_offer, stateful=True,
          java=("ReferencedFlexOfferMessageIdValidator", "FlexOrderOfferIsNotRevokedValidator",
                "NotExpiredValidator")),
@@ -247,13 +249,13 @@ STATEFUL: tuple[Rule, ...] = (
          _order_match, stateful=True,
          java=("ReferencedFlexOrderOptionReferenceValidator", "FlexOrderIspMatchValidator",
                "FlexOrderFlexibilityMatchValidator", "FlexOrderPriceMatchValidator",
-               "FlexOrderCurrencyValidator", "MinActivationFactorValidator")),
+               "PeriodReferenceValidator")),
     Rule("revocation.offer_open", frozenset({"FlexOfferRevocation"}),
          "the revoked offer exists, came from the revoking AGR, and has no order", _revocation,
-         stateful=True, java=("FlexOfferRevocationSenderDomainValidator",)),
+         stateful=True, java=("FlexOfferRevocationSenderDomainValidator",
+                              "ReferencedFlexOfferMessageIdValidator")),
     Rule("settlement.orders_exist", frozenset({"FlexSettlement"}),
-         "every order settled was ordered from that AGR", _settled_orders, stateful=True,
-         java=("ReferencedFlexOrderMessageIdValidator",)),
+         "every order settled was ordered from that AGR", _settled_orders, stateful=True),
     Rule("settlement.statuses_known", frozenset({"FlexSettlementResponse"}),
          "every order a settlement response judges is in the settlement", _settlement_statuses,
          stateful=True, java=("ReferencedFlexSettlementResponseOrderReferenceValidator",)),

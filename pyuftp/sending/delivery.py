@@ -51,6 +51,9 @@ from .transport import Auth, PeerAuth, Poster
 
 logger = logging.getLogger(__name__)
 
+# (#18) The messages that carry on the conversation of the one they name, by the naming field.
+_ANSWERS = {"FlexOffer": "flex_request_message_id", "FlexOrder": "flex_offer_message_id"}
+
 
 
 class Courier(CourierSend):
@@ -231,6 +234,7 @@ class Courier(CourierSend):
             raise TypeError("send() takes a Sealed message, or a message type with its "
                             "payload, recipient domain and recipient role")
         else:
+            payload = await self.keep_conversation(message, payload, recipient_domain)
             sealed = self.seal(message, payload, recipient_domain, recipient_role)
         await self.addresses.check(sealed.recipient_domain, sealed.recipient_role,
                                    queued=self.outbox is not None)
@@ -243,6 +247,22 @@ class Courier(CourierSend):
         await self._check_stateful(sealed)
         await self._queue(sealed)
         return sealed.payload
+
+    async def keep_conversation(self, message_type: str, payload: Mapping[str, Any],
+                                recipient_domain: str) -> Mapping[str, Any]:
+        """A FlexOffer or FlexOrder without a ``conversation_id`` goes in the conversation of
+        the FlexRequest or FlexOffer it names, when that came from its recipient (the
+        receiver's rule ``reference.same_conversation`` holds it to that). One look-up by id,
+        where the store runs its calls."""
+        key = _ANSWERS.get(message_type)
+        named = None if key is None else payload.get(key)
+        if named is None or payload.get("conversation_id") is not None or self.archive is None:
+            return payload
+        store = self.archive.store
+        found = await store.call(store.find, recipient_domain, str(named), "in")
+        if found is None:
+            return payload
+        return {**payload, "conversation_id": found.conversation_id}
 
     async def answer(self, answer: Answer) -> dict[str, Any]:
         """Send the response the exchange core made for a received request: sealed without

@@ -738,3 +738,55 @@ def test_every_java_validator_is_covered():
         assert f"``{rule.id}``" in page, rule.id
     make = _load_make_rules_doc()
     assert list(make.JAVA_VALIDATORS) == JAVA_VALIDATORS
+
+
+#: What each Java validator applies to, from the Java library's source (#18: the map of
+#: validators to rules must name a rule only for a validator of the same message types).
+FLEX_TYPES = ("D-Prognosis", "FlexRequest", "FlexOffer", "FlexOrder", "FlexReservationUpdate")
+JAVA_TYPES = {
+    "CongestionPointValidator": FLEX_TYPES + ("FlexSettlement",),
+    "ReferencedFlexOrderMessageIdValidator": ("D-PrognosisResponse",),
+    "ReferencedDPrognosisMessageIdValidator": ("FlexOffer", "FlexOrder", "FlexSettlement"),
+    "PeriodReferenceValidator": ("AGRPortfolioQueryResponse", "DSOPortfolioQueryResponse",
+                                 "FlexOffer", "FlexOrder"),
+    "MinActivationFactorValidator": ("FlexOffer",),
+    "NotExpiredValidator": ("FlexOffer", "FlexOrder"),
+    "ReferencedFlexOfferMessageIdValidator": ("FlexOfferRevocation", "FlexOrder"),
+    "ReferencedFlexSettlementReferenceValidator": ("FlexSettlementResponse",),
+}
+
+
+def test_the_java_map_names_rules_of_the_validators_message_types():
+    make = _load_make_rules_doc()
+    applies = make.JAVA_APPLIES_TO
+    assert sorted(applies) == sorted(JAVA_VALIDATORS)
+    for name, types in JAVA_TYPES.items():  # spot checks against the Java source
+        assert sorted(applies[name]) == sorted(types), name
+    every = set(spec().message_types)
+    responses = {t for t in every if t.endswith("Response")}
+
+    def types_of(name: str) -> set[str]:
+        listed = applies[name]
+        if listed == ("every message type",):
+            return every
+        if listed == ("every response that names its request",):
+            return responses
+        assert set(listed) <= every, (name, set(listed) - every)
+        return set(listed)
+
+    by_validator: dict[str, set[str]] = {}
+    for rule in BUILT_IN:
+        for name in rule.java:
+            # a rule that names a validator checks messages the validator checks
+            assert rule.applies_to & types_of(name), (rule.id, name)
+            by_validator.setdefault(name, set()).update(rule.applies_to)
+    for name, covered in by_validator.items():
+        if name not in NOT_RULES:  # and together the rules cover every type it checks
+            assert types_of(name) <= covered, (name, types_of(name) - covered)
+    # the validator of the issue: it checks D-PrognosisResponses, not settlements
+    named = {r.id for r in BUILT_IN if "ReferencedFlexOrderMessageIdValidator" in r.java}
+    assert named == {"prognosis_response.orders_exist"}
+    page = (ROOT / "docs" / "rules.rst").read_text(encoding="utf-8")
+    assert "Where pyuftp decides differently from the Java library" in page
+    for case, *_ in make.DIFFERENCES:
+        assert case in page

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
 import re
 import uuid
 from decimal import Decimal
@@ -381,6 +382,10 @@ def test_revocation_by_another_agr(store):
 
 async def _dso_with_orders(dso: Party, recipient: str = AGR, first: bool = True,
                            second: bool = True) -> None:
+    # the baseline D-Prognosis the settled orders name, received from the AGR the example
+    # settlement goes to (#18: a settlement's references are followed too)
+    if not dso.archive.find(AGR, PROGNOSIS_1, "in"):
+        await dso.put("in", "D-Prognosis", message_id=PROGNOSIS_1, revision=1)
     if first:
         await dso.put("out", "FlexOrder", recipient_domain=recipient)
     if second:
@@ -516,12 +521,26 @@ CASES = {
     "settlement.statuses_known": "test_settlement_response_judges_orders_of_the_settlement",
     "revision.increases": "test_request_revisions_only_increase",
     "congestion_point.known": "test_request_for_a_congestion_point_of_the_latest_portfolio",
+    # the references followed further (#18), over sockets: module.test
+    "reference.same_conversation": "test_rules_references.test_a_reply_in_another_conversation",
+    "offer.covers_request": "test_rules_references.test_an_offer_prices_every_requested_isp",
+    "settlement.references_known":
+        "test_rules_references.test_a_settlement_names_what_was_exchanged",
+    "prognosis_response.orders_exist":
+        "test_rules_references.test_a_prognosis_response_names_orders_that_went_between_us",
+    "portfolio_response.period":
+        "test_rules_references.test_a_portfolio_answer_is_for_the_period_asked",
 }
+
+
+def _case(name: str) -> Any:
+    module, _, function = name.rpartition(".")
+    return getattr(importlib.import_module(module), function, None) if module else globals().get(name)
 
 
 def test_every_stateful_rule_has_cases():
     assert sorted(CASES) == STATEFUL_IDS
-    assert all(callable(globals().get(name)) for name in CASES.values())
+    assert all(callable(_case(name)) for name in CASES.values())
 
 
 # --- the archive survives a restart ------------------------------------------------------------
