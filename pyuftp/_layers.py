@@ -18,7 +18,8 @@ class Layer(NamedTuple):
 
 LAYERS: tuple[Layer, ...] = (
     Layer("types · errors", ("types", "exceptions", "_layers", "_shared"),
-          "generated TypedDicts and enums; every error, with its HTTP status"),
+          "generated TypedDicts and enums; every error, with its HTTP status; two shared "
+          "helpers"),
     Layer("message", ("message",),
           "dict ⇄ XML with no I/O: catalog (a Spec per version), fields, check, render, "
           "read, templates, schemas"),

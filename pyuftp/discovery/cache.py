@@ -51,12 +51,17 @@ class NegativeCache:
             inspect.iscoroutinefunction(getattr(lookup, "__call__", None))
         self.calls = 0  # look-ups passed on to the wrapped one
         self.hits = 0  # look-ups answered None from memory
+        self._changes = _changes(lookup)
 
     def __len__(self) -> int:
         return len(self._until)
 
     def __call__(self, domain: str, role: str) -> Any:
         pair = (domain, role)
+        changes = _changes(self.lookup)
+        if changes != self._changes:  # a party was added where the look-up reads: ask again
+            self._changes = changes
+            self._until.clear()
         if self._known_missing(pair):
             self.hits += 1
             return _none() if self._async else None
@@ -143,3 +148,10 @@ def refresher(lookup: Any) -> Any:
     if found is None:
         found = getattr(getattr(lookup, "__self__", None), "refresh", None)
     return found if callable(found) else None
+
+
+def _changes(lookup: Any) -> Any:
+    """The ``changes`` counter of what a look-up reads (a Directory's, through the bound
+    method ``directory.key`` or a chain over one), or None: when it moves, what this cache
+    remembers as unknown may be known now."""
+    return getattr(getattr(lookup, "__self__", lookup), "changes", None)

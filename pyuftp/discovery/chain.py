@@ -69,6 +69,13 @@ class LookupChain:
 
     # --- keys -------------------------------------------------------------------------------
 
+
+    @property
+    def changes(self) -> int | None:
+        """The directory's count of parties added (a negative cache starts again when it
+        moves); None without a directory."""
+        return None if self.directory is None else self.directory.changes
+
     def key(self, domain: str, role: str) -> Keys | str | None | Awaitable[Keys | str | None]:
         """The sender's public key(s): a value when known now, else an awaitable."""
         if self.directory is not None:

@@ -26,6 +26,8 @@ class Directory:
 
     def __init__(self) -> None:
         self._parties: dict[tuple[str, str], Party] = {}
+        #: how often a party was added: caches of "unknown" answers start again when it moves
+        self.changes = 0
 
     def add(self, domain: str, role: str, public_key: str, endpoint: str | None = None) -> Party:
         """Register a party; the key (base64 of 32 bytes, or ``cs1.``) and the endpoint (an
@@ -35,6 +37,7 @@ class Directory:
         if endpoint is not None:
             endpoint = check_url(endpoint, f"the endpoint of {domain} ({role})")
         party = self._parties[(domain, role)] = Party(domain, role, public_key, endpoint)
+        self.changes += 1
         return party
 
     def key(self, domain: str, role: str) -> str | None:

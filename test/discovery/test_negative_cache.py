@@ -155,3 +155,15 @@ def test_the_gate_counts_exactly_and_frees_what_it_counted():
     for address in ("a", "b", "c", "d"):
         gate.release(address)
     assert gate.open == 0 and gate.by_address == {}
+
+
+def test_a_party_added_to_the_directory_is_found_at_once():
+    # the race of three parties starting together: asked about before it was added, the
+    # party must not be refused for the cache's whole TTL once it is there
+    directory = Directory()
+    cache = NegativeCache(directory.key, ttl=30.0)
+    assert cache("dso.example.com", "DSO") is None
+    assert cache("dso.example.com", "DSO") is None and cache.calls == 1  # remembered
+    public = generate_keypair()[1]
+    directory.add("dso.example.com", "DSO", public)
+    assert cache("dso.example.com", "DSO") == public and cache.calls == 2
