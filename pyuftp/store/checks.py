@@ -293,6 +293,35 @@ class Query:
     limit: int | None
     newest_first: bool = False
 
+    def sql(self, columns: str, mark: str) -> tuple[str, list[Any]]:
+        """The SELECT of these criteria over the SQL stores' ``archive`` table (and its
+        ``archive_refs`` index), with ``mark`` as the driver's placeholder (``?``, ``%s``):
+        the statement and its arguments."""
+        where: list[str] = []
+        args: list[Any] = []
+        for condition, value in (("conversation_id = ", self.conversation_id),
+                                 ("message_type = ", self.message_type),
+                                 ("counterparty = ", self.counterparty),
+                                 ("direction = ", self.direction),
+                                 ("period >= ", self.period_from),
+                                 ("period <= ", self.period_to),
+                                 ("time_stamp >= ", self.since),
+                                 ("time_stamp <= ", self.until),
+                                 ("id IN (SELECT message FROM archive_refs WHERE ref_id = ",
+                                  self.references)):
+            if value is not None:
+                where.append(condition + mark + (")" if condition.startswith("id IN") else ""))
+                args.append(value)
+        sql = f"SELECT {columns} FROM archive"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += (" ORDER BY time_stamp DESC, id DESC" if self.newest_first
+                else " ORDER BY time_stamp, id")
+        if self.limit is not None:
+            sql += f" LIMIT {mark}"
+            args.append(self.limit)
+        return sql, args
+
     def matches(self, message: ArchivedMessage) -> bool:
         """Whether ``message`` meets every criterion (``references`` aside: the memory store
         looks those up in its index)."""

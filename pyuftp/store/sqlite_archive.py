@@ -68,33 +68,7 @@ def find(conn: sqlite3.Connection, counterparty: str, message_id: str,
 
 
 def query(conn: sqlite3.Connection, criteria: Query) -> list[ArchivedMessage]:
-    where: list[str] = []
-    args: list[Any] = []
-    for column, value in (("conversation_id", criteria.conversation_id),
-                          ("message_type", criteria.message_type),
-                          ("counterparty", criteria.counterparty),
-                          ("direction", criteria.direction)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    for condition, bound in (("period >= ?", criteria.period_from),
-                             ("period <= ?", criteria.period_to),
-                             ("time_stamp >= ?", criteria.since),
-                             ("time_stamp <= ?", criteria.until)):
-        if bound is not None:
-            where.append(condition)
-            args.append(bound)
-    if criteria.references is not None:
-        where.append("id IN (SELECT message FROM archive_refs WHERE ref_id = ?)")
-        args.append(criteria.references)
-    sql = f"SELECT {_COLUMNS} FROM archive"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += (" ORDER BY time_stamp DESC, id DESC" if criteria.newest_first
-            else " ORDER BY time_stamp, id")
-    if criteria.limit is not None:
-        sql += " LIMIT ?"
-        args.append(criteria.limit)
+    sql, args = criteria.sql(_COLUMNS, "?")
     return [_message(row) for row in conn.execute(sql, args)]
 
 
