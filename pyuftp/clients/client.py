@@ -174,7 +174,7 @@ class ShapeshifterClient(ClientSend):
 
     def seal(self, message_type: str, payload: Mapping[str, Any]) -> Sealed:
         """Address, check and sign a message for this recipient, sending nothing yet: a
-        :class:`~pyuftp.sending.delivery.Sealed` (``data``, ``payload``, ``xml``) for
+        :class:`~pyuftp.sending.sealed.Sealed` (``data``, ``payload``, ``xml``) for
         :meth:`send`."""
         return self.courier.seal(message_type, payload, self.recipient_domain,
                                  self.recipient_role)

@@ -177,7 +177,7 @@ class Courier(CourierSend):
 
     def seal(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
              recipient_role: str) -> Sealed:
-        """Address, check and sign a message: a :class:`Sealed`, nothing sent yet.
+        """Address, check and sign a message: a :class:`~pyuftp.sending.sealed.Sealed`, nothing sent yet.
 
         The one place that fills in who sends to whom: the payload may leave out
         ``sender_domain``, ``recipient_domain`` and ``version``; if it names them they must

@@ -236,10 +236,10 @@ class ShapeshifterService(MessageEndpoint, ServiceRequest):
 
     def client(self, domain: str, role: str | None = None) -> ShapeshifterClient:
         """The role client with which this party sends to ``domain``: e.g. for a DSO service
-        ``client("agr.example.com")`` is a :class:`~pyuftp.ShapeshifterDsoAgrClient`. It
+        ``client("agr.example.com")`` is a :class:`~pyuftp.clients.client.ShapeshifterDsoAgrClient`. It
         shares this service's courier (its store, archive and outbox), so the service knows
         what the client sent and accepts the answers. ``role`` is the recipient's; it may be
-        left out when the endpoint lookup (sync, like a :class:`~pyuftp.Directory`'s) knows
+        left out when the endpoint lookup (sync, like a :class:`~pyuftp.discovery.Directory`'s) knows
         ``domain`` in one role only that this party sends to."""
         return client_class(self.role, role or self._role_of(domain))(
             self.sender_domain, self.courier.signing_key, domain, courier=self.courier)
