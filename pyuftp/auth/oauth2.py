@@ -142,7 +142,7 @@ class OAuth2Clients:
                 return self.credentials[prefix]
         return None
 
-    # --- the auth seam (pyuftp.sending.transport.PeerAuth) --------------------------------------------
+    # --- the auth seam (pyuftp.sending.transport.PeerAuth) -------------------------------------
 
     async def __call__(self, url: str) -> dict[str, str]:
         """Plain ``auth(url)``: only URL-prefix keys can match."""

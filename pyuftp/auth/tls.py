@@ -108,5 +108,5 @@ def server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLik
     return context
 
 
-__all__ = ["check_url", "is_loopback_host", "is_plain_http_allowed", "refuse_plain_http", "plain_http_warning",
-           "client_context", "server_context"]
+__all__ = ["check_url", "is_loopback_host", "is_plain_http_allowed", "refuse_plain_http",
+           "plain_http_warning", "client_context", "server_context"]

@@ -1,7 +1,8 @@
 """Clients that sign UFTP messages and send them to another party's service.
 
-    async with ShapeshifterAgrDsoClient("agr.example.com", private_key, "dso.example.com",
-                                        "https://dso.example.com/shapeshifter/api/v3/message") as c:
+    async with ShapeshifterAgrDsoClient(
+            "agr.example.com", private_key, "dso.example.com",
+            "https://dso.example.com/shapeshifter/api/v3/message") as c:
         sent = await c.send_flex_offer({...})   # the payload as sent, with its message_id
 
 One client talks to one recipient (domain and role). Every ``send_*`` fills in the metadata,
@@ -69,7 +70,8 @@ class ShapeshifterClient(ClientSend):
         e.g. ``retry_for``, ``on_delivery_failed``). Messages left by an earlier run are sent
         on :meth:`start` (or ``async with``). A store given as a path is closed with the
         client; a Store object is left to its owner.
-    :param courier: a :class:`~pyuftp.sending.delivery.Courier` to share (a service's, say) instead.
+    :param courier: a :class:`~pyuftp.sending.delivery.Courier` to share (a service's, say)
+        instead.
     :param ssl: TLS: an :class:`ssl.SSLContext` (whom to trust, which certificate to show);
         or give ``ca_file`` (the CAs to trust) and ``client_cert`` / ``client_key`` (the
         certificate presented for mutual TLS), PEM files, and one is made.

@@ -20,7 +20,8 @@ from ..exceptions import UnsupportedVersion, quote
 
 
 def snake_case(xml_name: str) -> str:
-    """``D-PrognosisMessageID`` -> ``d_prognosis_message_id``, ``ISP-Duration`` -> ``isp_duration``."""
+    """``D-PrognosisMessageID`` -> ``d_prognosis_message_id``,
+    ``ISP-Duration`` -> ``isp_duration``."""
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", xml_name)
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     return name.replace("-", "_").lower()
@@ -373,7 +374,8 @@ class Spec:
     def may_send(self, sender_role: str, recipient_role: str, message_type: str) -> bool:
         """Whether ``sender_role`` may send ``message_type`` to ``recipient_role``."""
         if message_type in ANY_ROLE_MESSAGES:
-            return sender_role in ROLES and recipient_role in ROLES and sender_role != recipient_role
+            return (sender_role in ROLES and recipient_role in ROLES
+                    and sender_role != recipient_role)
         return message_type in self.routes.get((sender_role, recipient_role), ())
 
     def accepted_by(self, role: str) -> frozenset[str]:

@@ -68,7 +68,8 @@ def _unknown_field(value: Mapping[Any, Any], allowed: frozenset[str], names: Seq
     if meant is None:
         return ValidationError(f"{path}.{unknown}", f"unknown field; the fields here are {fields}")
     return ValidationError(f"{path}.{unknown}",
-                           f"unknown field; did you mean {quote(meant)}? The fields here are {fields}")
+                           f"unknown field; did you mean {quote(meant)}? "
+                           f"The fields here are {fields}")
 
 
 # --- the checker ---------------------------------------------------------------------------------

@@ -4,10 +4,11 @@
     message_type, payload = parse_message(xml)    # XML -> XSD-validated -> dict
 
 One generic renderer (a Jinja2 template per message type, :mod:`pyuftp.message.render`) and one
-generic reader (driven by the field-type table in :mod:`pyuftp.message.catalog`, :mod:`pyuftp.message.read`)
-serve all message types; payload dicts are checked by :mod:`pyuftp.message.check`. Templates, checkers,
-readers and schemas are built once per process, on first use, so that ``import pyuftp`` stays
-cheap. This module is the public face of those parts.
+generic reader (driven by the field-type table in :mod:`pyuftp.message.catalog`,
+:mod:`pyuftp.message.read`) serve all message types; payload dicts are checked by
+:mod:`pyuftp.message.check`. Templates, checkers, readers and schemas are built once per
+process, on first use, so that ``import pyuftp`` stays cheap. This module is the public face of
+those parts.
 
 What pyuftp writes is checked as a dict, not validated again as XML: the checker and the
 packaged XSDs are generated from the same table, and the tests validate every rendered message
@@ -83,16 +84,19 @@ def complete_payload(message_type: str, payload: Mapping[str, Any],
     ``version``, ``message_id``, ``conversation_id`` (new UUID4s) and ``time_stamp`` (now,
     UTC) are added where the payload leaves them out; ``sender_domain`` and
     ``recipient_domain`` are required. ``dialect`` checks it as the recipient's software
-    wants it where that differs from the official schemas (:data:`pyuftp.message.catalog.DIALECTS`).
+    wants it where that differs from the official schemas
+    (:data:`pyuftp.message.catalog.DIALECTS`).
     """
     if not isinstance(payload, Mapping):
-        raise ValidationError(message_type, f"payload must be a dict, got {type(payload).__name__}")
+        raise ValidationError(message_type,
+                              f"payload must be a dict, got {type(payload).__name__}")
     if not isinstance(message_type, str):
         raise UnknownMessageType(f"message type must be a str, got {quote(message_type)}")
     own = payload.get("version")
     if own is not None and version is not None and own != version:
         raise ValidationError(f"{message_type}.version",
-                              f"the payload says {quote(own)} but version={quote(version)} was asked for")
+                              f"the payload says {quote(own)} but version={quote(version)} "
+                              f"was asked for")
     requested = own or version or DEFAULT_VERSION
     served = spec(requested)
     message = _with_metadata(payload, requested)
@@ -116,8 +120,9 @@ def create_message(message_type: str, payload: Mapping[str, Any], version: str |
     invalid leaves this call. Then ``enforce(message_type, payload)`` runs, if given, on the
     payload with its metadata filled in: :func:`pyuftp.create_message` passes the stateless
     business rules there. ``validate_output=True`` also validates the XML against pyuftp's
-    schema of the version (see the module's docstring). ``dialect="java"`` writes what that counterparty's software accepts where it differs
-    from the official schemas (see :data:`pyuftp.message.catalog.DIALECTS` and the dialects page).
+    schema of the version (see the module's docstring). ``dialect="java"`` writes what that
+    counterparty's software accepts where it differs from the official schemas (see
+    :data:`pyuftp.message.catalog.DIALECTS` and the dialects page).
     """
     return build_message(message_type, payload, version, validate_output=validate_output,
                          enforce=enforce, dialect=dialect)[0]

@@ -1,8 +1,8 @@
 """The value types of UFTP fields: how each is checked in a dict, written to XML and read back.
 
-Each type in the field-type table (:mod:`pyuftp.message.catalog`) names one :class:`FieldType` here.
-``check`` returns ``None`` for a good value or a reason a user can act on; ``parse`` turns the
-(schema-valid) attribute text into the Python value; ``xsd`` says how the packaged schema
+Each type in the field-type table (:mod:`pyuftp.message.catalog`) names one :class:`FieldType`
+here. ``check`` returns ``None`` for a good value or a reason a user can act on; ``parse`` turns
+the (schema-valid) attribute text into the Python value; ``xsd`` says how the packaged schema
 declares it.
 """
 from __future__ import annotations
@@ -170,7 +170,8 @@ def _decimal(digits: int | None = None, low: str | None = None, high: str | None
         if (lowest is not None and number < lowest) or (highest is not None and number > highest):
             return f"{quote(value)} is not {what}"
         if number.adjusted() >= total - (digits or 0):
-            return f"{quote(value)} is too large (at most {total - (digits or 0)} digits before the point)"
+            return (f"{quote(value)} is too large "
+                    f"(at most {total - (digits or 0)} digits before the point)")
         return None
 
     return check
@@ -257,7 +258,8 @@ def parse_duration(text: str) -> _dt.timedelta:
             seconds=float(Decimal(seconds or 0)),
         )
     except (OverflowError, ValueError):  # P1000000000D: beyond what timedelta holds
-        raise ValueError(f"{quote(text)} is not an ISP duration (more than 0, at most a day)") from None
+        raise ValueError(
+            f"{quote(text)} is not an ISP duration (more than 0, at most a day)") from None
     value = -value if sign else value
     reason = _isp_duration(value)
     if reason is not None:
@@ -317,7 +319,8 @@ CHOICES = {
 LONG = (-(2**63), 2**63 - 1)
 ISP_NUMBER = (1, 2**31 - 1)
 AMOUNT_DIGITS = 22  # 18 before the decimal point, 4 after
-_DECIMAL = '<xs:restriction base="xs:decimal"><xs:totalDigits value="{total}"/>{more}</xs:restriction>'
+_DECIMAL = ('<xs:restriction base="xs:decimal"><xs:totalDigits value="{total}"/>{more}'
+            '</xs:restriction>')
 _INTEGER = ('<xs:restriction base="{base}"><xs:minInclusive value="{low}"/>'
             '<xs:maxInclusive value="{high}"/></xs:restriction>')
 
@@ -331,13 +334,15 @@ FIELD_TYPES: dict[str, FieldType] = {
     "string": FieldType("string", "a string", _string, str.strip, "xs:string"),
     "integer": _int_type("integer", "an integer", *LONG),
     "nonnegative": _int_type("nonnegative", "an integer of 0 or more", 0, LONG[1]),
-    "positive": _int_type("positive", "a positive integer", *ISP_NUMBER, base="xs:positiveInteger"),
+    "positive": _int_type("positive", "a positive integer", *ISP_NUMBER,
+                          base="xs:positiveInteger"),
     "long": _int_type("long", "an integer (64-bit)", *LONG, base="xs:long"),
     "decimal": FieldType("decimal", "a decimal number", _decimal(), parse_decimal,
                          _DECIMAL.format(total=30, more="")),
     "amount": FieldType("amount", "an amount (at most 4 decimal places)",
                         _decimal(4, what="an amount", total=AMOUNT_DIGITS), parse_decimal,
-                        _DECIMAL.format(total=AMOUNT_DIGITS, more='<xs:fractionDigits value="4"/>')),
+                        _DECIMAL.format(total=AMOUNT_DIGITS,
+                                        more='<xs:fractionDigits value="4"/>')),
     "nonnegative_amount": FieldType(
         "nonnegative_amount", "an amount of 0 or more (at most 4 decimal places)",
         _decimal(4, "0", what="an amount of 0 or more", total=AMOUNT_DIGITS), parse_decimal,
@@ -347,7 +352,8 @@ FIELD_TYPES: dict[str, FieldType] = {
                         _decimal(2, "0.01", "1.00", "an activation factor between 0.01 and 1.00"),
                         parse_decimal,
                         '<xs:restriction base="xs:decimal"><xs:fractionDigits value="2"/>'
-                        '<xs:minInclusive value="0.01"/><xs:maxInclusive value="1.00"/></xs:restriction>'),
+                        '<xs:minInclusive value="0.01"/><xs:maxInclusive value="1.00"/>'
+                        '</xs:restriction>'),
     "datetime": FieldType("datetime", "a date-time with UTC offset", _datetime, parse_datetime,
                           "xs:dateTime"),
     "date": FieldType("date", "a date", _date, parse_date, "xs:date"),

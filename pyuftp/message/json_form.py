@@ -12,8 +12,9 @@ as the strings the XML would hold:
 - integers, booleans and strings stay JSON numbers, booleans and strings.
 
 Reading a JSON form back (:func:`from_json`) turns those strings into the Python types again
-by the message's field table (:mod:`pyuftp.message.catalog`), so XML → dict → JSON → dict gives the
-same dict for every message type and version. The payload is then checked like any other.
+by the message's field table (:mod:`pyuftp.message.catalog`), so XML → dict → JSON → dict
+gives the same dict for every message type and version. The payload is then checked like any
+other.
 """
 from __future__ import annotations
 

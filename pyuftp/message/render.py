@@ -1,13 +1,14 @@
 """Rendering a complete, checked payload dict as XML with its Jinja2 template.
 
 One template per message type (``pyuftp/templates/FlexOffer.xml`` ...), found in the
-folders that the version's :class:`~pyuftp.message.catalog.Spec` names (``template_dirs``), rendered
-with autoescaping and the filters of :mod:`pyuftp.message.fields`. The one rule beyond plain Jinja2:
-a key absent from a payload dict reads as ``None``, so that ``{% if m.x is not none %}``
-leaves an optional attribute out. Jinja2 is imported on first use, not with pyuftp.
+folders that the version's :class:`~pyuftp.message.catalog.Spec` names (``template_dirs``),
+rendered with autoescaping and the filters of :mod:`pyuftp.message.fields`. The one rule beyond
+plain Jinja2: a key absent from a payload dict reads as ``None``, so that
+``{% if m.x is not none %}`` leaves an optional attribute out. Jinja2 is imported on first use,
+not with pyuftp.
 
-When :data:`pyuftp.message.speed.ENABLED`, the same templates are compiled and called the faster way
-of :mod:`pyuftp.message.speed`, with the same output.
+When :data:`pyuftp.message.speed.ENABLED`, the same templates are compiled and called the faster
+way of :mod:`pyuftp.message.speed`, with the same output.
 """
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ class Unreadable(Exception):
 
 def dict_path(message_type: str, version: Spec, xpath: str, attribute: str | None = None,
               received: bool = False) -> str:
-    """``/FlexOffer/OfferOption/ISP[4]`` + ``Power`` -> ``FlexOffer.offer_options[0].isps[3].power``."""
+    """``/FlexOffer/OfferOption/ISP[4]`` + ``Power`` ->
+    ``FlexOffer.offer_options[0].isps[3].power``."""
     node = message_node(message_type, version, received)
     path = message_type
     for segment in xpath.strip("/").split("/")[1:]:

@@ -1,8 +1,9 @@
 """Speed-ups of the message layer, fenced in one module behind one switch.
 
-Everything here is a faster way of doing what :mod:`pyuftp.message.render`, :mod:`pyuftp.message.check` and
-:mod:`pyuftp.message.read` also do plainly, with the same results (``test/test_messaging_speed.py``
-holds the two to that, byte for byte and exception for exception):
+Everything here is a faster way of doing what :mod:`pyuftp.message.render`,
+:mod:`pyuftp.message.check` and :mod:`pyuftp.message.read` also do plainly, with the same results
+(``test/test_messaging_speed.py`` holds the two to that, byte for byte and exception for
+exception):
 
 * rendering: templates compiled to leaner Python (:func:`fast_environment`), the shared
   attribute groups of ``_parts.xml`` written out in place of macro calls

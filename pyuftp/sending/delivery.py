@@ -71,7 +71,8 @@ class Courier(CourierSend):
         seconds the whole send takes, waits included.
     :param timeout: seconds for one HTTP attempt; ``auth``, ``ssl``, ``ca_file``,
         ``client_cert``, ``client_key``, ``allow_plain_http``: see
-        :class:`~pyuftp.sending.transport.Poster` (an :class:`~pyuftp.auth.OAuth2Clients` for OAuth2).
+        :class:`~pyuftp.sending.transport.Poster` (an :class:`~pyuftp.auth.OAuth2Clients` for
+        OAuth2).
     :param dialects: ``{(domain, role) or domain: dialect}``: what a counterparty's software
         accepts where it differs from the official schemas (``"java"``; see
         :data:`~pyuftp.message.catalog.DIALECTS`).
@@ -115,7 +116,8 @@ class Courier(CourierSend):
     ) -> None:
         self.sender_domain = sender_domain
         self.sender_role = sender_role
-        self.signing_key = signing_key if isinstance(signing_key, SigningKey) else SigningKey(signing_key)
+        self.signing_key = (signing_key if isinstance(signing_key, SigningKey)
+                            else SigningKey(signing_key))
         self.spec = spec(version)
         #: whom this courier sends to: endpoints and keys (:mod:`~pyuftp.sending.addressing`)
         self.addresses = Addresses(endpoint_lookup, endpoints, key_lookup)
@@ -177,7 +179,8 @@ class Courier(CourierSend):
 
     def seal(self, message_type: str, payload: Mapping[str, Any], recipient_domain: str,
              recipient_role: str) -> Sealed:
-        """Address, check and sign a message: a :class:`~pyuftp.sending.sealed.Sealed`, nothing sent yet.
+        """Address, check and sign a message: a :class:`~pyuftp.sending.sealed.Sealed`, nothing
+        sent yet.
 
         The one place that fills in who sends to whom: the payload may leave out
         ``sender_domain``, ``recipient_domain`` and ``version``; if it names them they must

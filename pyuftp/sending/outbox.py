@@ -192,7 +192,8 @@ class Outbox:
         """
         extra: dict[str, Any] = {key: value for key, value in (
             ("answers", answers), ("archive", archive), ("outcome", outcome)) if value is not None}
-        add = functools.partial(self.store.add_outgoing, **extra) if extra else self.store.add_outgoing
+        add = (functools.partial(self.store.add_outgoing, **extra) if extra
+               else self.store.add_outgoing)
         item.id = await self.store.call(add, item)
         peer = (item.recipient_domain, item.recipient_role)
         self.outcomes.backlog[peer] += 1

@@ -7,8 +7,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Sealed:
-    """A message sealed for one recipient, not sent yet: what :meth:`Courier.seal <pyuftp.sending.delivery.Courier.seal>` makes
-    and :meth:`Courier.send <pyuftp.sending.delivery.Courier.send>` takes."""
+    """A message sealed for one recipient, not sent yet: what
+    :meth:`Courier.seal <pyuftp.sending.delivery.Courier.seal>` makes and
+    :meth:`Courier.send <pyuftp.sending.delivery.Courier.send>` takes."""
 
     data: bytes               # the SignedMessage envelope, exactly as it will be POSTed
     payload: dict[str, Any]   # the payload as sent, metadata filled in

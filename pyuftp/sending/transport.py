@@ -192,5 +192,7 @@ class Poster:
             if is_temporary_status(status):
                 raise TemporaryDeliveryError(f"{url} answered HTTP {status}: {text}",
                                              status=status, url=url, retry_after=retry_after)
-            raise FinalDeliveryError(f"{url} answered HTTP {status}: {text}", status=status, url=url)
-        raise TemporaryDeliveryError(f"more than {self.max_redirects} redirects from {url}", url=url)
+            raise FinalDeliveryError(f"{url} answered HTTP {status}: {text}",
+                                     status=status, url=url)
+        raise TemporaryDeliveryError(f"more than {self.max_redirects} redirects from {url}",
+                                     url=url)

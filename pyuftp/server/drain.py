@@ -1,6 +1,6 @@
-"""Stopping a service gently: on SIGTERM (or :meth:`~pyuftp.server.service.ShapeshifterService.stop`)
-a service stops accepting, lets what is in flight finish within a grace period, and leaves
-the rest for recovery.
+"""Stopping a service gently: on SIGTERM
+(or :meth:`~pyuftp.server.service.ShapeshifterService.stop`) a service stops accepting, lets
+what is in flight finish within a grace period, and leaves the rest for recovery.
 
 1. The listening socket is closed (new connections are refused) and requests that still
    arrive on open connections get HTTP 503 with Retry-After: the sender tries again later,

@@ -194,7 +194,8 @@ def rule_ids(problems: Sequence[str]) -> set[str]:
 
 class ServiceMetrics(Observer):
     """The metrics of one service: the hooks of ``pyuftp.sending.observe.Observer``
-    counted into a :class:`Registry` (``registry``), and the outbox read from the store when scraped."""
+    counted into a :class:`Registry` (``registry``), and the outbox read from the store when
+    scraped."""
 
     def __init__(self, registry: Registry | None = None) -> None:
         r = self.registry = registry or Registry()

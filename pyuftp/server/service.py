@@ -13,8 +13,9 @@
 A service answers HTTP 200 once a message is verified, valid and recorded, then calls your
 handler and sends the matching ``...Response`` back on its own. This module is the adapter
 between aiohttp and pyuftp: it listens within :class:`~pyuftp.server.limits.Limits`, checks the
-request head, reads the body and passes it to an :class:`~pyuftp.receiving.inbox.Inbox`; every decision
-is the :class:`~pyuftp.core.exchange.Exchange`'s, every send the :class:`~pyuftp.sending.delivery.Courier`'s.
+request head, reads the body and passes it to an :class:`~pyuftp.receiving.inbox.Inbox`; every
+decision is the :class:`~pyuftp.core.exchange.Exchange`'s, every send the
+:class:`~pyuftp.sending.delivery.Courier`'s.
 """
 from __future__ import annotations
 
@@ -236,11 +237,12 @@ class ShapeshifterService(MessageEndpoint, ServiceRequest):
 
     def client(self, domain: str, role: str | None = None) -> ShapeshifterClient:
         """The role client with which this party sends to ``domain``: e.g. for a DSO service
-        ``client("agr.example.com")`` is a :class:`~pyuftp.clients.client.ShapeshifterDsoAgrClient`. It
-        shares this service's courier (its store, archive and outbox), so the service knows
-        what the client sent and accepts the answers. ``role`` is the recipient's; it may be
-        left out when the endpoint lookup (sync, like a :class:`~pyuftp.discovery.Directory`'s) knows
-        ``domain`` in one role only that this party sends to."""
+        ``client("agr.example.com")`` is a
+        :class:`~pyuftp.clients.client.ShapeshifterDsoAgrClient`. It shares this service's
+        courier (its store, archive and outbox), so the service knows what the client sent and
+        accepts the answers. ``role`` is the recipient's; it may be left out when the endpoint
+        lookup (sync, like a :class:`~pyuftp.discovery.Directory`'s) knows ``domain`` in one role
+        only that this party sends to."""
         return client_class(self.role, role or self._role_of(domain))(
             self.sender_domain, self.courier.signing_key, domain, courier=self.courier)
 
@@ -359,6 +361,7 @@ class ShapeshifterDsoService(ShapeshifterService):
 
 
 SERVICES: dict[str, type[ShapeshifterService]] = {
-    cls.role: cls for cls in (ShapeshifterAgrService, ShapeshifterCroService, ShapeshifterDsoService)
+    cls.role: cls
+    for cls in (ShapeshifterAgrService, ShapeshifterCroService, ShapeshifterDsoService)
 }
 assert set(SERVICES) == set(ROLES)

@@ -72,7 +72,8 @@ def _parse(key: object, private: bool) -> tuple[bytes, bytes | None]:
     if private:
         if len(raw) == SEED_BYTES:
             raise InvalidKey("private key is 32 bytes, but 32 bytes is the length of a public key "
-                             "(or a bare seed); pass the 64-byte private key from generate_keypair(), "
+                             "(or a bare seed); pass the 64-byte private key from "
+                             "generate_keypair(), "
                              "or use SigningKey.from_seed(seed) if this really is a seed")
         if len(raw) != SECRET_KEY_BYTES:
             raise InvalidKey(f"private key must be {form} 64 bytes, got {len(raw)} bytes")
@@ -160,7 +161,8 @@ class SigningKey(_Key):
     def seal(self, data: bytes | bytearray | memoryview) -> bytes:
         """The 64-byte signature of ``data`` followed by ``data``."""
         if not isinstance(data, _BYTES):
-            raise TypeError(f"data to seal must be bytes (encode str first), not {type(data).__name__}")
+            raise TypeError(f"data to seal must be bytes (encode str first), "
+                            f"not {type(data).__name__}")
         return nacl.bindings.crypto_sign(bytes(data), self._secret)
 
 
@@ -190,7 +192,8 @@ class VerifyKey(_Key):
             raise TypeError(f"sealed message must be bytes, got {type(sealed).__name__}")
         data = bytes(sealed)
         if len(data) < SIGNATURE_BYTES:
-            raise InvalidSignature(f"sealed message of {len(data)} bytes is shorter than a signature")
+            raise InvalidSignature(
+                f"sealed message of {len(data)} bytes is shorter than a signature")
         try:
             return nacl.bindings.crypto_sign_open(data, self._public)
         except nacl.exceptions.CryptoError:

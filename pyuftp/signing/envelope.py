@@ -123,7 +123,8 @@ def open_envelope(data: bytes | str) -> Envelope:
         sealed = base64.b64decode(root.get("Body", ""), validate=False)
     except (binascii.Error, ValueError) as exc:
         raise ValidationError("SignedMessage.body", f"is not valid base64: {exc}") from None
-    return Envelope(root.get("SenderDomain", "").strip(), root.get("SenderRole", "").strip(), sealed)
+    return Envelope(root.get("SenderDomain", "").strip(), root.get("SenderRole", "").strip(),
+                    sealed)
 
 
 def open_message(envelope: Envelope, public_key: VerifyKey | str,
@@ -140,7 +141,8 @@ def open_message(envelope: Envelope, public_key: VerifyKey | str,
                         payload_xml, signed_xml)
     if payload["sender_domain"] != envelope.sender_domain:
         raise SenderMismatch(
-            f"the envelope comes from {quote(envelope.sender_domain)} but the {message_type} inside "
+            f"the envelope comes from {quote(envelope.sender_domain)} "
+            f"but the {message_type} inside "
             f"names {quote(payload['sender_domain'])} as its sender",
             received,
         )

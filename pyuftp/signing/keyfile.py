@@ -41,8 +41,8 @@ class KeyPair:
 
     @property
     def signing_key(self) -> SigningKey:
-        """The private key as a :class:`~pyuftp.signing.crypto.SigningKey`; InvalidKey when the file
-        has none."""
+        """The private key as a :class:`~pyuftp.signing.crypto.SigningKey`; InvalidKey when the
+        file has none."""
         if self.private_key is None:
             raise InvalidKey("this keys file holds no private key (only a public one)")
         return SigningKey(self.private_key)

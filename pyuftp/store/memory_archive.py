@@ -81,8 +81,8 @@ def _unlist(index: dict[str, list[Key]], name: str, key: Key) -> None:
 
 class MemoryArchive:
     """Archived messages by key, in the order archived, with three indexes: conversation id,
-    message type and referenced message id -> keys (each list in the order archived). A payload is kept
-    zlib-compressed (level 1: a 4 KB FlexOffer's XML takes 1 KB, 15 µs to compress)."""
+    message type and referenced message id -> keys (each list in the order archived). A payload
+    is kept zlib-compressed (level 1: a 4 KB FlexOffer's XML takes 1 KB, 15 µs to compress)."""
 
     def __init__(self, max_archived: int) -> None:
         self.max_archived = max_archived

@@ -83,8 +83,8 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
                                       "pool_size", 1)
         self.handling_lease = schema_.seconds(
             schema_.option(options, "handling_lease", float, handling_lease), "handling_lease")
-        self.pool_timeout = schema_.seconds(schema_.option(options, "pool_timeout", float, pool_timeout),
-                                     "pool_timeout")
+        self.pool_timeout = schema_.seconds(
+            schema_.option(options, "pool_timeout", float, pool_timeout), "pool_timeout")
         self.instance = checks.text(instance or f"{socket.gethostname()}:{os.getpid()}:"
                                     f"{uuid.uuid4().hex[:12]}", "instance")
         self.url = schema_.safe_url(url)

@@ -78,7 +78,8 @@ def add_statement(answers: bool, archive: bool, outcome: bool) -> str:
     parts.append(
         "o AS (INSERT INTO outbox (message_id, message_type, sender_domain, recipient_domain, "
         "recipient_role, body, created_at, expires_at, attempts, next_attempt_at, state, "
-        "last_error, last_status, updated_at, claimed_until, added_by) SELECT %(mid_)s::text, %(type)s::text, "
+        "last_error, last_status, updated_at, claimed_until, added_by) "
+        "SELECT %(mid_)s::text, %(type)s::text, "
         "%(from)s::text, %(to)s::text, %(role)s::text, %(body)s::bytea, %(created)s::float8, "
         "%(expires)s::float8, %(attempts)s::integer, %(next)s::float8, %(state)s::text, "
         "%(error)s::text, %(status)s::integer, %(now)s::float8, %(claim)s::float8, "

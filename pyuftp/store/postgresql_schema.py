@@ -48,8 +48,8 @@ _SCHEMA_1 = (
     "CREATE INDEX IF NOT EXISTS outbox_age ON outbox (state, updated_at)",
     # outbox.added_by: the instance that stored an item, which holds its claim from then
     # until its own claim_due takes it (see PostgreSQLStore.add_outgoing).
-    # received.owner and claimed_until: which instance handles an unhandled message, until when (the
-    # lease; after it another instance recovers the message). seq: the order of recording.
+    # received.owner and claimed_until: which instance handles an unhandled message, until when
+    # (the lease; after it another instance recovers the message). seq: the order of recording.
     """CREATE TABLE IF NOT EXISTS received (
         sender_domain TEXT NOT NULL,
         message_id TEXT NOT NULL,

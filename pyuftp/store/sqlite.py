@@ -180,7 +180,8 @@ class SQLiteStore(Store):
             cursor = conn.execute(
                 "INSERT INTO outbox (message_id, message_type, sender_domain, recipient_domain, "
                 "recipient_role, body, created_at, expires_at, attempts, next_attempt_at, state, "
-                "last_error, last_status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "last_error, last_status, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (checked.message_id, checked.message_type, checked.sender_domain,
                  checked.recipient_domain, checked.recipient_role, checked.body,
                  checked.created_at, checked.expires_at, checked.attempts,

@@ -55,7 +55,8 @@ _SCHEMA = (
         PRIMARY KEY (sender_domain, message_id)
     )""",
     # unhandled() after a restart; partial, so handled records cost it nothing
-    "CREATE INDEX IF NOT EXISTS received_unhandled ON received (received_at) WHERE handled_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS received_unhandled ON received (received_at) "
+    "WHERE handled_at IS NULL",
     # forget_received
     "CREATE INDEX IF NOT EXISTS received_age ON received (received_at)",
     # every message sent and received (see pyuftp.store.sqlite_archive). AUTOINCREMENT: the
@@ -228,7 +229,8 @@ def _migrate(conn: sqlite3.Connection, path: str, sole_user: bool) -> None:
     if version > SCHEMA_VERSION:
         raise StoreError(f"{path} was written by a newer pyuftp (schema {version}, this one "
                          f"knows {SCHEMA_VERSION})")
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
     if version == 0 and tables - _OUR_TABLES:
         raise StoreError(f"cannot use {path}: it is an SQLite database but not a pyuftp store "
                          f"(tables {', '.join(sorted(tables))})")

@@ -1,5 +1,6 @@
 """The house rules of pyuftp/, checked against its one layer map (``pyuftp/_layers.py``): no
-import cycle, no module importing a higher layer, every module in a layer, small rooms."""
+import cycle, no module importing a higher layer, every module in a layer, small rooms, short
+lines."""
 from __future__ import annotations
 
 import ast
@@ -102,6 +103,18 @@ def test_rooms_are_small(module):
         return
     lines = len(text.splitlines())
     assert lines <= 400, f"pyuftp/{module}.py has {lines} lines"
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_lines_are_at_most_99_characters(module):
+    text = MODULES[module].read_text(encoding="utf-8")
+    if GENERATED_MARK in text[:600]:
+        return  # tools/generate.py writes these; its own templates keep them short
+    # split on "\n" only, so the numbers match an editor's (splitlines also breaks at \f)
+    long = [(number, len(line)) for number, line in enumerate(text.split("\n"), 1)
+            if len(line) > 99]
+    assert not long, (f"pyuftp/{module}.py line {long[0][0]} has {long[0][1]} characters "
+                      f"(at most 99); {len(long)} such lines")
 
 
 def test_a_handful_of_loose_modules():
