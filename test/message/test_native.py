@@ -39,6 +39,13 @@ needs_native = pytest.mark.skipif(
     reason="the C extension is not built here: python setup.py build_ext --inplace")
 
 
+def test_ci_tests_the_c_reader():
+    # locally the C tests skip without the extension (they say how to build it); CI must
+    # run them, so that the C path is tested where it ships
+    if os.environ.get("CI") and speed._native is None:
+        pytest.fail("CI must test the C reader: run python setup.py build_ext --inplace")
+
+
 def three_ways(monkeypatch, call, *args):
     """``call(*args)`` in C, with the pure-Python speed-ups and plainly: each outcome as
     ``("ok", repr of the result, result)`` or ``(exception type, text)``."""
