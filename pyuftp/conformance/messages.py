@@ -19,6 +19,7 @@ from typing import Any
 from ..exceptions import excerpt
 from ..message.catalog import spec
 from ..message.codec import parse_xml
+from ..message.examples import example
 from ..message.read import schema
 from ..rules.context import FLEX
 from .checks import FAIL, PASS, Check, Outcome
@@ -106,6 +107,42 @@ def order_for(offer: dict[str, Any], option: dict[str, Any], version: str) -> di
         order["unsolicited"] = False
     return order
 
+
+
+def settlement_for(orders: list[dict[str, Any]], version: str,
+                   now: dt.datetime) -> dict[str, Any]:
+    """A FlexSettlement of ``orders`` (FlexOrders sent to one AGR and Accepted), each as
+    delivered in full: baseline 0, the ordered power measured and delivered, no penalty. The
+    settlement period is the months of the orders' periods; the contract settlement the
+    schema requires is the example's, moved to the first ordered day."""
+    days = sorted({order["period"] for order in orders})
+    first, last = days[0].replace(day=1), days[-1]
+    end = (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    settlement = example("FlexSettlement", version, now=now)
+    for contract in settlement.get("contract_settlements", []):
+        for period in contract.get("periods", []):
+            period["period"] = days[0]
+    settlement.update(
+        version=version, recipient_domain=orders[0]["recipient_domain"], message_id=new_id(),
+        conversation_id=new_id(), time_stamp=now, period_start=first, period_end=end,
+        currency=orders[0]["currency"], flex_order_settlements=[_settled(o) for o in orders])
+    return settlement
+
+
+def _settled(order: dict[str, Any]) -> dict[str, Any]:
+    settled: dict[str, Any] = {
+        "order_reference": order["order_reference"], "period": order["period"],
+        "congestion_point": order["congestion_point"], "price": order["price"],
+        "net_settlement": order["price"],
+        "isps": [{"start": isp["start"], **({"duration": isp["duration"]}
+                                            if "duration" in isp else {}),
+                  "baseline_power": 0, "ordered_flex_power": isp["power"],
+                  "actual_power": isp["power"], "delivered_flex_power": isp["power"]}
+                 for isp in order["isps"]]}
+    for key in ("contract_id", "d_prognosis_message_id", "baseline_reference"):
+        if key in order:
+            settled[key] = order[key]
+    return settled
 
 
 def schema_problem(message_type: str, version: str, xml: bytes) -> str | None:

@@ -29,6 +29,9 @@
     best_offer = true               # order the cheapest option offered for our FlexRequest
     wait = 1.0                      # seconds after the first offer
 
+    [settlement]                    # a DSO: settle what it ordered ("month end")
+    after = 0                       # seconds after the start (0: never)
+
     [offers]                        # an AGR: offer on every FlexRequest (the example offer)
     on_request = true
     wait = 0.2                      # seconds after the request
@@ -88,6 +91,7 @@ class Scenario:
     offer_on_request: bool = False
     offer_wait: float = 0.2
     revoke_after: float = 0.0
+    settle_after: float = 0.0
     hooks: str | None = None
 
 
@@ -98,6 +102,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "send": ("type", "to", "role", "at", "every", "count", "fields"),
     "orders": ("best_offer", "wait"),
     "offers": ("on_request", "wait", "revoke_after"),
+    "settlement": ("after",),
     "hooks": ("module",),
 }
 
@@ -189,9 +194,10 @@ def parse(text: str, base: str = ".") -> Scenario:
     orders, offers, hooks = data.get("orders", {}), data.get("offers", {}), data.get("hooks", {})
     best = _flag(orders, "best_offer", "orders.")
     on_request = _flag(offers, "on_request", "offers.")
-    if (best and role != "DSO") or (on_request and role != "AGR"):
-        raise ScenarioError("scenario key 'orders' is for a DSO, 'offers' for an AGR "
-                            f"(party.role is {role})")
+    settle = _number(data.get("settlement", {}), "after", "settlement.", 0.0)
+    if (best and role != "DSO") or (on_request and role != "AGR") or (settle and role != "DSO"):
+        raise ScenarioError("scenario keys 'orders' and 'settlement' are for a DSO, 'offers' "
+                            f"for an AGR (party.role is {role})")
     module = hooks.get("module")
     if module is not None:
         module = os.path.join(base, _text(hooks, "module", "hooks."))
@@ -204,7 +210,7 @@ def parse(text: str, base: str = ".") -> Scenario:
         retry_after=_number(faults, "retry_after", "faults.", 1, integer=True),
         sends=sends, best_offer=best, order_wait=_number(orders, "wait", "orders.", 1.0),
         offer_on_request=on_request, offer_wait=_number(offers, "wait", "offers.", 0.2),
-        revoke_after=_number(offers, "revoke_after", "offers.", 0.0),
+        revoke_after=_number(offers, "revoke_after", "offers.", 0.0), settle_after=settle,
         hooks=module)
 
 

@@ -35,7 +35,7 @@ from ..message.examples import example
 from ..server.service import SERVICES, ShapeshifterService
 from ..signing.crypto import SIGNATURE_BYTES, SigningKey
 from ..signing.envelope import Received, open_envelope
-from .messages import order_for
+from .messages import order_for, settlement_for
 from .runner import new_id
 from .scenario import Scenario, Send
 
@@ -64,6 +64,7 @@ class Simulator:
         self._requests = 0
         self._started = 0.0
         self._offers: dict[str, list[dict[str, Any]]] = {}
+        self._ordered: dict[str, list[dict[str, Any]]] = {}  # AGR -> its Accepted orders
         self._tasks: set[asyncio.Task[Any]] = set()
         self._schedule: list[asyncio.Task[Any]] = []
         for message_type in spec(scenario.version).accepted_by(scenario.role):
@@ -81,6 +82,8 @@ class Simulator:
         if "on_start" in self.hooks:
             await _call(self.hooks["on_start"], self)
         self._schedule = [self._spawn(self._sends(send)) for send in self.scenario.sends]
+        if self.scenario.settle_after:
+            self._schedule.append(self._spawn(self._settle()))
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -120,6 +123,10 @@ class Simulator:
             self._offered(payload, received.sender_domain)
         if kind == "FlexRequest" and self.scenario.offer_on_request:
             self._spawn(self._offer(payload))
+        if kind == "FlexSettlement" and extra is None:  # every order settled: accepted
+            extra = {"flex_order_settlement_statuses": [
+                {"order_reference": order["order_reference"], "disposition": "Accepted"}
+                for order in payload["flex_order_settlements"] if "order_reference" in order]}
         return extra
 
     @web.middleware
@@ -172,6 +179,8 @@ class Simulator:
             if answer.get("rejection_reason"):
                 outcome += f": {excerpt(answer['rejection_reason'], 200)}"
             message_id = str(sent["message_id"])
+            if message_type == "FlexOrder" and outcome == "Accepted":
+                self._ordered.setdefault(to, []).append(sent)
         except TimeoutError:
             outcome, message_id = "no answer", str(payload.get("message_id"))
         except Exception as exc:  # noqa: BLE001 - a scenario's send fails, the run goes on
@@ -180,6 +189,16 @@ class Simulator:
         self.results.append((message_type, message_id, outcome))
         logger.info("simulator: %s %s to %s: %s", message_type, message_id, to, outcome)
         return outcome
+
+    async def _settle(self) -> None:
+        """At "month end" (``settlement.after`` seconds in), a FlexSettlement to each AGR of
+        the orders it accepted."""
+        await asyncio.sleep(self.scenario.settle_after)
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        for agr, orders in list(self._ordered.items()):
+            settlement = settlement_for(orders, self.scenario.version, now)
+            settlement["sender_domain"] = self.scenario.domain
+            await self.send(agr, "AGR", "FlexSettlement", settlement)
 
     def _offered(self, offer: dict[str, Any], sender: str) -> None:
         request = str(offer.get("flex_request_message_id") or offer["message_id"])

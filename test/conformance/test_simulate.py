@@ -350,3 +350,13 @@ def test_conformance_builds_the_order_conversation_with_a_simulated_agr():
         ("message.FlexOrder@3.0.0", PASS, "FlexOrderResponse Accepted")]
     assert all(r.outcome.excerpt == "ordered option B of their FlexOffer" for r in results)
     assert [kind for kind, _, _ in agr_sent] == ["FlexOffer", "FlexOffer"]
+
+
+def test_the_simulated_dso_settles_what_it_ordered():
+    """Month end, early: the DSO settles the order the AGR accepted; the AGR's rules (the
+    orders, their references, periods and sums) accept the settlement."""
+    (agr_sent, agr_timeline), (dso_sent, _) = _two_simulators({"settle_after": 2.0})
+    assert dso_sent == [("FlexRequest", "Accepted"), ("FlexOrder", "Accepted"),
+                        ("FlexSettlement", "Accepted")], dso_sent
+    assert [line.split()[1:3] for line in agr_timeline.splitlines()][-2:] == [
+        ["<-", "FlexSettlement"], ["->", "FlexSettlementResponse"]]
