@@ -42,6 +42,23 @@ def _checks(args: argparse.Namespace) -> list[Any]:
         raise Usage(str(exc)) from None
 
 
+def _version_lookup(args: argparse.Namespace) -> Any:
+    """``--dns``: the look-up of what the other party publishes in ``_usef`` (validated up to
+    ``--trust-anchor``, or trusting the resolver's AD bit); None without it."""
+    if not args.dns:
+        return None
+    from ..discovery.dns import DnsDiscovery
+
+    anchors = None
+    if args.trust_anchor:
+        with open(args.trust_anchor, encoding="utf-8") as file:
+            anchors = file.read()
+    try:
+        return DnsDiscovery(args.dns, trust_anchors=anchors, trust_ad=anchors is None).version
+    except ValueError as exc:
+        raise Usage(f"--dns {args.dns}: {exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -58,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
     us, them = Party(args.domain, getattr(args, "as")), Party(args.them, args.role)
     url = args.url or f"https://{args.them}{DEFAULT_PATH}"
     settings = Settings(answer_timeout=args.timeout, rate=args.rate,
-                        max_messages=args.max_messages, oversize=args.oversize)
+                        max_messages=args.max_messages, oversize=args.oversize,
+                        version_lookup=_version_lookup(args))
     host, port = args.listen
 
     def progress(result: Any, done: int, total: int) -> None:
@@ -127,6 +145,12 @@ def add_conformance(commands: Commands[argparse.ArgumentParser]) -> None:
                         help="messages in the run, at most (200)")
     parser.add_argument("--oversize", type=int, default=8 * 1024 * 1024,
                         help="bytes of the oversized body (default 8 MiB)")
+    parser.add_argument("--dns", metavar="IP:PORT",
+                        help="a resolver to read their _usef version record with (the check "
+                             "version.published; skipped without it)")
+    parser.add_argument("--trust-anchor", metavar="FILE",
+                        help="with --dns: validate DNSSEC up to the DS/DNSKEY lines in FILE "
+                             "(default: trust the resolver's AD bit)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML there (for CI)")
     parser.add_argument("--html", metavar="FILE", help="write an HTML report there")
     add_json(parser, "the report")

@@ -69,6 +69,9 @@ class Settings:
     http_timeout: float = 30.0
     #: seconds to wait for their FlexOffer on our FlexRequest (to order it)
     offer_timeout: float = 3.0
+    #: ``async (domain) -> version or None``: what a party publishes in its ``_usef`` TXT
+    #: record (a DnsDiscovery's ``version``); None: the version check is skipped
+    version_lookup: Any = None
 
 
 class Reply(NamedTuple):

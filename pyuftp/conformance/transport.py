@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from ..exceptions import excerpt
+from ..message.catalog import VERSIONS
 from ..signing.crypto import SigningKey, generate_keypair
 from ..signing.envelope import wrap
 from .checks import FAIL, PASS, SKIP, TRANSPORT, Check, Outcome
@@ -19,6 +20,7 @@ __all__ = ["checks"]
 ERRORS = TRANSPORT + " § Error handling"
 TRANSMISSION = TRANSPORT + " § Transmission"
 EXCHANGE = TRANSPORT + " § Message exchange logic"
+DNS = TRANSPORT + " § DNS"
 
 
 def _test_message(link: Link, version: str) -> tuple[bytes, dict[str, Any]]:
@@ -41,7 +43,7 @@ def _fresh_key() -> SigningKey:
 def checks(version: str) -> list[Check]:
     """The transport checks, sending TestMessages of ``version``."""
 
-    async def test_message(link: Link) -> Outcome:
+    async def test_message_in(link: Link, version: str) -> Outcome:
         data, sent = _test_message(link, version)
         reply = await link.post(data)
         if reply.status != 200:
@@ -54,6 +56,29 @@ def checks(version: str) -> list[Check]:
         return Outcome(PASS, "HTTP 200, then a TestMessageResponse",
                        "HTTP 200, TestMessageResponse",
                        f"message_id {answer.payload.get('message_id')}")
+
+    async def published_version(link: Link) -> Outcome:
+        """What its ``_usef`` record says it implements, against what it accepts: a
+        TestMessage in that version must be taken and answered."""
+        lookup = link.settings.version_lookup
+        if lookup is None:
+            return Outcome(SKIP, "the version in _usef." + link.them.domain, "not looked up",
+                           "no DNS look-up given (pyuftp conformance --dns IP:PORT)")
+        try:
+            published = await lookup(link.them.domain)
+        except Exception as exc:  # noqa: BLE001 - a look-up failure is a finding, not a crash
+            return Outcome(FAIL, "a _usef TXT record", "no answer", excerpt(exc, 160))
+        if published is None:
+            return Outcome(FAIL, "a _usef TXT record", "none", f"_usef.{link.them.domain}")
+        if published not in VERSIONS:
+            return Outcome(FAIL, f"one of {', '.join(VERSIONS)}", excerpt(published, 40),
+                           "a version pyuftp cannot send, or not a UFTP version")
+        outcome = await test_message_in(link, published)
+        return Outcome(outcome.status, f"{published} (published) taken and answered",
+                       outcome.got, outcome.excerpt)
+
+    async def test_message(link: Link) -> Outcome:
+        return await test_message_in(link, version)
 
     async def content_type(link: Link) -> Outcome:
         data, _ = _test_message(link, version)
@@ -159,6 +184,10 @@ def checks(version: str) -> list[Check]:
         ("transport.duplicate", EXCHANGE,
          "the same message twice is taken twice (HTTP 200) and answered once", duplicate,
          "one valid TestMessage, twice", "must", 2),
+        ("version.published", DNS,
+         "the version its _usef TXT record names is one it takes and answers; skipped without "
+         "--dns", published_version, "a valid TestMessage in the published version", "should",
+         1),
         ("transport.redirect", TRANSMISSION,
          "a redirect keeps the POST (307/308); skipped when no redirect is used", redirect,
          "a valid TestMessage (and again to a redirect's target on the same host)",

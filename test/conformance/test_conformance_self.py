@@ -77,6 +77,7 @@ def test_every_check_passes_against_pyuftp(us, them):
     assert passed(results), table(results)
     statuses = {r.check.id: r.outcome.status for r in results}
     assert statuses.pop("transport.redirect") == SKIP  # pyuftp serves without redirects
+    assert statuses.pop("version.published") == SKIP  # no DNS here: test_version_published
     assert set(statuses.values()) == {PASS}
     ids = set(statuses)
     assert {"transport.test_message", "transport.unknown_sender", "transport.duplicate",
@@ -238,3 +239,28 @@ def test_dry_run_sends_nothing(capsys):
     assert out.rstrip().endswith("6 checks, at most 8 messages")
     assert main(["conformance", "--as", "DSO", "--domain", "d", "--them", "a", "--role",
                  "AGR"]) == 2  # no keys: a usage error, before anything is sent
+
+
+@pytest.mark.parametrize("published,status", [("3.1.0", PASS), ("3.0.0", PASS),
+                                              ("2015", FAIL), (None, FAIL)])
+def test_version_published(published, status):
+    """What a party publishes in its _usef TXT record, read from a real DNS server on
+    127.0.0.1 (a zone signed at test time, validated up to its trust anchor), against what
+    it takes: a TestMessage in that version must be taken and answered."""
+    from dns_servers import AuthServer, ZoneKey, build_zone
+    from pyuftp.discovery.dns import DnsDiscovery
+
+    key = ZoneKey("conformance.test.")
+    records = [] if published is None else [f'_usef.dso 60 IN TXT "{published}"']
+    server = AuthServer([build_zone("conformance.test.", records, key)]).start()
+    try:
+        dns = DnsDiscovery(f"127.0.0.1:{server.port}", trust_anchors=key.anchor())
+        settings = Settings(answer_timeout=5.0, rate=500.0, version_lookup=dns.version)
+        results, _, _ = run(check_service("AGR", "DSO", only=["version.published"],
+                                          settings=settings), 30)
+    finally:
+        server.stop()
+    [result] = results
+    assert result.outcome.status == status, result.outcome
+    if published == "2015":
+        assert result.outcome.got == "2015"
