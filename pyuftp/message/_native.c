@@ -292,7 +292,7 @@ static PyObject *rows(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"render_rows", native_render_rows, METH_VARARGS, "render_rows(items, ops) -> str | None"},
+    {"render_rows", native_render_rows, METH_VARARGS, "render_rows(items, ops[, filters]) -> str | None"},
     {"all_fine", native_all_fine, METH_VARARGS,
      "all_fine(items, keys, required, lows, highs, checks[, others]) -> bool"},
     {"shape_fine", shape_fine, METH_VARARGS,

@@ -68,12 +68,13 @@ def fast_environment(base: type[jinja2.Environment]) -> type[jinja2.Environment]
     return _fast_environment(base, render_rows)
 
 
-def render_rows(items: Any, ops: tuple[Any, ...]) -> str | None:
+def render_rows(items: Any, ops: tuple[Any, ...], filters: tuple[Any, ...] = ()) -> str | None:
     """A flat template loop's text, written by the C extension; None (the generated Python
-    writes it) when the extension is not in use or the items hold more than exact ints."""
+    writes it) when the extension is not in use or the items hold, or the loop's filters
+    return, more than exact ints and ASCII strs."""
     if not native():
         return None
-    return cast("str | None", _native.render_rows(items, ops))
+    return cast("str | None", _native.render_rows(items, ops, filters))
 
 
 # --- checking ----------------------------------------------------------------------------------

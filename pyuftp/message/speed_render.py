@@ -14,12 +14,12 @@ if TYPE_CHECKING:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-#: ``rows(items, ops) -> str | None``: a flat loop's text written another way (in C), or
-#: None to let the generated Python write it (see :func:`_code_generator`).
-RenderRows = Callable[[Any, tuple[Any, ...]], "str | None"]
+#: ``rows(items, ops, filters) -> str | None``: a flat loop's text written another way (in
+#: C), or None to let the generated Python write it (see :func:`_code_generator`).
+RenderRows = Callable[[Any, tuple[Any, ...], tuple[Any, ...]], "str | None"]
 
 
-def _no_rows(items: Any, ops: tuple[Any, ...]) -> str | None:
+def _no_rows(items: Any, ops: tuple[Any, ...], filters: tuple[Any, ...] = ()) -> str | None:
     return None
 
 
@@ -158,9 +158,12 @@ def _code_generator() -> type[Any]:
                             self.write(", ")
                 self.write("))")
 
+            filters: list[str] = []  # the loop's filters, as the generated code names them
+
             def ops(body: Any) -> list[tuple[Any, ...]] | None:
                 # The loop as data for environment.render_rows: constant text, a field's
-                # value, and a group written when a field is not None; None if it is more.
+                # value (as is, or through a filter), and a group written when a field is not
+                # None; None if it is more.
                 found: list[tuple[Any, ...]] = []
                 for item in body:
                     if isinstance(item, nodes.If):
@@ -182,6 +185,11 @@ def _code_generator() -> type[Any]:
                         elif (isinstance(child, nodes.Getattr)
                               and isinstance(child.node, nodes.Name)):
                             found.append(("f", child.attr))
+                        elif self._plain_filter(child):
+                            name = self.filters[child.name]
+                            if name not in filters:
+                                filters.append(name)
+                            found.append(("x", child.node.attr, filters.index(name)))
                         else:
                             return None
                 return found
@@ -192,7 +200,8 @@ def _code_generator() -> type[Any]:
             self.visit(node.iter, frame)
             as_data = ops(node.body)
             if as_data is not None:
-                self.writeline(f"{text} = environment.render_rows({items}, {tuple(as_data)!r})")
+                self.writeline(f"{text} = environment.render_rows({items}, {tuple(as_data)!r}, "
+                               f"({''.join(name + ', ' for name in filters)}))")
                 self.writeline(f"if {text} is None:")
                 self.indent()
             self.writeline(f"{text} = concat([")
@@ -205,6 +214,24 @@ def _code_generator() -> type[Any]:
             self.writeline(f"yield {text}" if frame.buffer is None
                            else f"{frame.buffer}.append({text})")
             return True
+
+        def _plain_filter(self, node: Any) -> bool:
+            """``{{ item.field|name }}``: a filter called with the field's value alone (no
+            arguments, nor the context or environment Jinja2 may pass), as C can call it."""
+            from jinja2 import nodes
+            try:
+                from jinja2.utils import _PassArg  # private: without it, Python writes
+            except ImportError:  # pragma: no cover - another Jinja2
+                return False
+
+            if not isinstance(node, nodes.Filter):
+                return False
+            func = self.environment.filters.get(node.name)
+            return (func is not None and _PassArg.from_obj(func) is None
+                    and node.name in self.filters
+                    and isinstance(node.node, nodes.Getattr)
+                    and isinstance(node.node.node, nodes.Name)
+                    and not (node.args or node.kwargs or node.dyn_args or node.dyn_kwargs))
 
         def visit_Test(self, node: Any, frame: Any) -> None:
             # `x is none` / `is not none` guard every optional attribute: a plain identity

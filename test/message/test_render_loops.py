@@ -8,6 +8,7 @@ dicts; the fast and the plain renderer must agree byte for byte, or fail alike.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -21,7 +22,8 @@ from pyuftp.message.examples import example, flex_offer_96
 
 CASES = [(t, v) for v in VERSIONS for t in MESSAGE_TYPES]
 ODD = ['"quoted" <b>&amp;</b> \'it\'', Markup("<i>kept</i>"), None, 7, -7, 2**63, 2**70, True,
-       Decimal("1.50"), "\t\n", "\u20ac"]
+       Decimal("1.50"), Decimal("-0E-7"), "\t\n", "\u20ac", dt.date(2026, 1, 2),
+       dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.timezone.utc), dt.datetime(2026, 1, 2)]
 
 
 def test_rows_in_c_step_aside_for_what_they_do_not_know():
@@ -33,13 +35,45 @@ def test_rows_in_c_step_aside_for_what_they_do_not_know():
     assert rows([{"a": 1}, {"a": -2, "b": 3}, {"a": 0, "b": None}], ops) == (
         '<I A="1"/><I A="-2" B=3/><I A="0"/>')
     assert rows((), ops) == ""
-    for items in ([{"a": "1"}], [{"a": None}], [{}], [{"a": True}], [{"a": 2**63}],
-                  [{"a": 1, "b": 1.5}], [Item(a=1)], ({"a": 1}, 5), iter([{"a": 1}])):
+    # an ASCII str is escaped as MarkupSafe does it; the extremes of a 64-bit int in full
+    assert rows([{"a": "1 & <2> \"3\" '4'"}, {"a": -2**63, "b": 2**63 - 1}], ops) == (
+        '<I A="1 &amp; &lt;2&gt; &#34;3&#34; &#39;4&#39;"/>'
+        f'<I A="{-2**63}" B={2**63 - 1}/>')
+    for items in ([{"a": "\u20ac"}], [{"a": Markup("1")}], [{"a": None}], [{}], [{"a": True}],
+                  [{"a": 2**63}], [{"a": 1, "b": 1.5}], [Item(a=1)], ({"a": 1}, 5),
+                  iter([{"a": 1}])):
         assert rows(items, ops) is None, items
-    for odd in ((("x", "a"),), (("c", "\u20ac"),), ((1, 2),), ("c",), (("g", "a"),)):
+    for odd in ((("x", "a"),), (("x", "a", 0),), (("x", "a", -1),), (("c", "\u20ac"),),
+                ((1, 2),), ("c",), (("g", "a"),)):
         assert rows([{"a": 1}], odd) is None, odd
     with pytest.raises(TypeError):
         rows([{"a": 1}], [("c", "x")])
+
+
+def test_rows_in_c_call_the_loops_filters_as_the_template_would():
+    if speed._native is None:
+        pytest.skip("the C extension is not built here")
+    rows = speed._native.render_rows
+    seen = []
+
+    def twice(value):
+        seen.append(value)
+        return None if value == "none" else "" if value is None else value * 2
+
+    ops = (("c", "<I A=\""), ("x", "a", 1), ("c", "\"/>"))
+    assert rows([{"a": 1}, {"a": "<"}, {}], ops, (str, twice)) == (
+        '<I A="2"/><I A="&lt;&lt;"/><I A=""/>')  # an absent field reaches it as None
+    assert seen == [1, "<", None]
+    # what the filter returns decides: an int or an ASCII str is written, anything else is not
+    assert rows([{"a": "none"}], ops, (str, twice)) is None
+    assert rows([{"a": "\u20ac"}], ops, (str, twice)) is None
+    assert rows([{"a": 1}], ops, (str,)) is None  # no such filter
+
+    def fails(value):
+        raise ValueError(f"no {value}")
+
+    with pytest.raises(ValueError, match="no 1"):  # as the template's own call would raise
+        rows([{"a": 1}], ops, (str, fails))
 
 
 class Item(dict):
