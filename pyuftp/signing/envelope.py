@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
 
+from markupsafe import escape
+
+from ..message import speed
 from ..message.catalog import DEFAULT_VERSION
 from .crypto import SIGNATURE_BYTES, SigningKey, VerifyKey, verify_key
 from ..exceptions import MalformedXML, SenderMismatch, ValidationError, excerpt, quote
@@ -30,6 +33,7 @@ __all__ = ["Envelope", "Received", "SenderMismatch", "seal_message", "wrap", "op
 #: begins with UTF-16's).
 _BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
          (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
+_SPECIAL = frozenset("&<>\"'")
 _DECLARED = re.compile(rb"""\A(?:\xef\xbb\xbf)?<\?xml\s[^>]{0,200}?\bencoding\s*=\s*["']"""
                        rb"""([^"'>]{0,40})["']""")
 
@@ -73,9 +77,23 @@ def wrap(payload_xml: str | bytes, signing_key: SigningKey | str, sender_domain:
     """Seal payload XML and put it in a SignedMessage envelope (UTF-8 bytes)."""
     key = signing_key if isinstance(signing_key, SigningKey) else SigningKey(signing_key)
     data = payload_xml.encode("utf-8") if isinstance(payload_xml, str) else payload_xml
-    body = base64.b64encode(key.seal(data)).decode("ascii")
-    envelope = {"sender_domain": sender_domain, "sender_role": sender_role, "body": body}
+    body = binascii.b2a_base64(key.seal(data), newline=False)
+    if speed.ENABLED and sender_domain.__class__ is str and sender_role.__class__ is str:
+        # What the template writes, as one bytes join: rendering it through Jinja2 cost a
+        # third of sealing the payload beside the signature.
+        return b"".join((b'<SignedMessage SenderDomain="', _attribute(sender_domain),
+                         b'" SenderRole="', _attribute(sender_role), b'" Body="', body,
+                         b'"/>'))
+    envelope = {"sender_domain": sender_domain, "sender_role": sender_role,
+                "body": body.decode("ascii")}
     return render("SignedMessage", envelope).encode("utf-8")
+
+
+def _attribute(text: str) -> bytes:
+    # As the template's autoescape writes a str: & < > " ' as MarkupSafe's entities.
+    if _SPECIAL.isdisjoint(text):
+        return text.encode("utf-8")
+    return str(escape(text)).encode("utf-8")
 
 
 def seal_message(message_type: str, payload: Mapping[str, Any], signing_key: SigningKey | str,
