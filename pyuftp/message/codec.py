@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,14 +63,27 @@ def check_payload(message_type: str, payload: Mapping[str, Any],
     check(message_type, payload, spec(version))
 
 
+# The version and variant bits of a random (version 4) UUID, and the bits they replace.
+_UUID4_KEEP = ~(0xF000 << 64 | 0xC000 << 48)
+_UUID4_SET = 0x4000 << 64 | 0x8000 << 48
+
+
+def new_uuid4() -> str:
+    """``str(uuid.uuid4())``, from the same 16 bytes of os.urandom, in half its time (a send
+    makes two: MessageID and ConversationID)."""
+    number = int.from_bytes(os.urandom(16), "big") & _UUID4_KEEP | _UUID4_SET
+    text = "%032x" % number
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def _with_metadata(payload: Mapping[str, Any], version: str) -> dict[str, Any]:
     message = dict(payload)
     if message.get("version") is None:
         message["version"] = version
     if message.get("message_id") is None:
-        message["message_id"] = str(uuid.uuid4())
+        message["message_id"] = new_uuid4()
     if message.get("conversation_id") is None:
-        message["conversation_id"] = str(uuid.uuid4())
+        message["conversation_id"] = new_uuid4()
     if message.get("time_stamp") is None:
         message["time_stamp"] = _dt.datetime.now(_dt.timezone.utc)
     return message

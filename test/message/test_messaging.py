@@ -70,6 +70,25 @@ def test_metadata_is_filled_in():
     assert 'TimeStamp="' in xml and "+00:00" in xml
 
 
+def test_new_ids_are_random_uuid4s_as_uuid_writes_them(monkeypatch):
+    import os
+    import uuid
+
+    from pyuftp.message import codec
+
+    ids = {codec.new_uuid4() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # lower case, 8-4-4-4-12
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # the 122 random bits are os.urandom's, as uuid.uuid4() takes them: the same bytes give
+    # the same text both ways, whatever they are
+    for raw in (bytes(16), b"\xff" * 16, bytes(range(16)), bytes(range(240, 256))):
+        monkeypatch.setattr(os, "urandom", lambda n, raw=raw: raw)  # uuid's and codec's
+        assert codec.new_uuid4() == str(uuid.uuid4())
+
+
 def test_version_argument_and_payload_version():
     payload = {"sender_domain": "agr.example.com", "recipient_domain": "dso.example.com"}
     assert 'Version="3.0.0"' in pyuftp.create_message("TestMessage", payload, version="3.0.0")
