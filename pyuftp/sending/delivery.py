@@ -244,8 +244,9 @@ class Courier(CourierSend):
         if self.outbox is None:
             await self._post(sealed)
             self.metrics.sent(sealed.message_type, sealed.recipient_domain, "posted")
-            fields = about((sealed.message_type, sealed.payload), sealed.recipient_domain)
-            logger.info("sent %s (%s)", fields, sealed.recipient_role, extra=fields)
+            if logger.isEnabledFor(logging.INFO):  # the fields cost more than the send's POST
+                fields = about((sealed.message_type, sealed.payload), sealed.recipient_domain)
+                logger.info("sent %s (%s)", fields, sealed.recipient_role, extra=fields)
             return sealed.payload
         await self._check_stateful(sealed)
         await self._queue(sealed)

@@ -124,6 +124,7 @@ class Poster:
         self.allow_plain_http = allow_plain_http
         self._session = session
         self._own_session = session is None
+        self._allowed: tuple[str, bool] | None = None  # the last URL refuse_plain_http let by
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -139,6 +140,8 @@ class Poster:
 
     async def _headers(self, url: str, peer: Peer | None) -> dict[str, str]:
         headers = {"Content-Type": CONTENT_TYPE}
+        if self.auth is None:  # (isinstance of a runtime Protocol costs ~10 µs a POST)
+            return headers
         if isinstance(self.auth, PeerAuth):
             headers.update(await self.auth.headers_for(url, peer) or {})
         elif self.auth is not None:
@@ -159,10 +162,12 @@ class Poster:
         refreshed = False
         hop = 0
         while hop <= self.max_redirects:
-            try:
-                refuse_plain_http(url, self.allow_plain_http)
-            except ValueError as exc:
-                raise FinalDeliveryError(str(exc), url=url) from None
+            if (url, self.allow_plain_http) != self._allowed:  # the last URL: checked already
+                try:
+                    refuse_plain_http(url, self.allow_plain_http)
+                except ValueError as exc:
+                    raise FinalDeliveryError(str(exc), url=url) from None
+                self._allowed = (url, self.allow_plain_http)
             try:
                 headers = await self._headers(url, peer)
                 async with self._http().post(
