@@ -47,16 +47,19 @@ from benchlib import AGR_DOMAIN, DSO_DOMAIN, PREFIX, Child, close_client, cpu, s
 
 
 def _offer() -> dict[str, Any]:
-    """The 96-ISP FlexOffer of bench/messages.py, dated for now, without its metadata."""
-    import importlib.util
+    """The 96-ISP FlexOffer of bench/messages.py (Duration on every ISP, MinActivationFactor
+    on the option), dated for now, without its metadata. Made here, not imported from there:
+    that would import the peer too, and its objects would weigh on this process's GC."""
+    from decimal import Decimal
 
     from benchlib import dated_for_now
+    from pyuftp.message.examples import flex_offer_96
 
-    found = importlib.util.spec_from_file_location("pyuftp_bench_messages",
-                                                   os.path.join(_HERE, "messages.py"))
-    messages = importlib.util.module_from_spec(found)
-    found.loader.exec_module(messages)
-    offer = messages.payloads()[0]
+    offer = flex_offer_96()
+    offer["offer_options"] = [
+        {"min_activation_factor": Decimal("1.00"), **option,
+         "isps": [{"duration": 1, **isp} for isp in option["isps"]]}
+        for option in offer["offer_options"]]
     offer = dict(dated_for_now(offer), sender_domain=AGR_DOMAIN, recipient_domain=DSO_DOMAIN)
     return {k: v for k, v in offer.items()
             if k not in ("message_id", "conversation_id", "time_stamp")}
