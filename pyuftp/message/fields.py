@@ -154,19 +154,27 @@ def _decimal(digits: int | None = None, low: str | None = None, high: str | None
     highest = None if high is None else Decimal(high)
 
     def check(value: Any) -> str | None:
-        if isinstance(value, float):
+        if value.__class__ is Decimal:
+            number = value
+        elif isinstance(value, float):
             # Decided once for all decimals: a float is refused, not converted, because it
             # is rarely the number meant (0.1 + 0.2 == 0.30000000000000004).
             return (f"{quote(value)} is a float; use decimal.Decimal (e.g. Decimal('12.50')), "
                     "as floats are inexact")
-        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        elif isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             return f"{quote(value)} is not {what}"
-        number = Decimal(value)
+        else:
+            number = Decimal(value)
         if not number.is_finite():
             return f"{quote(value)} is not {what}"
-        exponent = number.normalize().as_tuple().exponent
-        if digits is not None and number and isinstance(exponent, int) and exponent < -digits:
-            return f"{quote(value)} has more than {digits} decimal places"
+        # Decimal places: the written exponent says enough unless it is below the bound
+        # (normalize() only raises it: trailing zeros, 12.5000); normalizing every value
+        # was most of this check, and overflowed on a huge one instead of saying it is so.
+        written = number.as_tuple().exponent if digits is not None and number else 0
+        if digits is not None and isinstance(written, int) and written < -digits:
+            exponent = number.normalize().as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -digits:
+                return f"{quote(value)} has more than {digits} decimal places"
         if (lowest is not None and number < lowest) or (highest is not None and number > highest):
             return f"{quote(value)} is not {what}"
         if number.adjusted() >= total - (digits or 0):

@@ -7,8 +7,10 @@ exception):
 
 * rendering: templates compiled to leaner Python (:func:`fast_environment`), the shared
   attribute groups of ``_parts.xml`` written out in place of macro calls
-  (:func:`inlining_loader`), and a render call without Jinja2's per-call context set-up
-  (:func:`render`);
+  (:func:`inlining_loader`), a render call without Jinja2's per-call context set-up
+  (:func:`render`), and flat loops (ISP lists) written by the C extension where it is built,
+  their ints and ASCII strs written and their plain filters called from C
+  (:func:`render_rows`);
 * checking: one generated function per leaf list (ISPs) that checks all its items in one
   pass (:func:`list_check`);
 * reading: leaf lists read a column at a time with compiled XPaths (:class:`Columns`); where

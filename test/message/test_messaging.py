@@ -160,6 +160,13 @@ def test_required_field_in_a_nested_item():
         (("offer_options", 0, "isps", 0, "start"), 0, "0 is not a positive integer"),
         (("offer_options", 0, "price"), "12.50", "'12.50' is not an amount"),
         (("offer_options", 0, "price"), Decimal("1.23456"), "more than 4 decimal places"),
+        (("offer_options", 0, "price"), Decimal("1.2345000"), None),  # trailing zeros: 4
+        (("offer_options", 0, "price"), 12, None),
+        (("offer_options", 0, "price"), Decimal("-0E-9"), None),  # zero has no places
+        (("offer_options", 0, "price"), Decimal("1E+1000000"), "is too large"),  # (overflowed)
+        (("offer_options", 0, "price"), Decimal("NaN"), "is not an amount"),
+        (("offer_options", 0, "min_activation_factor"), Decimal("0.500"), None),
+        (("offer_options", 0, "min_activation_factor"), Decimal("0.505"), "2 decimal places"),
         (("offer_options", 0, "min_activation_factor"), Decimal("1.5"), "is not an activation factor"),
         (("period",), dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc), "is not a datetime.date"),
         (("period",), "2026-11-23", "is not a datetime.date"),
@@ -187,6 +194,9 @@ def test_wrong_types_and_patterns(path, value, message):
     for step in path[:-1]:
         target = target[step]
     target[path[-1]] = value
+    if message is None:  # fine as it is
+        pyuftp.create_message("FlexOffer", payload)
+        return
     with pytest.raises(pyuftp.ValidationError) as info:
         pyuftp.create_message("FlexOffer", payload)
     expected_field = "FlexOffer" + "".join(
