@@ -15,7 +15,7 @@ The ratio of each round's pair (the trees ran back to back) is
 given too, as median [min-max]: on a busy machine it is steadier than the ratio of medians.
 
 Then, per tree, the stages of one send timed as calls of their own (``process_time``, median
-of 7 repeats): ``complete_payload`` (fill in MessageID, ConversationID, TimeStamp; check),
+of 7 repeats, the trees alternating): ``complete_payload`` (fill in MessageID, ConversationID, TimeStamp; check),
 the stateless rules, ``render``, ``wrap`` (sign + base64 + envelope) and ``crypto_sign``
 alone, ``Courier.seal`` (all of those), and the floors: a bare aiohttp ``session.post`` of
 the envelope's bytes from the worker (client side CPU) and ``create_message`` +
@@ -98,7 +98,8 @@ class Worker:
                 await close_client(c)
         return {"us": used / sent * 1e6, "n": sent}
 
-    async def stages(self) -> dict[str, list[float]]:
+    async def stages(self) -> dict[str, float]:
+        """One timing of each stage and floor (µs CPU per call)."""
         import aiohttp
         import nacl.bindings
 
@@ -129,8 +130,7 @@ class Worker:
             "floor: create_message": lambda: pyuftp.create_message("FlexOffer", full),
             "floor: crypto_sign": lambda: nacl.bindings.crypto_sign(data, secret),
         }
-        found: dict[str, list[float]] = {name: [] for name in calls}
-        found["floor: bare aiohttp POST, client CPU"] = []
+        found: dict[str, float] = {}
         async with aiohttp.ClientSession() as session:
             async def post() -> None:
                 async with session.post(self.url, data=envelope,
@@ -139,18 +139,17 @@ class Worker:
 
             for _ in range(20):
                 await post()
-            for _ in range(7):
-                for name, fn in calls.items():
-                    for _ in range(10):
-                        fn()
-                    n, t0 = 200, time.process_time()
-                    for _ in range(n):
-                        fn()
-                    found[name].append((time.process_time() - t0) / n * 1e6)
-                n, t0 = 300, cpu()
+            for name, fn in calls.items():
+                for _ in range(10):
+                    fn()
+                n, t0 = 200, time.process_time()
                 for _ in range(n):
-                    await post()
-                found["floor: bare aiohttp POST, client CPU"].append((cpu() - t0) / n * 1e6)
+                    fn()
+                found[name] = (time.process_time() - t0) / n * 1e6
+            n, t0 = 300, cpu()
+            for _ in range(n):
+                await post()
+            found["floor: bare aiohttp POST, client CPU"] = (cpu() - t0) / n * 1e6
         await courier.close()
         return found
 
@@ -252,12 +251,20 @@ def main() -> None:
                       f"{statistics.median(values) / statistics.median(ours):.2f} × this tree "
                       f"(per round: {spread(paired, '.2f')})")
         if not args.no_stages:
+            stages: dict[str, dict[str, list[float]]] = {s.tree: {} for s in senders}
+            for i in range(7):  # the trees alternate here too
+                for s in senders if i % 2 == 0 else senders[::-1]:
+                    for name, value in s.ask("stages", "stages").items():
+                        stages[s.tree].setdefault(name, []).append(value)
             for s in senders:
-                print(f"\nstages of one send, {s.tree} (µs CPU, median [min–max] of 7):")
-                stages = s.ask("stages", "stages")
-                for name, values in stages.items():
-                    print(f"  {name:<42} {spread(values, '.1f')}")
-                floor = sum(statistics.median(stages[k]) for k in (
+                found = stages[s.tree]
+                print(f"\nstages of one send, {s.tree} (µs CPU, median [min–max] of 7, "
+                      "trees alternating):")
+                for name, values in found.items():
+                    mine = found[name] if s is senders[0] else stages[trees[0]][name]
+                    print(f"  {name:<42} {spread(values, '.1f'):>24}  "
+                          f"{statistics.median(values) / statistics.median(mine):.2f} × this tree")
+                floor = sum(statistics.median(found[k]) for k in (
                     "floor: create_message", "floor: crypto_sign",
                     "floor: bare aiohttp POST, client CPU"))
                 one = statistics.median(figures[(s.tree, 1)])
