@@ -15,7 +15,8 @@ The ratio of each round's pair (the trees ran back to back) is
 given too, as median [min-max]: on a busy machine it is steadier than the ratio of medians.
 
 Then, per tree, the stages of one send timed as calls of their own (``process_time``, median
-of 7 repeats, the trees alternating): ``complete_payload`` (fill in MessageID, ConversationID, TimeStamp; check),
+of 7 repeats, the trees alternating): ``complete_payload`` (fill in MessageID,
+ConversationID, TimeStamp; check),
 the stateless rules, ``render``, ``wrap`` (sign + base64 + envelope) and ``crypto_sign``
 alone, ``Courier.seal`` (all of those), and the floors: a bare aiohttp ``session.post`` of
 the envelope's bytes from the worker (client side CPU) and ``create_message`` +
@@ -262,8 +263,8 @@ def main() -> None:
                       "trees alternating):")
                 for name, values in found.items():
                     mine = found[name] if s is senders[0] else stages[trees[0]][name]
-                    print(f"  {name:<42} {spread(values, '.1f'):>24}  "
-                          f"{statistics.median(values) / statistics.median(mine):.2f} × this tree")
+                    ratio = statistics.median(values) / statistics.median(mine)
+                    print(f"  {name:<42} {spread(values, '.1f'):>24}  {ratio:.2f} × this tree")
                 floor = sum(statistics.median(found[k]) for k in (
                     "floor: create_message", "floor: crypto_sign",
                     "floor: bare aiohttp POST, client CPU"))
