@@ -18,7 +18,8 @@ Then, per tree, the stages of one send timed as calls of their own (``process_ti
 of 7 repeats, the trees alternating): ``complete_payload`` (fill in MessageID,
 ConversationID, TimeStamp; check),
 the stateless rules, ``render``, ``wrap`` (sign + base64 + envelope) and ``crypto_sign``
-alone, ``Courier.seal`` (all of those), and the floors: a bare aiohttp ``session.post`` of
+alone, ``Courier.seal`` (all of those), ``parse_message(create_message())`` (bench/messages.py's
+create+parse), and the floors: a bare aiohttp ``session.post`` of
 the envelope's bytes from the worker (client side CPU) and ``create_message`` +
 ``crypto_sign`` + that POST, the sender floor bench/throughput.py prints. See
 bench/README.md.
@@ -128,6 +129,8 @@ class Worker:
             "wrap (sign + base64 + envelope)": lambda: wrap(data, key, AGR_DOMAIN, "AGR"),
             "Courier.seal (all of the above)": lambda: courier.seal(
                 "FlexOffer", self.payload, DSO_DOMAIN, "DSO"),
+            "create+parse (as bench/messages.py)": lambda: pyuftp.parse_message(
+                pyuftp.create_message("FlexOffer", full)),
             "floor: create_message": lambda: pyuftp.create_message("FlexOffer", full),
             "floor: crypto_sign": lambda: nacl.bindings.crypto_sign(data, secret),
         }
