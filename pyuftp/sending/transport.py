@@ -124,6 +124,8 @@ class Poster:
         self.allow_plain_http = allow_plain_http
         self._session = session
         self._own_session = session is None
+        #: the last (url, allow_plain_http) found allowed: answers go to one URL, again and again
+        self._allowed: tuple[str, bool] | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -159,12 +161,15 @@ class Poster:
         refreshed = False
         hop = 0
         while hop <= self.max_redirects:
+            if self._allowed != (url, self.allow_plain_http):
+                try:
+                    refuse_plain_http(url, self.allow_plain_http)
+                except ValueError as exc:
+                    raise FinalDeliveryError(str(exc), url=url) from None
+                self._allowed = (url, self.allow_plain_http)
             try:
-                refuse_plain_http(url, self.allow_plain_http)
-            except ValueError as exc:
-                raise FinalDeliveryError(str(exc), url=url) from None
-            try:
-                headers = await self._headers(url, peer)
+                headers = ({"Content-Type": CONTENT_TYPE} if self.auth is None
+                           else await self._headers(url, peer))
                 async with self._http().post(
                     url, data=data, headers=headers, ssl=self.ssl,
                     allow_redirects=False,  # aiohttp would turn a 301/302 POST into a GET
