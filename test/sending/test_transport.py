@@ -524,7 +524,8 @@ def test_queued_and_delivered_lines_name_the_message_when_info_is_on(caplog):
     with caplog.at_level(logging.INFO, logger="pyuftp"):
         sent, response = run(scenario())
     answer_id = response[2]["message_id"]
-    queued = [r for r in caplog.records if r.getMessage().startswith("queued FlexOfferRevocationResponse")]
+    queued = [r for r in caplog.records if r.getMessage().startswith(
+        "queued FlexOfferRevocationResponse")]
     delivered = [r for r in caplog.records if r.getMessage().startswith(
         "delivered FlexOfferRevocationResponse")]
     assert len(queued) == 1 and len(delivered) == 1
