@@ -16,8 +16,10 @@ Then the floors (lxml, XSD, Ed25519, a bare aiohttp POST), measured in the same 
 pyuftp service's memory after 10 %, 50 % and 100 % of ``--memory`` messages, with its
 default store and with a store capped at ``--cap``. ``--metrics``: first, the service CPU per
 message of pyuftp services with and without ``metrics=True`` (two processes, rounds
-alternating), and what the metric hooks of one message cost on their own. See
-bench/README.md.
+alternating), and what the metric hooks of one message cost on their own. ``--base TREE``:
+a third service, pyuftp from another source tree (e.g. ``git worktree add /tmp/base <commit>``),
+in the same rotation, so that a change is measured before and after in the same run;
+``--no-peer`` leaves the peer's rounds out. See bench/README.md.
 """
 from __future__ import annotations
 
@@ -104,7 +106,8 @@ class Bench:
         self.peer_flex_offer = messages.peer_flex_offer
         self.rounds: list[Round] = []
         self.floors: dict[str, list[float]] = {}
-        self.accepted = {"pyuftp": 0, "peer": 0}  # HTTP 200s per service process so far
+        # HTTP 200s per service process so far ("base": pyuftp from --base TREE)
+        self.accepted = {"pyuftp": 0, "peer": 0, "base": 0}
         self.agr_expected = 0  # responses the AGR should have received in all
         self.lifetime = 3600.0
         from pyuftp.clients import ShapeshifterAgrDsoClient
@@ -397,9 +400,17 @@ async def run(args: Any) -> None:
     peer = await asyncio.to_thread(Child, "peer", bench.config(), lifetime)
     bare = await asyncio.to_thread(Child, "bare", {}, lifetime)
     children = [agr, ours, peer, bare]
+    base = None
+    if args.base:  # the same service from another tree, its answers to the same AGR
+        base = await asyncio.to_thread(Child, "pyuftp", bench.config(agr_endpoint=agr.url),
+                                       lifetime, os.path.abspath(args.base))
+        children.append(base)
+    impls = ["pyuftp"] + ([] if args.no_peer else ["peer"]) + (["base"] if base else [])
     try:
         print(f"services in their own processes on 127.0.0.1 (pyuftp {ours.ready['pyuftp']}, "
               f"store {ours.ready['store']}); senders in this process; {os.cpu_count()} CPUs")
+        if base is not None:
+            print(f"base: pyuftp {base.ready['pyuftp']}, store {base.ready['store']}")
         print(f"FlexOffer: 1 option x {len(bench.payload['offer_options'][0]['isps'])} ISPs "
               f"({bench.source}), signed envelope {len(bench.body())} B")
         print(f"{args.rounds} rounds of {args.seconds:g} s per scenario and library, pyuftp and "
@@ -418,6 +429,14 @@ async def run(args: Any) -> None:
         bench.accepted["pyuftp"] += 50
         bench.agr_expected += 50
         await bench.drain(ours, agr, "pyuftp")
+        if base is not None:
+            c = ShapeshifterAgrDsoClient(AGR_DOMAIN, bench.agr_private, DSO_DOMAIN, base.url)
+            for _ in range(50):
+                await c.send_flex_offer(bench.payload)
+            await close_client(c)
+            bench.accepted["base"] += 50
+            bench.agr_expected += 50
+            await bench.drain(base, agr, "base")
         warm = Round("peer", "warm-up", 1)
         saved, args.seconds = args.seconds, 0.5
         await asyncio.to_thread(bench.peer_round, warm, peer)
@@ -433,11 +452,14 @@ async def run(args: Any) -> None:
         pool = int(args.pool_rate * args.seconds)
         for label, senders in scenarios:
             for i in range(args.rounds):
-                for impl in (("pyuftp", "peer") if i % 2 == 0 else ("peer", "pyuftp")):
+                # the order turns every round: each service comes first, last, in between
+                for impl in impls[i % len(impls):] + impls[:i % len(impls)]:
                     r = Round(impl, label, senders)
                     bodies = presign(bench, pool) if label == "pre-signed" else None
                     if impl == "pyuftp":
                         await bench.async_round(r, ours, agr, bodies)
+                    elif impl == "base":
+                        await bench.async_round(r, base, agr, bodies)
                     elif label == "send":
                         await asyncio.to_thread(bench.peer_round, r, peer)
                     else:
@@ -454,7 +476,7 @@ async def run(args: Any) -> None:
                           f"{r.delivered:>5} msgs {r.rate:6.0f} msg/s (accepted {r.accept_rate:5.0f}/s)"
                           f"  svc {r.per_msg(r.service_cpu):5.0f} µs  sender "
                           f"{r.per_msg(r.sender_cpu):5.0f} µs"
-                          + (f"  agr {r.per_msg(r.agr_cpu):4.0f} µs" if impl == "pyuftp" else "")
+                          + (f"  agr {r.per_msg(r.agr_cpu):4.0f} µs" if impl != "peer" else "")
                           + f"  backlog {r.backlog:>4}  drain {r.drain:4.2f} s"
                           + ("  " + "; ".join(flags) if flags else ""), flush=True)
                 if label == "send" and senders == 1:  # floors, between rounds
@@ -475,6 +497,8 @@ async def run(args: Any) -> None:
                       f"{mem[-1][2]['VmRSS']:.1f} MiB", flush=True)
         final_ours = await asyncio.to_thread(ours.quit)
         final_peer = await asyncio.to_thread(peer.quit)
+        if base is not None:
+            await asyncio.to_thread(base.quit)
         if args.cap_messages:
             capped = await asyncio.to_thread(
                 Child, "pyuftp", bench.config(agr_endpoint=agr.url,
@@ -565,6 +589,7 @@ def report(bench: Bench, args: Any) -> None:
     print()
     print(f"  {'':<34} {'pyuftp':>26} {'shapeshifter-uftp':>26} {'peer/ours':>9}")
     summary = {}
+    base_summary: dict[tuple[str, int], list[float]] = {}
     for label, senders in (("send", 1), ("send", args.senders), ("pre-signed", 1),
                            ("pre-signed", args.senders)):
         a, b = pick("pyuftp", label, senders), pick("peer", label, senders)
@@ -572,7 +597,7 @@ def report(bench: Bench, args: Any) -> None:
         # for msg/s the ratio printed is ours/peer's: a bigger number is better for pyuftp
         ra = [r.rate for r in a]
         rb = [r.rate for r in b]
-        ratio = statistics.median(ra) / statistics.median(rb)
+        ratio = statistics.median(ra) / statistics.median(rb) if ra and rb else float("nan")
         print(f"  {'msg/s (delivered / handled)':<34} {spread(ra):>26} {spread(rb):>26} "
               f"{'ours/peer ' + format(ratio, '.2f'):>9}")
         print(row("msg/s accepted (HTTP 200)", [r.accept_rate for r in a],
@@ -591,6 +616,18 @@ def report(bench: Bench, args: Any) -> None:
                   [quantile(r.latencies, 0.99) * 1e3 for r in b], ".2f"))
         print(row("backlog at the close (msgs)", [r.backlog for r in a], [r.backlog for r in b]))
         summary[(label, senders)] = (svc_a, snd_a)
+        c = pick("base", label, senders)
+        if c:  # the same figures of the --base tree; the last column is then base/ours
+            print(f"  {'vs --base':<34} {'pyuftp (this tree)':>26} {'base':>26} "
+                  f"{'base/ours':>9}")
+            print(row("service CPU µs/msg", svc_a, [r.per_msg(r.service_cpu) for r in c]))
+            print(row("sender CPU µs/msg", snd_a, [r.per_msg(r.sender_cpu) for r in c]))
+            print(row("service + sender CPU µs/msg", both_a,
+                      [r.per_msg(r.service_cpu + r.sender_cpu) for r in c]))
+            print(row("p50 latency ms", [statistics.median(r.latencies) * 1e3 for r in a
+                                         if r.latencies],
+                      [statistics.median(r.latencies) * 1e3 for r in c if r.latencies], ".2f"))
+            base_summary[(label, senders)] = [r.per_msg(r.service_cpu) for r in c]
 
     f = bench.floors
     med = {k: statistics.median(v) for k, v in f.items()}
@@ -615,6 +652,9 @@ def report(bench: Bench, args: Any) -> None:
         svc = statistics.median(summary[(label, 1)][0])
         print(f"  service CPU per message, {label}, 1 sender: {svc:.0f} µs = "
               f"{svc / floor:.2f} × the floor sum")
+        if base_summary.get((label, 1)):
+            old = statistics.median(base_summary[(label, 1)])
+            print(f"    the --base tree: {old:.0f} µs = {old / floor:.2f} × the floor sum")
     sender_floor = (med["sender: crypto_sign(FlexOffer)"] + med["sender: pyuftp.create_message(FlexOffer)"]
                     + med["bare POST request: client CPU"])
     snd_one = statistics.median(summary[("send", 1)][1])
@@ -668,6 +708,11 @@ def main() -> None:
                         help="messages into the capped variant, RSS at every fifth (0: skip)")
     parser.add_argument("--metrics", action="store_true",
                         help="first compare the service CPU per message with metrics off and on")
+    parser.add_argument("--base", metavar="TREE",
+                        help="also run pyuftp from this source tree, in the same rotation "
+                             "(before/after in one run)")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="leave shapeshifter-uftp's rounds out (its service still starts)")
     parser.add_argument("--metrics-rounds", type=int, default=6,
                         help="rounds per service and sender count of the --metrics comparison")
     args = parser.parse_args()

@@ -158,12 +158,11 @@ class Exchange:
               data: bytes | None = None) -> Verdict:
         """The verdict on a request, given the public key found for its sender (or None),
         or the keys it publishes (two during a key rotation: either may have signed)."""
-        who = f"{excerpt(envelope.sender_domain)} ({envelope.sender_role})"
         keys = ((public_key,) if isinstance(public_key, (str, VerifyKey))
                 else tuple(public_key or ())[:MAX_KEYS])
         keys = tuple(key for key in keys if key)
         if not keys:
-            return _refused(UnknownSender(f"no public key found for {who}"))
+            return _refused(UnknownSender(f"no public key found for {_who(envelope)}"))
         failure: PyUFTPError | None = None
         for key in keys:
             try:
@@ -175,14 +174,14 @@ class Exchange:
                 return Verdict(200, "OK", exc.received, (str(exc),), record=False)
             except InvalidKey:
                 # The key is ours to fix (and never quoted): the sender can only try again.
-                logger.error("a public key found for %s is unusable", who)
+                logger.error("a public key found for %s is unusable", _who(envelope))
                 continue
             except PyUFTPError as exc:  # MessageError 400
                 return _refused(exc, "invalid message: " if isinstance(exc, MessageError)
                                 else "")
             return Verdict(200, "OK", received, tuple(self.problems(received)))
         if failure is None:
-            return _refused(UnknownSender(f"no usable public key for {who}"))
+            return _refused(UnknownSender(f"no usable public key for {_who(envelope)}"))
         return _refused(failure)
 
     def problems(self, received: Received) -> list[str]:
@@ -320,6 +319,11 @@ class Exchange:
                            received.message_type, received.message_id, found.message_id)
             return None
         return found.message_id
+
+
+def _who(envelope: Envelope) -> str:
+    """The sender an envelope names, bounded and escaped (made only for a refusal)."""
+    return f"{excerpt(envelope.sender_domain)} ({envelope.sender_role})"
 
 
 def _refused(error: PyUFTPError, prefix: str = "") -> Verdict:

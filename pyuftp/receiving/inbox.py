@@ -32,9 +32,10 @@ from ..core.decisions import (Accept, Admit, Answer, AwaitRules, CheckRules, Don
                               MarkHandled, Record, Refuse, Step)
 from ..core.exchange import Exchange, Verdict, Waiting
 from ..core.reception import AnsweredMemory, Reception
+from .admission import Admission
 from .handlers import NO_HANDLER, Handlers
 from ..sending.outbox import PRUNE_INTERVAL
-from .._shared import maybe_await, positive_int
+from .._shared import maybe_await
 from ..store import Store
 from . import responses
 
@@ -56,42 +57,6 @@ class Reply(NamedTuple):
 
 
 OK = Reply(200, "OK")
-
-
-class Admission:
-    """At most ``size`` messages being handled at once; the next ones wait first in, first
-    out, each at most ``timeout`` seconds (then :meth:`enter` returns False: answer 503)."""
-
-    def __init__(self, size: int, timeout: float) -> None:
-        self.size, self.timeout, self.inside = positive_int(size, "max_pending"), timeout, 0
-        self._queue: list[asyncio.Future[None]] = []
-
-    async def enter(self) -> bool:
-        if self.inside < self.size and not self._queue:
-            self.inside += 1
-            return True
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(turn)
-        try:
-            async with asyncio.timeout(self.timeout):
-                await turn
-        except TimeoutError:
-            if turn.done() and not turn.cancelled():
-                self.leave()  # our turn came just as the time ran out: pass it on
-            return False
-        finally:
-            if turn in self._queue:
-                self._queue.remove(turn)
-        return True
-
-    def leave(self) -> None:
-        """A message is handled: the longest-waiting one takes over its slot."""
-        while self._queue:
-            turn = self._queue.pop(0)
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self.inside = max(0, self.inside - 1)
 
 
 class Inbox:
@@ -221,7 +186,7 @@ class Inbox:
         the I/O each decision asks for. Whatever fails, the admission slot taken is given
         back; while the store cannot record, the answer is 503 at once (the sender
         retries, service resumes when the store does)."""
-        verdict, sender = await self._judge(data)
+        verdict, envelope = await self._judge(data)
         reception = Reception(self.exchange, verdict, self._memory, self._waiting)
         step = reception.start()
         if isinstance(step, Admit):
@@ -250,32 +215,34 @@ class Inbox:
                 raise
             self._admission.leave()
         if isinstance(step, Refuse):
-            return _refused(step, sender if reception.received is None else reception.who)
+            return _refused(step, _sender(envelope) if reception.received is None
+                            else reception.who)
         return OK  # Drop: a resend, answered 200 and nothing more
 
-    async def _judge(self, data: bytes) -> tuple[Verdict, About]:
-        """The verdict, and who the envelope says sent it (for the log)."""
+    async def _judge(self, data: bytes) -> tuple[Verdict, Envelope | None]:
+        """The verdict, and the envelope (None when unreadable): who says they sent it."""
         threaded = len(data) >= THREAD_BODY
         try:
             envelope = (await asyncio.to_thread(self.exchange.open, data) if threaded
                         else self.exchange.open(data))
         except MessageError as exc:
-            return Verdict(400, f"invalid SignedMessage: {exc}"), About()
-        sender = About(counterparty=excerpt(envelope.sender_domain), role=envelope.sender_role)
+            return Verdict(400, f"invalid SignedMessage: {exc}"), None
         outbox = self.courier.outbox
         backlog = outbox.backlog((envelope.sender_domain, envelope.sender_role)) if outbox else 0
         if backlog >= self.max_backlog:
             # Before any verifying: the answers to this peer are piling up (its endpoint is
             # down), so more work for it waits; refusing costs next to nothing.
             return Verdict(503, f"{backlog} answers to {excerpt(envelope.sender_domain)} are "
-                                "not delivered yet; try again later"), sender
+                                "not delivered yet; try again later"), envelope
         domain, role = envelope.sender_domain, envelope.sender_role
         try:
             key = await maybe_await(self.key_lookup(domain, role))
         except DiscoveryError as exc:  # DNS down or not authenticated: the sender retries
+            sender = _sender(envelope)
             logger.warning("key lookup for %s failed: %s", sender, exc, extra=sender)
             key = None
         except Exception:  # a broken lookup is the receiver's problem: let the sender retry
+            sender = _sender(envelope)
             logger.exception("key lookup for %s failed", sender, extra=sender)
             key = None
         verdict = await self._verdict(envelope, key, data, threaded)
@@ -286,11 +253,12 @@ class Inbox:
             try:
                 newer = await maybe_await(refresh(domain, role))
             except DiscoveryError as exc:
+                sender = _sender(envelope)
                 logger.warning("key refresh for %s failed: %s", sender, exc, extra=sender)
                 newer = None
             if newer and newer != key and newer != (key,):
                 verdict = await self._verdict(envelope, newer, data, threaded)
-        return verdict, sender
+        return verdict, envelope
 
     async def _verdict(self, envelope: Envelope, key: Any, data: bytes,
                        threaded: bool) -> Verdict:
@@ -390,6 +358,12 @@ class Inbox:
                                   reception.problems)
         self.metrics.received(received.message_type, received.sender_domain,
                               outcome_of((answer.message_type, {"result": result})))
+
+
+def _sender(envelope: Envelope | None) -> About:
+    """Who the envelope says sent it, for a log line (made only when a line is written)."""
+    return About() if envelope is None else About(counterparty=excerpt(envelope.sender_domain),
+                                                  role=envelope.sender_role)
 
 
 def _refused(refusal: Refuse, who: About) -> Reply:

@@ -67,7 +67,6 @@ class Outcomes:
         """Store the outcome of one attempt; return (item, error) for a final failure."""
         assert item.id is not None
         peer = (item.recipient_domain, item.recipient_role)
-        who = about(item)  # (#21) in the text and as extra fields of every line about it
         if error is None:
             await self.store.call(self.store.mark_delivered, item.id)
             item.state = "delivered"
@@ -75,8 +74,12 @@ class Outcomes:
             if peer in self.failing:
                 self.failing.discard(peer)
                 logger.info("delivering to %s (%s) works again", peer[0], peer[1])
-            logger.info("delivered %s after %d failed attempts", who, item.attempts, extra=who)
+            if logger.isEnabledFor(logging.INFO):  # about() reads the body: not for nothing
+                who = about(item)
+                logger.info("delivered %s after %d failed attempts", who, item.attempts,
+                            extra=who)
             return None
+        who = about(item)  # (#21) in the text and as extra fields of every line about it
         status = error.status if isinstance(error, DeliveryError) else None
         if isinstance(error, DeliveryError) and not error.temporary:
             return await self._fail(item, error, status, who)

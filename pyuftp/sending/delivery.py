@@ -244,7 +244,7 @@ class Courier(CourierSend):
         if self.outbox is None:
             await self._post(sealed)
             self.metrics.sent(sealed.message_type, sealed.recipient_domain, "posted")
-            if logger.isEnabledFor(logging.INFO):  # the fields cost more than the send's POST
+            if logger.isEnabledFor(logging.INFO):
                 fields = about((sealed.message_type, sealed.payload), sealed.recipient_domain)
                 logger.info("sent %s (%s)", fields, sealed.recipient_role, extra=fields)
             return sealed.payload
@@ -327,8 +327,9 @@ class Courier(CourierSend):
             sealed.recipient_role)
         item_id = await self.outbox.submit(item, answers=answers, archive=kept, outcome=outcome)
         self.metrics.sent(sealed.message_type, item.recipient_domain, "queued")
-        fields = about((sealed.message_type, sent), item.recipient_domain)
-        logger.info("queued %s (%s)", fields, item.recipient_role, extra=fields)
+        if logger.isEnabledFor(logging.INFO):  # the fields cost more than the line: once each
+            fields = about((sealed.message_type, sent), item.recipient_domain)
+            logger.info("queued %s (%s)", fields, item.recipient_role, extra=fields)
         return item_id
 
     async def _post(self, sealed: Sealed) -> None:

@@ -124,7 +124,8 @@ class Poster:
         self.allow_plain_http = allow_plain_http
         self._session = session
         self._own_session = session is None
-        self._allowed: tuple[str, bool] | None = None  # the last URL refuse_plain_http let by
+        #: the last (url, allow_plain_http) found allowed: answers go to one URL, again and again
+        self._allowed: tuple[str, bool] | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -140,8 +141,6 @@ class Poster:
 
     async def _headers(self, url: str, peer: Peer | None) -> dict[str, str]:
         headers = {"Content-Type": CONTENT_TYPE}
-        if self.auth is None:  # (isinstance of a runtime Protocol costs ~10 µs a POST)
-            return headers
         if isinstance(self.auth, PeerAuth):
             headers.update(await self.auth.headers_for(url, peer) or {})
         elif self.auth is not None:
@@ -162,14 +161,15 @@ class Poster:
         refreshed = False
         hop = 0
         while hop <= self.max_redirects:
-            if (url, self.allow_plain_http) != self._allowed:  # the last URL: checked already
+            if self._allowed != (url, self.allow_plain_http):
                 try:
                     refuse_plain_http(url, self.allow_plain_http)
                 except ValueError as exc:
                     raise FinalDeliveryError(str(exc), url=url) from None
                 self._allowed = (url, self.allow_plain_http)
             try:
-                headers = await self._headers(url, peer)
+                headers = ({"Content-Type": CONTENT_TYPE} if self.auth is None
+                           else await self._headers(url, peer))
                 async with self._http().post(
                     url, data=data, headers=headers, ssl=self.ssl,
                     allow_redirects=False,  # aiohttp would turn a 301/302 POST into a GET

@@ -48,7 +48,7 @@ class MessageEndpoint:
         the drain (and the metrics) while :meth:`_take` answers it."""
         if self._drain.draining:
             return _refusal(Reply(503, "shutting down; try again", RETRY_AFTER))
-        started = time.perf_counter()
+        started = time.perf_counter() if self.metrics is not None else 0.0
         self._drain.receiving += 1
         try:
             response = await self._take(request)
@@ -72,8 +72,11 @@ class MessageEndpoint:
         if not self._budget.take(size):
             return _refusal(Reply(503, "too many request bodies at once; try again", 1))
         try:
-            async with asyncio.timeout(self.read_timeout):
+            if request.content.is_eof():  # the whole body is in already: no timer to set
                 data = await request.read()
+            else:
+                async with asyncio.timeout(self.read_timeout):
+                    data = await request.read()
         except TimeoutError:
             return _refusal(Reply(408, f"the body did not arrive within {self.read_timeout} s"))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from contextlib import asynccontextmanager
 
 import pytest
@@ -124,6 +125,57 @@ def test_oversized_body_is_refused_without_reading_it():
             assert status == 413
             await still_serving(dso, agr_key, handled)
     run(scenario())
+
+
+def test_a_body_in_pieces_within_the_read_timeout_is_taken():
+    """(#23) A body that is all there when the handler starts is read without a timer; one
+    still arriving is read within ``read_timeout``: both are taken (only one that does not
+    finish in time is cut off, below)."""
+    async def scenario():
+        async with service(read_timeout=5.0) as (dso, agr_key, handled):
+            payload = fresh("TestMessage", sender_domain="agr.example.com",
+                            recipient_domain="dso.example.com")
+            data, sent = seal_message("TestMessage", payload, agr_key, "AGR")
+            reader, writer = await asyncio.open_connection("127.0.0.1", dso.port)
+            try:
+                writer.write(head(dso.path, len(data)) + data[:100])
+                await writer.drain()
+                await asyncio.sleep(0.3)  # the handler waits for the rest meanwhile
+                writer.write(data[100:])
+                await writer.drain()
+                response = await asyncio.wait_for(reader.read(65536), WAIT)
+            finally:
+                writer.close()
+            assert response.startswith(b"HTTP/1.1 200"), response[:200]
+            for _ in range(200):
+                if sent["message_id"] in handled:
+                    break
+                await asyncio.sleep(0.02)
+            assert sent["message_id"] in handled
+            await still_serving(dso, agr_key, handled)
+    run(scenario())
+
+
+def test_a_refusal_names_the_sender_the_envelope_gives(caplog):
+    """(#23) Who sent a refused request is worked out only for the refusal: the answer
+    and the log line still name the envelope's sender and role, bounded and escaped."""
+    stranger_key, _ = generate_keypair()
+
+    async def scenario():
+        async with service() as (dso, agr_key, handled):
+            payload = fresh("TestMessage", sender_domain="stranger.example.com",
+                            recipient_domain="dso.example.com")
+            data, _ = seal_message("TestMessage", payload, stranger_key, "AGR")
+            with caplog.at_level(logging.WARNING, logger="pyuftp"):
+                status, response = await post(dso, data)
+            assert status == 419
+            assert b"no public key found for stranger.example.com (AGR)" in response
+            await still_serving(dso, agr_key, handled)
+    run(scenario())
+    refused = [r for r in caplog.records if "with HTTP 419" in r.getMessage()]
+    assert len(refused) == 1
+    assert "refused a request from stranger.example.com (AGR)" in refused[0].getMessage()
+    assert (refused[0].counterparty, refused[0].role) == ("stranger.example.com", "AGR")
 
 
 def test_a_request_that_never_finishes_is_cut_off():

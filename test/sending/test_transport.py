@@ -472,3 +472,64 @@ def test_service_app_can_be_mounted_with_other_routes():
                     assert response.status == 405  # only POST on the message path
             assert any(r.method == "POST" for r in service.app.router.routes())
     run(scenario())
+
+
+def test_the_plain_http_check_is_kept_per_url_and_setting():
+    """(#23) A poster checks a URL once and remembers it: the next POST to it skips the
+    check, but another URL, or the same one after ``allow_plain_http`` changed, is checked
+    again (and refused without a connection when it is plain http off loopback)."""
+    from pyuftp.sending.transport import Poster
+
+    hits = []
+
+    async def handler(request):
+        hits.append(await request.read())
+        return web.Response(text="OK")
+
+    async def scenario():
+        poster = Poster(allow_plain_http=True)
+        try:
+            async with fake_peer(handler) as url:
+                assert await poster.post_once(b"<x/>", url + "/message") == 200
+                assert await poster.post_once(b"<x/>", url + "/message") == 200
+            # allowed while allow_plain_http was on; refused once it is off, before any
+            # connection (nothing listens at 192.0.2.1, TEST-NET-1)
+            poster.allow_plain_http = False
+            with pytest.raises(FinalDeliveryError, match="not a loopback"):
+                await poster.post_once(b"<x/>", "http://192.0.2.1:9/message")
+            poster._allowed = ("http://192.0.2.1:9/message", True)  # as if posted before
+            with pytest.raises(FinalDeliveryError, match="not a loopback"):
+                await poster.post_once(b"<x/>", "http://192.0.2.1:9/message")
+        finally:
+            await poster.close()
+    run(scenario())
+    assert hits == [b"<x/>", b"<x/>"]
+
+
+def test_queued_and_delivered_lines_name_the_message_when_info_is_on(caplog):
+    """(#23) The fields of the "queued" and "delivered" lines are made only when INFO is
+    on; then they are there, in the text and as the record's extra fields."""
+    async def scenario():
+        async with Parties() as parties:
+            client = parties.client("AGR", "DSO")
+            try:
+                sent = await client.send_flex_offer_revocation(
+                    fresh("FlexOfferRevocation"))
+                await parties.next("FlexOfferRevocation")
+                response = await parties.next("FlexOfferRevocationResponse")
+                assert await parties.services["DSO"].drain(WAIT)
+            finally:
+                await client.close()
+            return sent, response
+    with caplog.at_level(logging.INFO, logger="pyuftp"):
+        sent, response = run(scenario())
+    answer_id = response[2]["message_id"]
+    queued = [r for r in caplog.records if r.getMessage().startswith(
+        "queued FlexOfferRevocationResponse")]
+    delivered = [r for r in caplog.records if r.getMessage().startswith(
+        "delivered FlexOfferRevocationResponse")]
+    assert len(queued) == 1 and len(delivered) == 1
+    for record in queued + delivered:
+        assert record.message_id == answer_id and answer_id in record.getMessage()
+        assert record.conversation_id == sent["conversation_id"]
+        assert record.counterparty == DOMAINS["AGR"]
