@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
+import operator
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -49,13 +51,17 @@ def _within_period(ctx: Context) -> Iterable[str]:
         count = isp_count(p["period"], p["isp_duration"], p["time_zone"])
     except OutOfRange:
         return  # period.on_calendar or isp.duration says so
-    for path, spans in ctx.spans():
-        if spans and (min(spans)[0] >= 1 and max(last for _, last in spans) <= count):
+    index = ctx.isps()
+    lists = ctx.spans() if index is None else [
+        (one.path, one.spans) for one in index.lists if not one.within(1, count)]
+    for path, spans in lists:  # with the index: only a list with ISPs outside the day
+        if index is None and spans and (min(spans)[0] >= 1
+                                        and max(last for _, last in spans) <= count):
             continue  # the common case, in C: every ISP inside the day
-        for index, (first, last) in enumerate(spans):
+        for at, (first, last) in enumerate(spans):
             if first < 1 or last > count:
-                yield (f"{path}[{index}]: ISPs {first}-{last} lie outside {p['period']}, which "
-                       f"has ISPs 1-{count} in {p['time_zone']}")
+                yield (f"{path}[{at}]: ISPs {first}-{last} lie outside {p['period']}, "
+                       f"which has ISPs 1-{count} in {p['time_zone']}")
 
 
 def _on_calendar(ctx: Context) -> Iterable[str]:
@@ -70,12 +76,15 @@ def _on_calendar(ctx: Context) -> Iterable[str]:
 
 
 def _no_overlap(ctx: Context) -> Iterable[str]:
-    for path, spans in ctx.spans():
-        ordered = sorted((first, last, index) for index, (first, last) in enumerate(spans))
+    index = ctx.isps()
+    lists = ctx.spans() if index is None else [
+        (one.path, one.spans) for one in index.lists if not one.ordered]
+    for path, spans in lists:  # with the index: only a list not in order already
+        ordered = sorted((first, last, at) for at, (first, last) in enumerate(spans))
         reach = None  # the last ISP covered by the spans before
-        for first, last, index in ordered:
+        for first, last, at in ordered:
             if reach is not None and first <= reach:
-                yield f"{path}[{index}]: ISP {first} is addressed twice"
+                yield f"{path}[{at}]: ISP {first} is addressed twice"
             reach = last if reach is None else max(reach, last)
 
 
@@ -90,7 +99,9 @@ def _expiration_before_end(ctx: Context) -> Iterable[str]:
     expires = p.get("expiration_date_time")
     if expires is None or not {"period", "isp_duration", "time_zone"} <= set(p):
         return
-    last = max((last for _, spans in ctx.spans() for _, last in spans), default=None)
+    index = ctx.isps()
+    last = index.high if index is not None else max(
+        (last for _, spans in ctx.spans() for _, last in spans), default=None)
     if last is not None:
         try:
             end = isp_end(p["period"], p["isp_duration"], p["time_zone"], last)
@@ -176,7 +187,10 @@ def _requested(ctx: Context) -> Iterable[str]:
 
 
 def _power_band(ctx: Context) -> Iterable[str]:
-    for i, isp in enumerate(ctx.payload.get("isps", [])):
+    isps = ctx.payload.get("isps", [])
+    if ctx.isps() is not None and _bands_fine(isps):
+        return  # every band checked in C: nothing for the walk below to say
+    for i, isp in enumerate(isps):
         if isp["min_power"] > isp["max_power"]:
             yield f"isps[{i}]: min_power {isp['min_power']} is above max_power {isp['max_power']}"
         elif (isp.get("disposition", "Requested") == "Requested"
@@ -184,6 +198,22 @@ def _power_band(ctx: Context) -> Iterable[str]:
             yield (f"isps[{i}]: a Requested ISP needs a direction, not min_power "
                    f"{isp['min_power']} "
                    f"below 0 and max_power {isp['max_power']} above 0 at once")
+
+
+def _bands_fine(isps: list[dict[str, Any]]) -> bool:
+    """Whether no ISP's min_power is above its max_power and no Requested ISP's band holds
+    0 inside (False also when a power is missing or not an ``int``: the walk decides)."""
+    try:
+        lows, highs = [i["min_power"] for i in isps], [i["max_power"] for i in isps]
+    except KeyError:
+        return False
+    if not set(map(type, lows)) <= {int} or not set(map(type, highs)) <= {int} \
+            or any(map(operator.gt, lows, highs)):
+        return False
+    asked = [isp.get("disposition", "Requested") == "Requested" for isp in isps]
+    both = map(operator.and_, map(operator.lt, lows, itertools.repeat(0)),
+               map(operator.gt, highs, itertools.repeat(0)))
+    return not any(map(operator.and_, asked, both))
 
 
 def _currency(ctx: Context) -> Iterable[str]:
