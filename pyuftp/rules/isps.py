@@ -10,7 +10,7 @@ another walk over the list. :class:`~pyuftp.rules.context.Context` computes the 
 message, lazily, for whichever rule asks first, in create and on receipt alike.
 
 The index is the fast path; each rule keeps its plain path and takes it when there is no
-index: for a message whose ISPs are not plain dicts with whole-number (``int``) starts and
+index: for a message whose ISPs are not mappings with whole-number (``int``) starts and
 durations (the schema's checker makes every message pyuftp sends or receives so; a payload
 handed to :meth:`~pyuftp.rules.Rules.check` directly may be anything), or with :data:`FAST`
 off. Both paths give the same problems, texts and order (test/rules/test_one_pass.py).
@@ -92,16 +92,16 @@ class IspIndex:
 
 
 def read(path: str, isps: Any) -> IspList | None:
-    """One list as an :class:`IspList`, or None when it is not a list of dicts with ``int``
-    starts (and durations, where given). A few passes in C over the list; no per-ISP
+    """One list as an :class:`IspList`, or None when it is not a list of mappings with
+    ``int`` starts (and durations, where given). A few passes in C over the list; no per-ISP
     Python beyond reading the two keys."""
-    if type(isps) is not list or not set(map(type, isps)) <= {dict}:
+    if type(isps) is not list:
         return None
     try:
         firsts = [isp["start"] for isp in isps]
-    except KeyError:
+        durations = [isp.get("duration", 1) for isp in isps]
+    except Exception:  # noqa: BLE001 - no mapping, no start: the plain walk says what
         return None
-    durations = [isp.get("duration", 1) for isp in isps]
     if not set(map(type, firsts)) <= {int} or not set(map(type, durations)) <= {int}:
         return None  # bool, float, str, ...: the plain path
     if durations.count(1) == len(durations):  # one ISP each, as most lists say
@@ -124,7 +124,7 @@ def index(message_type: str, payload: Mapping[str, Any]) -> IspIndex | None:
     else:
         one = read("isps", payload.get("isps", []))
         return None if one is None else IspIndex((one,), one.high)
-    if type(parents) is not list or not set(map(type, parents)) <= {dict}:
+    if type(parents) is not list or not all(isinstance(p, Mapping) for p in parents):
         return None
     lists = []
     for i, parent in enumerate(parents):
