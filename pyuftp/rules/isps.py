@@ -61,8 +61,9 @@ class IspList:
         """The spans that reach into ``low``-``high`` (in the message's order): two binary
         searches when the list is ordered, a walk otherwise."""
         if self.ordered:  # firsts and lasts both rise: the spans that reach in are a slice
-            return self.spans[bisect.bisect_left(self.lasts, low):
-                              bisect.bisect_right(self.firsts, high)]
+            start = bisect.bisect_left(self.lasts, low)
+            end = bisect.bisect_right(self.firsts, high)
+            return list(zip(self.firsts[start:end], self.lasts[start:end]))
         return [span for span in self.spans if span[1] >= low and span[0] <= high]
 
     def meets(self, joined: list[tuple[int, int]]) -> bool:

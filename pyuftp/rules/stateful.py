@@ -170,7 +170,7 @@ def _powers_match(ctx: Context, offered_isps: list[dict[str, Any]], factor: Deci
         mine = index.lists[0]
         if mine.firsts != theirs.firsts or mine.lasts != theirs.lasts:
             return ["the ISPs are not the offer option's ISPs"]
-        spans: Iterable[tuple[int, int]] = mine.spans
+        spans: Iterable[tuple[int, int]] = zip(mine.firsts, mine.lasts)  # read if need be
     else:
         offered = {_span(i): i["power"] for i in offered_isps}
         ordered = {_span(i): i["power"] for i in order_isps}

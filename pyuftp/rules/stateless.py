@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import itertools
-import operator
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -187,10 +185,7 @@ def _requested(ctx: Context) -> Iterable[str]:
 
 
 def _power_band(ctx: Context) -> Iterable[str]:
-    isps = ctx.payload.get("isps", [])
-    if ctx.isps() is not None and _bands_fine(isps):
-        return  # every band checked in C: nothing for the walk below to say
-    for i, isp in enumerate(isps):
+    for i, isp in enumerate(ctx.payload.get("isps", [])):
         if isp["min_power"] > isp["max_power"]:
             yield f"isps[{i}]: min_power {isp['min_power']} is above max_power {isp['max_power']}"
         elif (isp.get("disposition", "Requested") == "Requested"
@@ -198,22 +193,6 @@ def _power_band(ctx: Context) -> Iterable[str]:
             yield (f"isps[{i}]: a Requested ISP needs a direction, not min_power "
                    f"{isp['min_power']} "
                    f"below 0 and max_power {isp['max_power']} above 0 at once")
-
-
-def _bands_fine(isps: list[dict[str, Any]]) -> bool:
-    """Whether no ISP's min_power is above its max_power and no Requested ISP's band holds
-    0 inside (False also when a power is missing or not an ``int``: the walk decides)."""
-    try:
-        lows, highs = [i["min_power"] for i in isps], [i["max_power"] for i in isps]
-    except KeyError:
-        return False
-    if not set(map(type, lows)) <= {int} or not set(map(type, highs)) <= {int} \
-            or any(map(operator.gt, lows, highs)):
-        return False
-    asked = [isp.get("disposition", "Requested") == "Requested" for isp in isps]
-    both = map(operator.and_, map(operator.lt, lows, itertools.repeat(0)),
-               map(operator.gt, highs, itertools.repeat(0)))
-    return not any(map(operator.and_, asked, both))
 
 
 def _currency(ctx: Context) -> Iterable[str]:

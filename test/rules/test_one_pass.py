@@ -251,27 +251,6 @@ def test_order_powers_compare_the_same_in_whole_numbers(case):
     assert found[0] == found[1]
 
 
-BANDS = st.lists(st.fixed_dictionaries(
-    {"start": st.integers(1, 96), "min_power": st.integers(-2, 2),
-     "max_power": st.integers(-2, 2)},
-    optional={"disposition": st.sampled_from(["Requested", "Available"])}), max_size=12)
-
-
-@settings(derandomize=True, max_examples=500, deadline=dt.timedelta(seconds=1))
-@given(BANDS)
-def test_power_bands_are_judged_the_same_in_c(band):
-    """request.power_band's check in C (every band fine) against its walk, around 0."""
-    rule = ALL_RULES["request.power_band"]
-    found = []
-    for fast in (True, False):
-        saved, isps.FAST = isps.FAST, fast
-        try:
-            found.append(list(rule.check(Context("FlexRequest", {"isps": band}))))
-        finally:
-            isps.FAST = saved
-    assert found[0] == found[1]
-
-
 def test_the_fuzz_reaches_both_paths_and_real_problems():
     """The cases above are not all clean, nor all odd: the index is built for ordered and
     for overlapping lists, and refused for odd ones (a test that cannot fail is none)."""
