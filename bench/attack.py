@@ -41,6 +41,9 @@ rules-duration (a DSO child with every rule and a SQLite store, which first send
                Duration 10,000,000: its response, probes every 50 ms meanwhile, the child's
                peak RSS growth.
 rules-period   (same child) FlexOffers for Period 9999-12-31 and 0001-01-01: a response or not.
+rules-one-pass (same child) FlexOffers of 10,000 ISPs (2,000 with --quick): in order,
+               reversed, one ISP each time, starts and durations near 2**31 - 1 (#23): the
+               response and the child's CPU for each.
 rules-prognosis (same child) 1,000 D-Prognoses of one day (300 with --quick), one at a time:
                median latency POST-to-response of the first and the last 100, child CPU.
 bearer         a service that checks bearer tokens (in this process, its JWKS beside it):
@@ -2668,6 +2671,49 @@ async def attack_rules_covers(ctx: Ctx) -> None:
         child.kill()
         peer.stop()
 
+
+# #23: the rules read an offer's ISP lists in one pass (pyuftp.rules.isps): lists that pass
+# it by the fast path (in order) and lists that do not (reversed, all one ISP, numbers at
+# the schema's ends), 10,000 ISPs each (2,000 with --quick): the response and the child's CPU.
+ATTACKS += ("rules-one-pass",)
+
+
+def _one_pass_lists(count: int) -> dict[str, list[dict[str, Any]]]:
+    big = 2**31 - 1
+    return {
+        "in order": [{"start": n, "power": -200000} for n in range(1, count + 1)],
+        "reversed": [{"start": n, "power": -200000} for n in range(count, 0, -1)],
+        "one ISP each time": [{"start": 69, "power": -200000}] * count,
+        "numbers at the ends": [{"start": big - n, "duration": big, "power": -200000}
+                                for n in range(count)],
+    }
+
+
+async def attack_rules_one_pass(ctx: Ctx) -> None:
+    from decimal import Decimal
+
+    count = 2_000 if ctx.quick else 10_000
+    peer, child = await _rules_scene(ctx)
+    try:
+        for _ in range(3):
+            await ctx.probe(child.port)
+        for shape, isps in _one_pass_lists(count).items():
+            offer = _offer_for(ctx, child.request, offer_options=[
+                {"option_reference": "A", "price": Decimal("10.00"), "isps": isps}])
+            body, message_id = _hostile(ctx, "FlexOffer", offer)
+            cpu_before, sent_at = _cpu_seconds(child.pid), time.perf_counter()
+            reply = await http_exchange(child.port, post_request(child.port, body), 30.0)
+            answer = await peer.answer(message_id, 60.0)
+            cpu = _cpu_seconds(child.pid) - cpu_before
+            out(f"  FlexOffer of {count:,} ISPs, {shape} ({len(body):,} bytes): "
+                f"{reply.describe()}; response: {_answer_line(answer, sent_at)}; "
+                f"child CPU {cpu * 1000:.0f} ms")
+            ctx.row("rules-one-pass", f"{shape}: response", _answer_line(answer, sent_at)[:40])
+            ctx.row("rules-one-pass", f"{shape}: child CPU", f"{cpu * 1000:.0f} ms")
+    finally:
+        child.kill()
+        peer.stop()
+
 # ======================== #18: the references the rules follow (end) ========================
 
 
@@ -2696,6 +2742,7 @@ ATTACK_FUNCTIONS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "rules-settlement": attack_rules_settlement,
     "rules-prognosis-response": attack_rules_prognosis_response,
     "rules-covers": attack_rules_covers,
+    "rules-one-pass": attack_rules_one_pass,
 }
 assert tuple(ATTACK_FUNCTIONS) == ATTACKS
 

@@ -212,8 +212,19 @@ What a rule may cost, and when it fails
    names many ids (a FlexSettlement's orders, a D-PrognosisResponse's FlexOrderStatuses),
    each id is looked up once, and after 10 unknown ones the rule stops looking and says so:
    a message full of made-up ids costs a few look-ups. A FlexOrder is judged against its
-   offer's expiry as of the moment it is received, not its own TimeStamp. A rule (yours
-   too) that raises an unexpected exception does not stop the others: it becomes the
+   offer's expiry as of the moment it is received, not its own TimeStamp.
+
+   What several rules need is worked out once per check of a message, by whichever rule
+   asks first, the same way in ``create_message`` and on receipt: the ISP lists are read in
+   one pass (``pyuftp.rules.isps``: each ISP's first and last ISP, each list's lowest and
+   highest, and whether the list is in order, each ISP after the one before), so that a
+   list in order is judged by a comparison or a binary search instead of another walk
+   (a list out of order, or with values that are not whole numbers, takes each rule's plain
+   walk, with the same problems); and each archive look-up is made once: the FlexRequest an
+   offer names is found once for ``offer.request_exists``, ``reference.same_conversation``
+   and ``offer.covers_request``, a FlexSettlement's orders are queried once for both
+   settlement rules, the newest portfolio message is read once. A rule (yours too) that
+   raises an unexpected exception does not stop the others: it becomes the
    problem ``rule <id> could not be checked: <ExceptionType>``, so the message is rejected
    and answered, and one bounded, escaped warning is logged by ``pyuftp.rules``.
 
@@ -260,7 +271,9 @@ message's rules where the store runs its calls (on a worker thread for a threade
 A stateful rule looks messages up through ``ctx.lookups`` (sync: ``find(counterparty,
 message_id, direction)``, ``query(...)``, ``payload(entry)``, ``highest_revision(...)``;
 None where no archive is at hand, on ``create_message``) or the context's helpers
-``ctx.referenced(...)``, ``ctx.entries(...)`` and ``ctx.others(...)``; register it with
+``ctx.find(message_id, same_way)``, ``ctx.referenced(...)``, ``ctx.entries(...)`` and
+``ctx.others(...)``, which share their look-ups with the built-in rules for the check of
+one message (``ctx.once(key, compute)`` keeps a value of your own so); register it with
 ``stateful=True``. An ``async def`` rule still works (it is awaited right after the sync
 rules, on receipt and in ``send_*``, with the same sync look-ups), but it runs on the event
 loop: prefer a plain function.

@@ -64,9 +64,22 @@ class Rules:
                  settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self._rules: dict[str, Rule] = {}
-        self._enabled: set[str] = set()
+        # per (message type, stateful): the enabled sync rules and async ones, in order;
+        # emptied whenever a rule is added, enabled or disabled (or _enabled replaced)
+        self._plans: dict[tuple[str, bool | None], tuple[tuple[Rule, ...],
+                                                         tuple[Rule, ...]]] = {}
+        self._enabled = set()
         for rule in BUILT_IN if rules is None else rules:
             self.add(rule)
+
+    @property
+    def _enabled(self) -> set[str]:
+        return self._on
+
+    @_enabled.setter
+    def _enabled(self, ids: set[str]) -> None:  # a test's fixture restores a saved set so
+        self._on = ids
+        self._plans.clear()
 
     def __iter__(self) -> Any:
         return iter(self._rules.values())
@@ -78,6 +91,7 @@ class Rules:
         return self._known(rule_id) in self._enabled
 
     def add(self, rule: Rule, enabled: bool | None = None) -> Rule:
+        self._plans.clear()
         self._rules[rule.id] = rule
         if rule.default if enabled is None else enabled:
             self._enabled.add(rule.id)
@@ -103,9 +117,11 @@ class Rules:
         return copy
 
     def enable(self, *rule_ids: str) -> None:
+        self._plans.clear()
         self._enabled.update(self._known(r) for r in rule_ids)
 
     def disable(self, *rule_ids: str) -> None:
+        self._plans.clear()
         for rule_id in rule_ids:
             self._enabled.discard(self._known(rule_id))
 
@@ -118,6 +134,18 @@ class Rules:
         return [r for r in self._rules.values() if r.id in self._enabled
                 and message_type in r.applies_to and (stateful is None or r.stateful == stateful)]
 
+    def _plan(self, message_type: str,
+              stateful: bool | None = None) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+        """:meth:`for_type`, split into the sync rules and the ``async def`` ones; worked
+        out once per message type (not for every message)."""
+        key = (message_type, stateful)
+        plan = self._plans.get(key)
+        if plan is None:
+            rules = self.for_type(message_type, stateful)
+            plan = self._plans[key] = (tuple(r for r in rules if not awaits(r)),
+                                       tuple(r for r in rules if awaits(r)))
+        return plan
+
     def check(self, message_type: str, payload: Mapping[str, Any], *,
               now: dt.datetime | None = None, direction: str = "out",
               counterparty: str = "") -> list[str]:
@@ -125,9 +153,7 @@ class Rules:
         ctx = Context(message_type, payload, direction, counterparty, now or _now(payload),
                       self.settings)
         problems = []
-        for rule in self.for_type(message_type, stateful=False):
-            if awaits(rule):
-                continue  # an async rule of the user's: check_async runs it
+        for rule in self._plan(message_type, stateful=False)[0]:  # check_async: the async
             try:
                 texts = list(rule.check(ctx))  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - any rule's fault is one problem
@@ -142,9 +168,7 @@ class Rules:
         StoreError from the look-ups propagates (the store failed, not the rule)."""
         ctx.settings = self.settings
         problems = []
-        for rule in self.for_type(ctx.message_type):
-            if awaits(rule):
-                continue  # check_async runs it
+        for rule in self._plan(ctx.message_type)[0]:  # check_async runs the async ones
             try:
                 texts = list(rule.check(ctx))  # type: ignore[arg-type]
             except StoreError:
@@ -157,16 +181,14 @@ class Rules:
 
     def awaiting(self, message_type: str) -> bool:
         """Whether an enabled ``async def`` rule applies to ``message_type``."""
-        return any(awaits(rule) for rule in self.for_type(message_type))
+        return bool(self._plan(message_type)[1])
 
     async def check_async(self, ctx: Context) -> list[str]:
         """The problems the enabled ``async def`` rules (the user's) find; [] when there are
         none. Called after :meth:`check_all`, on the event loop."""
         ctx.settings = self.settings
         problems = []
-        for rule in self.for_type(ctx.message_type):
-            if not awaits(rule):
-                continue
+        for rule in self._plan(ctx.message_type)[1]:
             try:
                 texts = list(await rule.check(ctx))  # type: ignore[misc]
             except StoreError:

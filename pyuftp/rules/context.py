@@ -2,13 +2,14 @@
 calendar arithmetic of ISPs that many rules share (daylight-saving aware)."""
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import zoneinfo
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
+
+from .isps import IspIndex, index as isp_index, meet as meet, merged as merged
 
 #: A rule's check: sync over :class:`Lookups` (the built-in ones all are); an ``async def``
 #: rule of the user's is awaited by the receiving and sending layers after the sync ones.
@@ -72,6 +73,12 @@ class Context:
 
     ``direction`` is ``"in"`` for a message received, ``"out"`` for one about to be sent;
     ``counterparty`` is the other party's domain.
+
+    A context lives for one check of one message, and what the rules share is computed once
+    in it, for whichever rule asks first: the ISP lists read in one pass (:meth:`isps`,
+    :meth:`spans`), each archive look-up (:meth:`find`, :meth:`referenced`, :meth:`entries`:
+    several rules naming the same message cost one ``find``), and whatever a rule keeps
+    with :meth:`once`.
     """
 
     message_type: str
@@ -83,26 +90,62 @@ class Context:
     lookups: Lookups | None = None
     _found: dict[tuple[str, str, bool], Any] = field(default_factory=dict, repr=False)
     _spans: list[tuple[str, list[tuple[int, int]]]] | None = field(default=None, repr=False)
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def isps(self) -> IspIndex | None:
+        """The message's ISP lists read once (:mod:`pyuftp.rules.isps`), or None when they
+        are not plain whole-number ISPs: a rule then takes its plain path."""
+        key = ("isps",)
+        if key not in self._memo:
+            try:
+                self._memo[key] = isp_index(self.message_type, self.payload)
+            except Exception:  # noqa: BLE001 - any odd payload: the plain paths judge it
+                self._memo[key] = None
+        return self._memo[key]  # type: ignore[no-any-return]
 
     def spans(self) -> list[tuple[str, list[tuple[int, int]]]]:
         """(path, [(first ISP, last ISP), ...]) per ISP list of the message, computed once
         for all the rules that need them (a 96-ISP list is read by several)."""
         if self._spans is None:
-            self._spans = [(path, [(i["start"], i["start"] + i.get("duration", 1) - 1)
-                                   for i in isps])
-                           for path, isps in _isp_lists(self.message_type, self.payload)]
+            index = self.isps()
+            self._spans = index.pairs() if index is not None else [
+                (path, [(i["start"], i["start"] + i.get("duration", 1) - 1) for i in isps])
+                for path, isps in _isp_lists(self.message_type, self.payload)]
         return self._spans
 
+    def once(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, called once per check for ``key`` (a hashable of the rule's
+        choosing): what several rules read, read once. An exception is not kept."""
+        if key in self._memo:
+            return self._memo[key]
+        value = self._memo[key] = compute()
+        return value
+
+    def way(self, same_way: bool) -> str:
+        """The direction a referenced message went: this message's, or the other."""
+        return self.direction if same_way else ("out" if self.direction == "in" else "in")
+
+    def find(self, message_id: Any, same_way: bool) -> Any:
+        """The archive entry (unparsed, any type) with this id between us and the
+        counterparty that went this message's way (``same_way``) or the other; None when
+        there is none or no archive. One ``find`` per id and way in a check."""
+        if self.lookups is None:
+            return None
+        lookups, way = self.lookups, self.way(same_way)
+        if not isinstance(message_id, str):  # not a key to keep: the store judges it
+            return lookups.find(self.counterparty, message_id, way)
+        return self.once(("find", message_id, way),
+                         lambda: lookups.find(self.counterparty, message_id, way))
+
     def referenced(self, message_type: str, message_id: Any,
-                         same_way: bool) -> dict[str, Any] | None:
+                   same_way: bool) -> dict[str, Any] | None:
         """The payload of the ``message_type`` with this id between us and the counterparty:
         one that went the same way as this message (``same_way``) or the other way."""
         if self.lookups is None or not isinstance(message_id, str):
             return None
         key = (message_type, message_id, same_way)
         if key not in self._found:
-            way = self.direction if same_way else ("out" if self.direction == "in" else "in")
-            entry = self.lookups.find(self.counterparty, message_id, way)
+            entry = self.find(message_id, same_way)
             payload = None
             if entry is not None and entry.message_type == message_type:
                 payload = self.lookups.payload(entry)
@@ -115,15 +158,26 @@ class Context:
 
     def entries(self, message_type: str, same_way: bool, **criteria: Any) -> list[Any]:
         """Archive entries of ``message_type`` with the counterparty (unparsed: for a rule
-        that needs only their existence or outcome; give ``limit`` where a few will do)."""
-        if self.lookups is None:
+        that needs only their existence or outcome; give ``limit`` where a few will do).
+        The same criteria in one check are one ``query`` (do not change the list)."""
+        lookups = self.lookups
+        if lookups is None:
             return []
-        way = self.direction if same_way else ("out" if self.direction == "in" else "in")
-        return self.lookups.query(message_type=message_type, counterparty=self.counterparty,
-                                  direction=way, **criteria)
+        way = self.way(same_way)
+
+        def query() -> list[Any]:
+            return lookups.query(message_type=message_type, counterparty=self.counterparty,
+                                 direction=way, **criteria)
+
+        try:
+            key = ("entries", message_type, way, tuple(sorted(criteria.items())))
+            hash(key)
+        except TypeError:  # an odd criterion: asked as given, the store judges it
+            return query()
+        return self.once(key, query)  # type: ignore[no-any-return]
 
     def others(self, message_type: str, same_way: bool,
-                     **criteria: Any) -> list[dict[str, Any]]:
+               **criteria: Any) -> list[dict[str, Any]]:
         """Payloads of archived messages of ``message_type`` with the counterparty (each one
         parsed: prefer :meth:`entries`, with a ``limit``, where the payloads are not read)."""
         lookups = self.lookups
@@ -224,28 +278,3 @@ def _isp_lists(message_type: str, payload: Mapping[str, Any]) -> list[tuple[str,
 def _span(isp: Mapping[str, Any]) -> tuple[int, int]:
     start = int(isp["start"])
     return start, start + int(isp.get("duration", 1)) - 1
-
-
-def merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Inclusive (first, last) spans joined where they overlap or touch, sorted: the ISPs
-    they cover as intervals, whatever their numbers (never one entry per ISP)."""
-    joined: list[tuple[int, int]] = []
-    for first, last in sorted(s for s in spans if s[0] <= s[1]):
-        if joined and first <= joined[-1][1] + 1:
-            joined[-1] = (joined[-1][0], max(joined[-1][1], last))
-        else:
-            joined.append((first, last))
-    return joined
-
-
-def meet(spans: Iterable[tuple[int, int]], joined: list[tuple[int, int]]) -> bool:
-    """Whether any span shares an ISP with the :func:`merged` spans ``joined`` (a binary
-    search each: time n log n in the spans, whatever their numbers)."""
-    starts = [first for first, _ in joined]
-    for first, last in spans:
-        at = bisect.bisect_right(starts, last) - 1  # the last joined span starting by ``last``
-        if at >= 0 and joined[at][1] >= first:
-            return True
-    return False
-
-

@@ -14,23 +14,19 @@ import bisect
 from collections.abc import Iterable
 from typing import Any
 
-from .context import Context, Rule, _span, meet, merged
+from .context import Context, Rule
+from .isps import meet, merged
+from .stateful import portfolio_points, requested_runs
 
 #: Unknown references reported per rule and message before the rule stops looking.
 UNKNOWN_LIMIT = 10
 
 
-def _way(ctx: Context, same_way: bool) -> str:
-    """The direction a referenced message went: this message's, or the other."""
-    return ctx.direction if same_way else ("out" if ctx.direction == "in" else "in")
-
-
 def _exists(ctx: Context, message_type: str, message_id: str, same_way: bool) -> Any:
     """The archive entry (unparsed) of the ``message_type`` with this id between the two
-    parties, or None: one indexed look-up, no parsing (for rules that need only existence)."""
-    if ctx.lookups is None:
-        return None
-    found = ctx.lookups.find(ctx.counterparty, message_id, _way(ctx, same_way))
+    parties, or None: one indexed look-up per check (shared with the other rules), no
+    parsing (for rules that need only existence)."""
+    found = ctx.find(message_id, same_way)
     return found if found is not None and found.message_type == message_type else None
 
 
@@ -70,15 +66,19 @@ def _covers_request(ctx: Context) -> Iterable[str]:
     # As merged (first, last) intervals, never as sets of ISP numbers: a Duration of
     # 2,147,483,647 is one span. An option may split a requested run differently (69-72 as
     # 69, 70-71, 72), but every requested ISP must have a price in it.
-    requested = merged(_span(i) for i in request.get("isps", [])
-                       if i.get("disposition", "Requested") == "Requested")
+    requested = requested_runs(ctx, request_id, request)
     if not requested:
         return []
     low, high = requested[0][0], requested[-1][1]
     # Each option's spans, as the other ISP rules read them (computed once per message); of
-    # them only those near the requested runs are merged (a 96-ISP option, 4 requested).
-    near = [merged(span for span in spans if span[1] >= low and span[0] <= high)
-            for _, spans in ctx.spans()]
+    # them only those near the requested runs are merged (a 96-ISP option, 4 requested):
+    # found by binary search in an ordered list.
+    read = ctx.isps()
+    if read is not None:
+        near = [merged(one.near(low, high)) for one in read.lists]
+    else:
+        near = [merged(span for span in spans if span[1] >= low and span[0] <= high)
+                for _, spans in ctx.spans()]
     if not any(meet(priced, requested) for priced in near):
         return []  # none of them at all: offer.request_exists says so
     problems = []
@@ -108,30 +108,11 @@ def _declared(ctx: Context, declared: Any, value: str) -> bool:
     return bool(declared(ctx.counterparty, value)) if callable(declared) else value in declared
 
 
-def _portfolio_points(ctx: Context) -> set[str] | None:
-    """The congestion points of the newest portfolio message (a DSO's own update, or the
-    CRO's answer to an AGR's query); None when there is none to judge by. Two indexed reads."""
-    if ctx.lookups is None:
-        return None
-    found: list[Any] = ctx.lookups.query(message_type="DSOPortfolioUpdate", direction="out",
-                                         newest_first=True, limit=1)
-    found += ctx.lookups.query(message_type="AGRPortfolioQueryResponse", direction="in",
-                               newest_first=True, limit=1)
-    if not found:
-        return None
-    payload = ctx.lookups.payload(max(found, key=lambda entry: entry.time_stamp))
-    points = {cp["entity_address"] for cp in payload.get("congestion_points", [])}
-    points |= {cp["entity_address"] for view in payload.get("dso_views", [])
-               for portfolio in view.get("dso_portfolios", [])
-               for cp in portfolio.get("congestion_points", [])}
-    return points
-
-
 def _settlement_references(ctx: Context) -> Iterable[str]:
     settings, problems = ctx.settings, []
     points: set[str] | None = None
     if settings.congestion_points is None:
-        points = _portfolio_points(ctx)
+        points = portfolio_points(ctx)
     unknown = 0
     seen: dict[tuple[str, str], Any] = {}  # each id looked up once, however often it is named
 

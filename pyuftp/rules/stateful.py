@@ -8,12 +8,17 @@ it never got, or one that went to somebody else.
 """
 from __future__ import annotations
 
+import decimal
+import itertools
+import operator
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from ..message.catalog import spec
-from .context import Context, Rule, _span, meet, merged
+from .context import Context, Rule, _span
+from . import isps
+from .isps import meet, merged, read
 from .stateless import exact
 
 # The catalog pairs requests and responses (Spec.request_type): the one source.
@@ -69,12 +74,27 @@ def _offer_request(ctx: Context) -> Iterable[str]:
         if request.get(key) != p.get(key):
             problems.append(f"{key} {p.get(key)} is not the FlexRequest's ({request.get(key)})")
     # As intervals, never as sets of ISP numbers: a Duration of 2,147,483,647 is one span.
-    requested = merged(_span(i) for i in request["isps"]
-                       if i.get("disposition", "Requested") == "Requested")
-    offered = (_span(i) for o in p.get("offer_options", []) for i in o.get("isps", []))
-    if requested and not meet(offered, requested):
-        problems.append("the offer covers none of the ISPs the FlexRequest requests")
+    request["isps"]  # noqa: B018 - a FlexRequest without ISPs is a fault of the archive
+    requested = requested_runs(ctx, request_id, request)
+    if requested:
+        index = ctx.isps()
+        if index is not None:  # per option, a binary search per requested run
+            covered = any(one.meets(requested) for one in index.lists)
+        else:
+            covered = meet((_span(i) for o in p.get("offer_options", [])
+                            for i in o.get("isps", [])), requested)
+        if not covered:
+            problems.append("the offer covers none of the ISPs the FlexRequest requests")
     return problems
+
+
+def requested_runs(ctx: Context, request_id: str,
+                   request: dict[str, Any]) -> list[tuple[int, int]]:
+    """The ISPs the FlexRequest ``request_id`` marks Requested, as :func:`merged` spans:
+    computed once per check for the rules that compare an offer with its request."""
+    return ctx.once(("requested", request_id), lambda: merged(  # type: ignore[no-any-return]
+        _span(i) for i in request.get("isps", [])
+        if i.get("disposition", "Requested") == "Requested"))
 
 
 def _prognosis(ctx: Context) -> Iterable[str]:
@@ -126,17 +146,7 @@ def _order_match(ctx: Context) -> Iterable[str]:
     if factor < Decimal(option.get("min_activation_factor", 1)):
         problems.append(f"activation_factor {factor} is below the option's min_activation_factor "
                         f"{option.get('min_activation_factor', 1)}")
-    offered = {_span(i): i["power"] for i in option["isps"]}
-    ordered = {_span(i): i["power"] for i in p.get("isps", [])}
-    if set(offered) != set(ordered):
-        problems.append("the ISPs are not the offer option's ISPs")
-    else:
-        for span, power in ordered.items():
-            if abs(wide.subtract(Decimal(power), wide.multiply(Decimal(offered[span]),
-                                                               factor))) > 1:
-                problems.append(f"the power of ISPs {span[0]}-{span[1]} is not the offered "
-                                f"{offered[span]} W times {factor}")
-                break
+    problems += _powers_match(ctx, option["isps"], factor, wide)
     scaled = wide.multiply(Decimal(option["price"]), factor)
     if abs(wide.subtract(Decimal(p["price"]), scaled)) > Decimal("0.01"):
         problems.append(f"price {p['price']} is not the option's {option['price']} times {factor}")
@@ -144,6 +154,66 @@ def _order_match(ctx: Context) -> Iterable[str]:
         if offer.get(key) != p.get(key):
             problems.append(f"{key} {p.get(key)} is not the offer's ({offer.get(key)})")
     return problems
+
+
+def _powers_match(ctx: Context, offered_isps: list[dict[str, Any]], factor: Decimal,
+                  wide: decimal.Context) -> list[str]:
+    """That the order's ISPs are the option's, each power the offered one times ``factor``
+    (within 1 W): the first ISP that is not, if any."""
+    order_isps = ctx.payload.get("isps", [])
+    index = ctx.isps()
+    theirs = None if index is None else read("", offered_isps)
+    if index is not None and theirs is not None and theirs.ordered and index.lists[0].ordered:
+        # Both in order, no span twice: the same spans are the same lists, side by side.
+        offered_powers = [i["power"] for i in offered_isps]
+        ordered_powers = [i["power"] for i in order_isps]
+        mine = index.lists[0]
+        if mine.firsts != theirs.firsts or mine.lasts != theirs.lasts:
+            return ["the ISPs are not the offer option's ISPs"]
+        spans: Iterable[tuple[int, int]] = zip(mine.firsts, mine.lasts)  # read if need be
+    else:
+        offered = {_span(i): i["power"] for i in offered_isps}
+        ordered = {_span(i): i["power"] for i in order_isps}
+        if set(offered) != set(ordered):
+            return ["the ISPs are not the offer option's ISPs"]
+        spans, ordered_powers = list(ordered), list(ordered.values())
+        offered_powers = [offered[span] for span in spans]
+    ratio = _ratio(factor, offered_powers, ordered_powers)
+    if ratio is not None:  # the same comparison in whole numbers (exact, as wide is)
+        numerator, denominator = ratio
+        scaled = map(operator.mul, offered_powers, itertools.repeat(numerator))
+        asked = map(operator.mul, ordered_powers, itertools.repeat(denominator))
+        if max(map(abs, map(operator.sub, asked, scaled)), default=0) <= denominator:
+            return []  # every ISP within 1 W, in C
+    for span, power, offer in zip(spans, ordered_powers, offered_powers):
+        if ratio is not None:
+            off = abs(power * ratio[1] - offer * ratio[0]) > ratio[1]
+        else:
+            off = abs(wide.subtract(Decimal(power), wide.multiply(Decimal(offer), factor))) > 1
+        if off:
+            return [f"the power of ISPs {span[0]}-{span[1]} is not the offered {offer} W "
+                    f"times {factor}"]
+    return []
+
+
+# Powers and activation factors within these bounds multiply and subtract exactly in the
+# rules' 100-digit decimal context, and so in whole numbers (a numerator and denominator).
+_SMALL = 10**30
+
+
+def _ratio(factor: Decimal, *powers: list[Any]) -> tuple[int, int] | None:
+    """``factor`` as (numerator, denominator) when every power is an ``int`` and all are
+    small enough for the comparison in whole numbers to be the decimal one; else None (and
+    with :data:`pyuftp.rules.isps.FAST` off)."""
+    if not isps.FAST or not factor.is_finite():
+        return None
+    _, digits, exponent = factor.as_tuple()
+    if len(digits) > 30 or not isinstance(exponent, int) or not -30 <= exponent <= 30:
+        return None
+    values = [value for group in powers for value in group]
+    if not set(map(type, values)) <= {int} or (values and max(map(abs, values)) >= _SMALL):
+        return None
+    return factor.as_integer_ratio()
 
 
 def _revocation(ctx: Context) -> Iterable[str]:
@@ -202,24 +272,37 @@ def _congestion_point(ctx: Context) -> Iterable[str]:
     if declared is not None:
         known = declared(ctx.counterparty, point) if callable(declared) else point in declared
         return [] if known else [f"congestion_point {point} is not one declared known"]
-    if ctx.lookups is None:
+    points = portfolio_points(ctx)
+    if points is None:
         return []
-    # What the portfolio messages say: a DSO's own update to the CRO, or what the CRO told
-    # an AGR in answer to its query (the latest of either).
-    # The newest of each kind only (an indexed read of one row each), not every one archived.
-    found: list[Any] = ctx.lookups.query(message_type="DSOPortfolioUpdate", direction="out",
-                                               newest_first=True, limit=1)
-    found += ctx.lookups.query(message_type="AGRPortfolioQueryResponse", direction="in",
-                                     newest_first=True, limit=1)
-    if not found:
-        return []
-    latest = max(found, key=lambda entry: entry.time_stamp)
-    payload = ctx.lookups.payload(latest)
-    points = {cp["entity_address"] for cp in payload.get("congestion_points", [])}
-    points |= {cp["entity_address"] for view in payload.get("dso_views", [])
-               for portfolio in view.get("dso_portfolios", [])
-               for cp in portfolio.get("congestion_points", [])}
     return [] if point in points else [f"congestion_point {point} is not in the latest portfolio"]
+
+
+def portfolio_points(ctx: Context) -> set[str] | None:
+    """The congestion points of the newest portfolio message (a DSO's own update to the CRO,
+    or what the CRO told an AGR in answer to its query, the latest of either); None when
+    there is none to judge by, or no archive. Read once per check: two indexed reads of the
+    newest row of each kind, never every one archived."""
+    lookups = ctx.lookups
+    if lookups is None:
+        return None
+
+    def read() -> set[str] | None:
+        assert lookups is not None
+        found: list[Any] = lookups.query(message_type="DSOPortfolioUpdate", direction="out",
+                                         newest_first=True, limit=1)
+        found += lookups.query(message_type="AGRPortfolioQueryResponse", direction="in",
+                               newest_first=True, limit=1)
+        if not found:
+            return None
+        payload = lookups.payload(max(found, key=lambda entry: entry.time_stamp))
+        points = {cp["entity_address"] for cp in payload.get("congestion_points", [])}
+        points |= {cp["entity_address"] for view in payload.get("dso_views", [])
+                   for portfolio in view.get("dso_portfolios", [])
+                   for cp in portfolio.get("congestion_points", [])}
+        return points
+
+    return ctx.once(("portfolio_points",), read)  # type: ignore[no-any-return]
 
 
 STATEFUL: tuple[Rule, ...] = (

@@ -49,13 +49,17 @@ def _within_period(ctx: Context) -> Iterable[str]:
         count = isp_count(p["period"], p["isp_duration"], p["time_zone"])
     except OutOfRange:
         return  # period.on_calendar or isp.duration says so
-    for path, spans in ctx.spans():
-        if spans and (min(spans)[0] >= 1 and max(last for _, last in spans) <= count):
+    index = ctx.isps()
+    lists = ctx.spans() if index is None else [
+        (one.path, one.spans) for one in index.lists if not one.within(1, count)]
+    for path, spans in lists:  # with the index: only a list with ISPs outside the day
+        if index is None and spans and (min(spans)[0] >= 1
+                                        and max(last for _, last in spans) <= count):
             continue  # the common case, in C: every ISP inside the day
-        for index, (first, last) in enumerate(spans):
+        for at, (first, last) in enumerate(spans):
             if first < 1 or last > count:
-                yield (f"{path}[{index}]: ISPs {first}-{last} lie outside {p['period']}, which "
-                       f"has ISPs 1-{count} in {p['time_zone']}")
+                yield (f"{path}[{at}]: ISPs {first}-{last} lie outside {p['period']}, "
+                       f"which has ISPs 1-{count} in {p['time_zone']}")
 
 
 def _on_calendar(ctx: Context) -> Iterable[str]:
@@ -70,12 +74,15 @@ def _on_calendar(ctx: Context) -> Iterable[str]:
 
 
 def _no_overlap(ctx: Context) -> Iterable[str]:
-    for path, spans in ctx.spans():
-        ordered = sorted((first, last, index) for index, (first, last) in enumerate(spans))
+    index = ctx.isps()
+    lists = ctx.spans() if index is None else [
+        (one.path, one.spans) for one in index.lists if not one.ordered]
+    for path, spans in lists:  # with the index: only a list not in order already
+        ordered = sorted((first, last, at) for at, (first, last) in enumerate(spans))
         reach = None  # the last ISP covered by the spans before
-        for first, last, index in ordered:
+        for first, last, at in ordered:
             if reach is not None and first <= reach:
-                yield f"{path}[{index}]: ISP {first} is addressed twice"
+                yield f"{path}[{at}]: ISP {first} is addressed twice"
             reach = last if reach is None else max(reach, last)
 
 
@@ -90,7 +97,9 @@ def _expiration_before_end(ctx: Context) -> Iterable[str]:
     expires = p.get("expiration_date_time")
     if expires is None or not {"period", "isp_duration", "time_zone"} <= set(p):
         return
-    last = max((last for _, spans in ctx.spans() for _, last in spans), default=None)
+    index = ctx.isps()
+    last = index.high if index is not None else max(
+        (last for _, spans in ctx.spans() for _, last in spans), default=None)
     if last is not None:
         try:
             end = isp_end(p["period"], p["isp_duration"], p["time_zone"], last)
