@@ -33,6 +33,11 @@ from typing import Any, Self, TypeVar, overload
 from ..exceptions import StoreError
 from .summary import OutboxSummary, summarize
 
+
+def checks_ids(item_ids: Iterable[int]) -> set[int]:
+    from .checks import item_ids as check  # checks imports this module
+    return check(item_ids, "item_ids")
+
 T = TypeVar("T")
 
 STATES = ("pending", "delivered", "failed")
@@ -74,9 +79,16 @@ class OutboxStore(abc.ABC):
     @abc.abstractmethod
     def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
                      archive: ArchivedMessage | None = None,
-                     outcome: tuple[str, str | None] | None = None) -> int:
+                     outcome: tuple[str, str | None] | None = None,
+                     claim: float | None = None, delivered: Collection[int] = ()) -> int:
         """Store a checked copy of a new ``item`` (its ``id`` must be None), unclaimed, in
         one transaction; return its id, which is also set on ``item.id``.
+
+        ``claim`` (seconds, > 0): store it claimed by the caller until ``now + claim``
+        instead, as if :meth:`claim_due` had returned it: the caller delivers it at once,
+        without a claim_due transaction. ``delivered``: ids of items marked delivered in the
+        same transaction, as :meth:`mark_delivered_many` does (the outbox's marks of
+        earlier items, carried by the next write rather than a transaction each).
 
         With ``answers=(sender_domain, message_id)``, the same transaction marks that received
         message handled, exactly as :meth:`Journal.mark_handled` does: the item is a response
@@ -120,6 +132,18 @@ class OutboxStore(abc.ABC):
         """The recipient accepted the item (KeyError for an unknown id): its state becomes
         ``delivered`` whatever it was, its claim ends and its ``body`` is dropped (the bulk of
         an item, no longer needed; the rest is kept for inspection). One transaction."""
+
+    def mark_delivered_many(self, item_ids: Iterable[int]) -> None:
+        """:meth:`mark_delivered` for each of ``item_ids`` in one transaction; unknown ids
+        are ignored (an item forgotten meanwhile). The outbox marks the items it delivered
+        together: one commit for several deliveries.
+
+        Not abstract: this fallback marks them one by one."""
+        for item_id in sorted(checks_ids(item_ids)):
+            try:
+                self.mark_delivered(item_id)
+            except KeyError:
+                pass
 
     @abc.abstractmethod
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,

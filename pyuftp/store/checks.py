@@ -86,6 +86,16 @@ def item_ids(values: Iterable[Any], name: str) -> set[int]:
     return {count(value, f"{name} entry") for value in values}
 
 
+def claim(value: Any) -> float | None:
+    """``add_outgoing``'s ``claim``: None or a positive number of seconds."""
+    if value is None:
+        return None
+    lease = when(value, "claim")
+    if lease <= 0:
+        raise ValueError(f"claim must be a positive number of seconds, not {lease}")
+    return lease
+
+
 def key(sender_domain: Any, message_id: Any) -> tuple[str, str]:
     """A received message's key, ``(sender_domain, message_id)``."""
     return text(sender_domain, "sender_domain"), text(message_id, "message_id")

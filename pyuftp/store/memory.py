@@ -108,10 +108,12 @@ class MemoryStore(Store):
 
     def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
                      archive: ArchivedMessage | None = None,
-                     outcome: tuple[str, str | None] | None = None) -> int:
+                     outcome: tuple[str, str | None] | None = None,
+                     claim: float | None = None, delivered: Collection[int] = ()) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
         kept = checks.to_archive(archive)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
+        lease, done = checks.claim(claim), checks.item_ids(delivered, "delivered")
         with self._use():
             if answered is not None:
                 self._known(*answered)  # KeyError before anything changes
@@ -121,8 +123,12 @@ class MemoryStore(Store):
             self._updated[item_id] = time.time()
             if checked.state == "pending":
                 self._pending[item_id] = checked
+                if lease is not None:
+                    self._claims[item_id] = time.time() + lease
             else:
                 self._decide(item_id)
+            for done_id in sorted(done):
+                self._delivered(done_id)
             if answered is not None:
                 self._handle(*answered)
             if kept is not None:
@@ -182,15 +188,26 @@ class MemoryStore(Store):
     def mark_delivered(self, item_id: int) -> None:
         item_id = checks.item_id(item_id)
         with self._use():
-            item = self._items.get(item_id)
-            if item is None:
+            if not self._delivered(item_id):
                 raise KeyError(f"no outbox item {item_id}")
-            was_pending = item.state == "pending"
-            item.state = "delivered"
-            item.body = b""  # the bulk of an item; a delivered one is kept only for inspection
-            self._updated[item_id] = time.time()
-            if was_pending:
-                self._decide(item_id)
+
+    def mark_delivered_many(self, item_ids: Iterable[int]) -> None:
+        ids = checks.item_ids(item_ids, "item_ids")
+        with self._use():
+            for item_id in sorted(ids):
+                self._delivered(item_id)
+
+    def _delivered(self, item_id: int) -> bool:
+        item = self._items.get(item_id)
+        if item is None:
+            return False
+        was_pending = item.state == "pending"
+        item.state = "delivered"
+        item.body = b""  # the bulk of an item; a delivered one is kept only for inspection
+        self._updated[item_id] = time.time()
+        if was_pending:
+            self._decide(item_id)
+        return True
 
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
                    status: int | None) -> None:

@@ -153,10 +153,12 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
 
     def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
                      archive: ArchivedMessage | None = None,
-                     outcome: tuple[str, str | None] | None = None) -> int:
+                     outcome: tuple[str, str | None] | None = None,
+                     claim: float | None = None, delivered: Collection[int] = ()) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
         kept = checks.to_archive(archive)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
+        lease, done = checks.claim(claim), checks.item_ids(delivered, "delivered")
         now = time.time()
         args: dict[str, Any] = {
             "mid_": checked.message_id, "type": checked.message_type,
@@ -165,10 +167,14 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
             "expires": checked.expires_at, "attempts": checked.attempts,
             "next": checked.next_attempt_at, "state": checked.state,
             "error": checked.last_error, "status": checked.last_status, "now": now,
-            "claim": now + self.handling_lease, "me": self.instance}
+            # claimed by the caller (who delivers it now), or by this store: its own
+            # claim_due may take it at once (added_by), another instance's not yet
+            "claim": now + (self.handling_lease if lease is None else lease),
+            "me": None if lease is not None else self.instance, "done": sorted(done)}
         # One statement: mark the request handled, queue its answer, archive the answer and
         # note the request's outcome; all or nothing, one round trip.
-        sql = pa.add_statement(answered is not None, kept is not None, result is not None)
+        sql = pa.add_statement(answered is not None, kept is not None, result is not None,
+                               bool(done))
         if answered is not None:
             args.update(sender=answered[0], mid=answered[1])
         if kept is not None:
@@ -243,6 +249,13 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
                 "added_by = NULL, updated_at = %s WHERE id = %s", (time.time(), item_id)).rowcount
         if changed == 0:
             raise KeyError(f"no outbox item {item_id}")
+
+    def mark_delivered_many(self, item_ids: Iterable[int]) -> None:
+        ids = sorted(checks.item_ids(item_ids, "item_ids"))
+        if ids:
+            with self._connection("mark_delivered_many") as conn:
+                conn.execute(f"{pa.DELIVER} WHERE id = ANY(%(done)s)",
+                             {"now": time.time(), "done": ids})
 
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
                    status: int | None) -> None:

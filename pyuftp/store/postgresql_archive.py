@@ -64,11 +64,17 @@ def params(kept: ArchivedMessage) -> dict[str, Any]:
     }
 
 
-def add_statement(answers: bool, archive: bool, outcome: bool) -> str:
+#: mark outbox items delivered (as mark_delivered does), followed by a WHERE on their ids
+DELIVER = ("UPDATE outbox SET state = 'delivered', body = '', claimed_until = 0, "
+           "added_by = NULL, updated_at = %(now)s")
+
+
+def add_statement(answers: bool, archive: bool, outcome: bool, delivered: bool = False) -> str:
     """The one statement of ``PostgreSQLStore.add_outgoing``: with ``answers``, mark the
     request ``%(sender)s, %(mid)s`` handled (``h``; nothing is queued if it is unknown); queue
     the item (``o``); with ``archive``, archive the message of :func:`params`; with
-    ``outcome``, note the request's outcome. It selects the new item's id (NULL: unknown)."""
+    ``outcome``, note the request's outcome; with ``delivered``, mark the items
+    ``%(done)s`` delivered. It selects the new item's id (NULL: unknown)."""
     parts, guard = [], ""
     if answers:
         parts.append("h AS (UPDATE received SET handled_at = COALESCE(handled_at, %(now)s), "
@@ -90,6 +96,8 @@ def add_statement(answers: bool, archive: bool, outcome: bool) -> str:
         parts.append("c AS (UPDATE archive SET outcome = %(outcome)s, reasons = %(reasons)s "
                      "WHERE counterparty = %(sender)s AND message_id = %(mid)s AND "
                      "direction = 'in' AND EXISTS (SELECT 1 FROM h))")
+    if delivered:  # guarded too: when nothing is queued (KeyError) nothing is written
+        parts.append(f"d AS ({DELIVER} WHERE id = ANY(%(done)s) AND EXISTS (SELECT 1 FROM o))")
     return f"WITH {', '.join(parts)} SELECT (SELECT id FROM o)"
 
 

@@ -35,6 +35,12 @@ def _row_item(row: tuple[Any, ...]) -> OutboxItem:
                       last_error, last_status)
 
 
+def _deliver(conn: sqlite3.Connection, ids: Collection[int], now: float) -> None:
+    """Mark these items delivered (as mark_delivered does; unknown ids are ignored)."""
+    conn.executemany("UPDATE outbox SET state = 'delivered', body = x'', claimed_until = 0, "
+                     "updated_at = ? WHERE id = ?", [(now, i) for i in sorted(ids)])
+
+
 class SQLiteStore(Store):
     """A :class:`Store` in one SQLite file, used by one process at a time (a restarted
     process opens the same file again).
@@ -169,25 +175,30 @@ class SQLiteStore(Store):
 
     def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
                      archive: ArchivedMessage | None = None,
-                     outcome: tuple[str, str | None] | None = None) -> int:
+                     outcome: tuple[str, str | None] | None = None,
+                     claim: float | None = None, delivered: Collection[int] = ()) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
         kept = checks.to_archive(archive)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
+        lease, done = checks.claim(claim), checks.item_ids(delivered, "delivered")
+        now = time.time()
         with self._session("add_outgoing") as conn:
             if answered is not None and conn.execute(
-                    _MARK_HANDLED, (time.time(), *answered)).rowcount == 0:
+                    _MARK_HANDLED, (now, *answered)).rowcount == 0:
                 raise KeyError(f"no received message {answered[1]} from {answered[0]}")
             cursor = conn.execute(
                 "INSERT INTO outbox (message_id, message_type, sender_domain, recipient_domain, "
                 "recipient_role, body, created_at, expires_at, attempts, next_attempt_at, state, "
-                "last_error, last_status, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "last_error, last_status, updated_at, claimed_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (checked.message_id, checked.message_type, checked.sender_domain,
                  checked.recipient_domain, checked.recipient_role, checked.body,
                  checked.created_at, checked.expires_at, checked.attempts,
                  checked.next_attempt_at, checked.state, checked.last_error,
-                 checked.last_status, time.time()))
+                 checked.last_status, now, 0.0 if lease is None else now + lease))
             item_id = cursor.lastrowid
+            if done:
+                _deliver(conn, done, now)
             if kept is not None:
                 sqlite_archive.archive(conn, kept)
             if result is not None and answered is not None:
@@ -247,6 +258,12 @@ class SQLiteStore(Store):
                 "updated_at = ? WHERE id = ?", (time.time(), item_id))
             if cursor.rowcount == 0:
                 raise KeyError(f"no outbox item {item_id}")
+
+    def mark_delivered_many(self, item_ids: Iterable[int]) -> None:
+        ids = checks.item_ids(item_ids, "item_ids")
+        if ids:
+            with self._session("mark_delivered_many") as conn:
+                _deliver(conn, ids, time.time())
 
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
                    status: int | None) -> None:
