@@ -8,9 +8,12 @@
 ``deliver(item)`` makes one attempt and raises a ``TemporaryDeliveryError`` (retried with
 back-off until the item expires, an hour by default) or a ``FinalDeliveryError`` (failed at
 once); a failed item stays in the store and ``on_delivery_failed(item, error)`` is told. The
-outbox *claims* what it delivers (:meth:`pyuftp.store.OutboxStore.claim_due`), so two outboxes
-on one database never deliver an item both while the claim lasts. Delivery is at least once:
-a POST cut off by a crash is made again after the restart; recipients drop repeats by id.
+outbox *claims* what it delivers, so two outboxes on one database never deliver an item both
+while the claim lasts: an item submitted is stored claimed when it goes out at once (or
+waits in its peer's queue here), others by :meth:`pyuftp.store.OutboxStore.claim_due`. The
+"delivered" marks are committed with the next item stored, or several together
+(:mod:`pyuftp.sending.marks`). Delivery is at least once: a POST cut off by a crash, or
+whose mark a crash lost, is made again after the restart; recipients drop repeats by id.
 Logging: deliveries and retries at INFO, a peer's outage once at WARNING, final failures at
 ERROR.
 """
@@ -199,12 +202,11 @@ class Outbox:
         peer = (item.recipient_domain, item.recipient_role)
         # A free slot, or room in the peer's queue: store it claimed by us and deliver it
         # from memory, rather than on the loop's next claim (a transaction of its own).
-        take = self.running and not self._stopping and (
-            self._busy[peer] < self.per_peer or len(self._queued.get(peer, ())) < self._queue_cap)
-        if take:
+        room = len(self._queued.get(peer, ())) < self._queue_cap
+        if take := self.running and not self._stopping and (
+                self._busy[peer] < self.per_peer or room):
             extra["claim"] = self.lease
-        marks = self._marks.take()  # the delivered marks so far ride on this commit
-        if marks:
+        if marks := self._marks.take():  # the delivered marks so far ride on this commit
             extra["delivered"] = marks
         add = (functools.partial(self.store.add_outgoing, **extra) if extra
                else self.store.add_outgoing)
@@ -214,14 +216,11 @@ class Outbox:
             self._marks.give_back(marks)
             raise
         self.outcomes.backlog[peer] += 1
-        if not take:
-            self._wake_up()
-        elif self.running and not self._stopping:
-            if not self._take(item):  # the queue filled up meanwhile
-                await self.store.call(self.store.release, [item.id])
-                self._wake_up()
-        else:  # stopped while it was stored: due again at once, for the next start
+        if take and self.running and not self._stopping and self._take(item):
+            return item.id
+        if take:  # stopped meanwhile, or the queue filled up: due again at once
             await self.store.call(self.store.release, [item.id])
+        self._wake_up()
         return item.id
 
     async def wait_idle(self, timeout: float) -> bool:

@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
 from ..exceptions import StoreError
+from .records import ArchivedMessage, OutboxItem
 from .summary import OutboxSummary, summarize
 
-
-def checks_ids(item_ids: Iterable[int]) -> set[int]:
-    from .checks import item_ids as check  # checks imports this module
-    return check(item_ids, "item_ids")
+__all__ = ["ArchivedMessage", "OutboxItem", "OutboxStore", "Journal", "Archive", "Store"]
 
 T = TypeVar("T")
 
@@ -44,26 +42,6 @@ STATES = ("pending", "delivered", "failed")
 RECEIVED_RESULTS = ("new", "duplicate", "conflict")
 DIRECTIONS = ("out", "in")  # also the order in which Archive.find looks when not told
 OUTCOMES = ("Accepted", "Rejected", "Revoked")
-
-
-@dataclass(slots=True)  # a store in memory keeps one per message: no __dict__ each
-class OutboxItem:
-    """One message to deliver, as the outbox keeps it."""
-
-    message_id: str
-    message_type: str
-    sender_domain: str
-    recipient_domain: str
-    recipient_role: str
-    body: bytes            # the SignedMessage envelope, exactly as it will be POSTed
-    created_at: float      # unix time
-    expires_at: float      # give up (final failure) after this
-    id: int | None = None  # assigned by the store
-    attempts: int = 0
-    next_attempt_at: float = 0.0
-    state: str = "pending"   # "pending" | "delivered" | "failed"
-    last_error: str | None = None
-    last_status: int | None = None
 
 
 class OutboxStore(abc.ABC):
@@ -139,11 +117,9 @@ class OutboxStore(abc.ABC):
         together: one commit for several deliveries.
 
         Not abstract: this fallback marks them one by one."""
-        for item_id in sorted(checks_ids(item_ids)):
-            try:
+        for item_id in sorted(set(item_ids)):
+            with contextlib.suppress(KeyError):
                 self.mark_delivered(item_id)
-            except KeyError:
-                pass
 
     @abc.abstractmethod
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
@@ -229,37 +205,6 @@ class Journal(abc.ABC):
         """Delete the handled records received before ``before`` (unix time); return how
         many. Unhandled ones are kept whatever their age. A forgotten message recorded again
         is ``"new"``."""
-
-
-@dataclass(slots=True)
-class ArchivedMessage:
-    """One message sent (``direction="out"``) or received (``"in"``), as the archive keeps it."""
-
-    direction: str            # "in" (received) or "out" (sent)
-    message_type: str         # "FlexOffer", "D-Prognosis", ...
-    message_id: str
-    conversation_id: str
-    sender_domain: str
-    sender_role: str
-    recipient_domain: str
-    recipient_role: str
-    time_stamp: float         # the message's own TimeStamp, unix time
-    payload_xml: bytes        # the payload XML exactly as sent/received (not the envelope)
-    # key -> the message id it names, e.g. {"flex_request_message_id": "..."}
-    references: dict[str, str] = field(default_factory=dict)
-    period: str | None = None     # ISO date of the message's Period, if it has one
-    # a D-Prognosis's or FlexRequest's congestion point and revision (highest_revision's index)
-    congestion_point: str | None = None
-    revision: int | None = None
-    outcome: str | None = None    # "Accepted", "Rejected", "Revoked" (set_outcome) or None
-    reasons: str | None = None    # the rejection reasons, if any
-    archived_at: float = 0.0      # set by the store: unix time of storing
-
-    @property
-    def counterparty(self) -> str:
-        """The other party's domain: the recipient of a message sent, the sender of one
-        received."""
-        return self.recipient_domain if self.direction == "out" else self.sender_domain
 
 
 class Archive(abc.ABC):

@@ -261,7 +261,15 @@ def check_archived(message: ArchivedMessage) -> ArchivedMessage:
         time_stamp=when(message.time_stamp, "time_stamp"), payload_xml=payload,
         references=references(message.references), period=iso_date(message.period, "period"),
         congestion_point=optional(message.congestion_point, "congestion_point"),
-        revision=revision(message.revision), outcome=result, reasons=reasons)
+        revision=revision(message.revision), outcome=result, reasons=reasons,
+        envelope=None if message.envelope is None else data(message.envelope, "envelope"))
+
+
+def with_envelope(message: ArchivedMessage | None, envelope: bytes) -> ArchivedMessage | None:
+    """A checked message to archive, its envelope ``envelope`` unless it has one."""
+    if message is not None and message.envelope is None:
+        message.envelope = envelope
+    return message
 
 
 def revision(value: Any) -> int | None:

@@ -156,7 +156,7 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
                      outcome: tuple[str, str | None] | None = None,
                      claim: float | None = None, delivered: Collection[int] = ()) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
-        kept = checks.to_archive(archive)
+        kept = checks.with_envelope(checks.to_archive(archive), checked.body)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
         lease, done = checks.claim(claim), checks.item_ids(delivered, "delivered")
         now = time.time()
@@ -312,7 +312,8 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
                         received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         sender, mid, digest, body, at = checks.received_args(sender_domain, message_id, digest,
                                                              data, received_at)
-        kept = checks.to_archive(archive)
+        # the archive keeps the envelope too (the journal's copy goes when it is handled)
+        kept = checks.with_envelope(checks.to_archive(archive), body)
         args: dict[str, Any] = {"sender": sender, "mid": mid, "digest": digest, "data": body,
                                 "at": at, "owner": self.instance,
                                 "until": at + self.handling_lease}

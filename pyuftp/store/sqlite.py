@@ -16,29 +16,13 @@ from .base import ArchivedMessage, OutboxItem, Store
 from .summary import OutboxSummary, summary_of
 from .sqlite_file import SYNCHRONOUS_MODES, describe, open_file
 from .sqlite_lock import FileLock
+from .sqlite_outbox import ITEM_COLUMNS, deliver, row_item
 
 logger = logging.getLogger(__name__)
 
-_ITEM_COLUMNS = ("id, message_id, message_type, sender_domain, recipient_domain, recipient_role, "
-                 "body, created_at, expires_at, attempts, next_attempt_at, state, last_error, "
-                 "last_status")
 _READY = "state = 'pending' AND max(next_attempt_at, claimed_until)"  # as indexed
 _MARK_HANDLED = ("UPDATE received SET handled_at = COALESCE(handled_at, ?), data = NULL "
                  "WHERE sender_domain = ? AND message_id = ?")
-
-
-def _row_item(row: tuple[Any, ...]) -> OutboxItem:
-    (id_, message_id, message_type, sender_domain, recipient_domain, recipient_role, body,
-     created_at, expires_at, attempts, next_attempt_at, state, last_error, last_status) = row
-    return OutboxItem(message_id, message_type, sender_domain, recipient_domain, recipient_role,
-                      bytes(body), created_at, expires_at, id_, attempts, next_attempt_at, state,
-                      last_error, last_status)
-
-
-def _deliver(conn: sqlite3.Connection, ids: Collection[int], now: float) -> None:
-    """Mark these items delivered (as mark_delivered does; unknown ids are ignored)."""
-    conn.executemany("UPDATE outbox SET state = 'delivered', body = x'', claimed_until = 0, "
-                     "updated_at = ? WHERE id = ?", [(now, i) for i in sorted(ids)])
 
 
 class SQLiteStore(Store):
@@ -178,7 +162,7 @@ class SQLiteStore(Store):
                      outcome: tuple[str, str | None] | None = None,
                      claim: float | None = None, delivered: Collection[int] = ()) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
-        kept = checks.to_archive(archive)
+        kept = checks.with_envelope(checks.to_archive(archive), checked.body)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
         lease, done = checks.claim(claim), checks.item_ids(delivered, "delivered")
         now = time.time()
@@ -198,7 +182,7 @@ class SQLiteStore(Store):
                  checked.last_status, now, 0.0 if lease is None else now + lease))
             item_id = cursor.lastrowid
             if done:
-                _deliver(conn, done, now)
+                deliver(conn, done, now)
             if kept is not None:
                 sqlite_archive.archive(conn, kept)
             if result is not None and answered is not None:
@@ -218,13 +202,13 @@ class SQLiteStore(Store):
         for domain, role in sorted(peers):  # a few peers at most: one condition each
             sql += " AND NOT (recipient_domain = ? AND recipient_role = ?)"
             args += [domain, role]
-        sql = (f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE id IN ({sql} ORDER BY id LIMIT ?) "
+        sql = (f"SELECT {ITEM_COLUMNS} FROM outbox WHERE id IN ({sql} ORDER BY id LIMIT ?) "
                "ORDER BY id")
         with self._session("claim_due") as conn:
             rows = conn.execute(sql, (*args, limit)).fetchall()
             conn.executemany("UPDATE outbox SET claimed_until = ? WHERE id = ?",
                              [(now + lease, row[0]) for row in rows])
-        return [_row_item(row) for row in rows]
+        return [row_item(row) for row in rows]
 
     def release(self, item_ids: Iterable[int]) -> None:
         ids = checks.item_ids(item_ids, "item_ids")
@@ -263,7 +247,7 @@ class SQLiteStore(Store):
         ids = checks.item_ids(item_ids, "item_ids")
         if ids:
             with self._session("mark_delivered_many") as conn:
-                _deliver(conn, ids, time.time())
+                deliver(conn, ids, time.time())
 
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
                    status: int | None) -> None:
@@ -277,14 +261,14 @@ class SQLiteStore(Store):
                      "state = 'failed', last_error = ?, last_status = ?", args)
 
     def outgoing(self, state: str | None = None) -> list[OutboxItem]:
-        sql = f"SELECT {_ITEM_COLUMNS} FROM outbox"
+        sql = f"SELECT {ITEM_COLUMNS} FROM outbox"
         args: tuple[Any, ...] = ()
         if state is not None:
             sql += " WHERE state = ?"
             args = (checks.state(state),)
         with self._session("outgoing", write=False) as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [_row_item(row) for row in rows]
+        return [row_item(row) for row in rows]
 
     def pending_counts(self) -> dict[tuple[str, str], int]:
         with self._session("pending_counts", write=False) as conn:
@@ -324,16 +308,21 @@ class SQLiteStore(Store):
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
                         received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         args = checks.received_args(sender_domain, message_id, digest, data, received_at)
-        kept = checks.to_archive(archive)
+        kept = checks.with_envelope(checks.to_archive(archive), args[3])
         with self._session("record_received") as conn:
             # insert-or-keep and the digest comparison in one transaction: two requests with
-            # one id (retries crossing) cannot both be "new"
+            # one id (retries crossing) cannot both be "new". Archived, the data is kept
+            # there only (as the entry's envelope): the journal's data is NULL, which
+            # unhandled() reads as "in the archive"
             cursor = conn.execute(
                 "INSERT INTO received (sender_domain, message_id, digest, data, received_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_domain, message_id) DO NOTHING", args)
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_domain, message_id) DO NOTHING",
+                args if kept is None else (*args[:3], None, args[4]))
             if cursor.rowcount == 1:
-                if kept is not None:
-                    sqlite_archive.archive(conn, kept)
+                if kept is not None and not sqlite_archive.archive(conn, kept):
+                    # archived before (a forgotten record sent again): its data stays here
+                    conn.execute("UPDATE received SET data = ? WHERE sender_domain = ? AND "
+                                 "message_id = ?", (args[3], *args[:2]))
                 return "new"
             stored = conn.execute(
                 "SELECT digest FROM received WHERE sender_domain = ? AND message_id = ?",
@@ -349,9 +338,10 @@ class SQLiteStore(Store):
     def unhandled(self) -> list[tuple[str, str, bytes]]:
         with self._session("unhandled", write=False) as conn:
             rows = conn.execute(
-                "SELECT sender_domain, message_id, data FROM received WHERE handled_at IS NULL "
-                "ORDER BY received_at, rowid").fetchall()
-        return [(sender, message_id, bytes(data or b"")) for sender, message_id, data in rows]
+                f"SELECT sender_domain, message_id, data, ({sqlite_archive.ENVELOPE}) FROM "
+                "received WHERE handled_at IS NULL ORDER BY received_at, rowid").fetchall()
+        return [(sender, message_id, sqlite_archive.unhandled_data(data, blob))
+                for sender, message_id, data, blob in rows]
 
     def forget_received(self, before: float) -> int:
         before = checks.when(before, "before")
