@@ -14,32 +14,45 @@ The form is internal to the stores; its first byte says which of the three it is
 """
 from __future__ import annotations
 
-import base64
-import re
+import binascii
 import struct
 import zlib
 
 _XML_ONLY, _SPLICED, _WHOLE = 0, 1, 2
 _HEAD = struct.Struct(">III")
-# the Body attribute's value: canonical base64 only (anything else is kept whole)
-_BODY = re.compile(rb"""\sBody\s*=\s*(["'])([A-Za-z0-9+/]*={0,2})\1""")
 
 
 def split(envelope: bytes, payload_xml: bytes) -> tuple[bytes, bytes, bytes] | None:
     """``(prefix, suffix, signature)`` such that ``envelope == prefix +
-    b64encode(signature + payload_xml) + suffix``, or None if it is not so."""
-    match = _BODY.search(envelope)
-    if match is None:
+    b64encode(signature + payload_xml) + suffix``, or None if it is not so.
+
+    Whatever text is taken for the body, the result is exact or None: the prefix and suffix
+    are the envelope's own bytes around it, and the body must be exactly the base64 of the
+    signature (decoded from its first characters only) followed by ``payload_xml``: encoding
+    is checked, which costs a fifth of decoding the whole body."""
+    for quote in b'"', b"'":
+        start = envelope.find(b"Body=" + quote)
+        if start >= 0:
+            start += 6
+            end = envelope.find(quote, start)
+            break
+    else:
         return None
-    text = match.group(2)
+    if end < 0:
+        return None
+    text = envelope[start:end]
+    size = len(text) // 4 * 3 - len(text[-2:]) + len(text[-2:].rstrip(b"="))
+    signature_size = size - len(payload_xml)
+    if len(text) % 4 or signature_size < 0:
+        return None
     try:
-        sealed = base64.b64decode(text, validate=True)
-    except ValueError:
+        signature = binascii.a2b_base64(text[:(signature_size + 2) // 3 * 4],
+                                        strict_mode=True)[:signature_size]
+    except binascii.Error:
         return None
-    if not sealed.endswith(payload_xml) or base64.b64encode(sealed) != text:
+    if binascii.b2a_base64(signature + payload_xml, newline=False) != text:
         return None
-    return (envelope[:match.start(2)], envelope[match.end(2):],
-            sealed[:len(sealed) - len(payload_xml)])
+    return envelope[:start], envelope[end:], signature
 
 
 def pack(envelope: bytes | None, payload_xml: bytes) -> bytes:
@@ -74,7 +87,7 @@ def unpack(blob: bytes) -> tuple[bytes, bytes | None]:
     prefix, suffix = raw[at:at + first], raw[at + first:at + first + second]
     sealed = raw[at + first + second:]
     xml = sealed[third:]
-    return xml, prefix + base64.b64encode(sealed) + suffix
+    return xml, prefix + binascii.b2a_base64(sealed, newline=False) + suffix
 
 
 def spliced(blob: bytes) -> bool:
