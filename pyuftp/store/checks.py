@@ -86,6 +86,12 @@ def item_ids(values: Iterable[Any], name: str) -> set[int]:
     return {count(value, f"{name} entry") for value in values}
 
 
+def flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {_kind(value)}")
+    return value
+
+
 def claim(value: Any) -> float | None:
     """``add_outgoing``'s ``claim``: None or a positive number of seconds."""
     if value is None:

@@ -15,6 +15,7 @@ from . import checks, sqlite_archive
 from .base import ArchivedMessage, OutboxItem, Store
 from .summary import OutboxSummary, summary_of
 from .sqlite_file import SYNCHRONOUS_MODES, describe, open_file
+from .sqlite_checkpoint import Checkpointer
 from .sqlite_lock import FileLock
 from .sqlite_outbox import ITEM_COLUMNS, deliver, row_item
 
@@ -37,14 +38,12 @@ class SQLiteStore(Store):
     a power loss too, at the cost of one disk flush per commit (milliseconds each).
 
     Threads: by default (``threaded=False``) :meth:`call` runs each method inline, on the
-    event loop: a call takes 5-100 µs (measured: 3 KB add_outgoing 94 µs, mark_delivered
-    49, record_received 62, mark_handled 32; a commit does not wait for the disk with
-    NORMAL), while handing it to a worker thread cost 54-166 µs of CPU per call, 4 to 6
-    calls per message. The price: when a commit does wait for the disk (every commit with
-    FULL, and the WAL checkpoint that a commit runs every ~1000 written pages), the whole
-    event loop waits with it. On a slow disk, or with ``synchronous="FULL"``, pass
-    ``threaded=True`` to run the calls on one worker thread instead. Either way the store
-    may be used from several threads: one connection, one operation at a time.
+    event loop (20-150 µs a call; a worker thread cost 54-166 µs of CPU per call). The WAL
+    checkpoints, which sync the disk, run on a thread of their own
+    (:mod:`~pyuftp.store.sqlite_checkpoint`): with NORMAL no commit waits for the disk. With
+    FULL every commit does, and the loop with it: pass ``threaded=True`` then (or on a slow
+    disk) to run the calls on one worker thread. Either way the store may be used from
+    several threads: one connection, one operation at a time.
 
     One process per file, enforced: the store holds an exclusive lock on the file itself (on
     its inode, whatever name, hard link or symlink it is opened by; ``<path>.lock`` only
@@ -67,11 +66,11 @@ class SQLiteStore(Store):
     corrupt store is refused at once rather than failing call after call; it reads the whole
     file (0.2 s for 200 MB in the page cache; a cold disk's read speed otherwise).
 
-    Every SQLite error becomes a :class:`StoreError` saying what happened and naming the
-    file; the failed transaction is rolled back.
+    Every SQLite error becomes a :class:`StoreError` naming the file; the failed
+    transaction is rolled back.
 
     The archive keeps every message until :meth:`forget_archived` deletes it (no cap by
-    count); its SQL is in :mod:`pyuftp.store.sqlite_archive`.
+    count; SQL in :mod:`~pyuftp.store.sqlite_archive`), its XML once (see docs/store.rst).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
@@ -85,8 +84,7 @@ class SQLiteStore(Store):
                 or not 0 <= busy_timeout < 1e6:
             raise ValueError(f"busy_timeout must be seconds (0 or more), not {busy_timeout!r}")
         for name, flag in (("threaded", threaded), ("check_integrity", check_integrity)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+            checks.flag(flag, name)
         path = os.fspath(path)
         if not isinstance(path, str) or not path:
             raise TypeError(f"path must be a non-empty str or os.PathLike[str], not {path!r}")
@@ -94,11 +92,13 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._file_lock = None if path == ":memory:" else FileLock(path)
+        self._checkpointer: Checkpointer | None = None
         try:
             self._conn = open_file(path, sync, busy_timeout, check_integrity,
                                    sole_user=self._file_lock is not None)
             if self._file_lock is not None:
                 self._file_lock.check(always=True)  # SQLite opened the file we locked
+                self._checkpointer = Checkpointer(path, self._conn, busy_timeout=busy_timeout)
         except BaseException as exc:
             self._release()
             if isinstance(exc, sqlite3.Error):
@@ -146,7 +146,10 @@ class SQLiteStore(Store):
         with self._lock:
             conn, self._conn = self._conn, None
             lock, self._file_lock = self._file_lock, None
+            checkpointer, self._checkpointer = self._checkpointer, None
             try:
+                if checkpointer is not None:
+                    checkpointer.close()  # first: the last connection checkpoints it all
                 if conn is not None:
                     conn.close()
             except sqlite3.Error as exc:
