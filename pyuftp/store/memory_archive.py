@@ -84,7 +84,7 @@ class MemoryArchive:
     """Archived messages by key, in the order archived, with three indexes: conversation id,
     message type and referenced message id -> keys (each list in the order archived). A payload
     is kept zlib-compressed with its envelope (:mod:`pyuftp.store.signed`; level 1: a 4 KB
-FlexOffer's XML and its envelope take 1 KB, 15 µs to compress)."""
+FlexOffer's 4 KB XML and its 5.6 KB envelope take 1.1 KB, 30 µs to compress)."""
 
     def __init__(self, max_archived: int) -> None:
         self.max_archived = max_archived

@@ -56,7 +56,8 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
 
     The outbox: an item is stored claimed by this store for ``handling_lease`` seconds (an
     outbox delivers a new item at once, without a claim_due round trip; no other instance
-    may take it meanwhile), yet this store's own :meth:`claim_due` may take it at once.
+    may take it meanwhile), yet this store's own :meth:`claim_due` may take it at once;
+    with ``claim`` (the outbox took it to deliver) by the caller, for at most that long.
 
     Calls through :meth:`call` run in order on the store's one worker thread (the outbox
     relies on a submit's commit being seen before a later claim's), or inline on the event
@@ -168,8 +169,9 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
             "next": checked.next_attempt_at, "state": checked.state,
             "error": checked.last_error, "status": checked.last_status, "now": now,
             # claimed by the caller (who delivers it now), or by this store: its own
-            # claim_due may take it at once (added_by), another instance's not yet
-            "claim": now + (self.handling_lease if lease is None else lease),
+            # claim_due may take it at once (added_by), another instance's not yet. At most
+            # the handling lease either way: should this instance die, another posts it then
+            "claim": now + min(self.handling_lease, lease or self.handling_lease),
             "me": None if lease is not None else self.instance, "done": sorted(done)}
         # One statement: mark the request handled, queue its answer, archive the answer and
         # note the request's outcome; all or nothing, one round trip.
