@@ -203,24 +203,23 @@ class Outbox:
         # A free slot, or room in the peer's queue: store it claimed by us and deliver it
         # from memory, rather than on the loop's next claim (a transaction of its own).
         room = len(self._queued.get(peer, ())) < self._queue_cap
-        if take := self.running and not self._stopping and (
-                self._busy[peer] < self.per_peer or room):
+        if take := self.running and not self._stopping and (self._busy[peer] < self.per_peer
+                                                              or room):
             extra["claim"] = self.lease
         if marks := self._marks.take():  # the delivered marks so far ride on this commit
             extra["delivered"] = marks
-        add = (functools.partial(self.store.add_outgoing, **extra) if extra
-               else self.store.add_outgoing)
+        add = functools.partial(self.store.add_outgoing, **extra)
         try:
             item.id = await self.store.call(add, item)
         except BaseException:
             self._marks.give_back(marks)
             raise
         self.outcomes.backlog[peer] += 1
-        if take and self.running and not self._stopping and self._take(item):
+        if take and self.running and not self._stopping and self._take(item, submitted=True):
             return item.id
-        if take:  # stopped meanwhile, or the queue filled up: due again at once
+        if take:  # stopped meanwhile: due again at once
             await self.store.call(self.store.release, [item.id])
-        self._wake_up()
+        self._wake_up()  # for claim_due
         return item.id
 
     async def wait_idle(self, timeout: float) -> bool:
@@ -309,8 +308,9 @@ class Outbox:
         self._quick_rounds = self._quick_rounds + 1 if quick else 0
         return max(0.0, min(waits))
 
-    def _take(self, item: OutboxItem) -> bool:
-        """Deliver a claimed item now or queue it; False when its peer's queue is full."""
+    def _take(self, item: OutboxItem, submitted: bool = False) -> bool:
+        """Deliver a claimed item now or queue it; False when its peer's queue is full (not
+        for one ``submitted`` with room: queued, past the cap by concurrent submits at most)."""
         if item.id in self._in_flight:
             return True  # submit() launched it while the store was being read
         peer = (item.recipient_domain, item.recipient_role)
@@ -318,7 +318,7 @@ class Outbox:
             self._launch(item, peer)
             return True
         queue = self._queued.setdefault(peer, collections.deque())
-        if len(queue) < self._queue_cap:
+        if len(queue) < self._queue_cap or submitted:
             queue.append(item)
             return True
         self._saturated.add(peer)

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from .base import ArchivedMessage, OutboxItem, Store
 from .summary import OutboxSummary, summary_of
 from .sqlite_file import SYNCHRONOUS_MODES, describe, open_file
 from .sqlite_checkpoint import Checkpointer
+from .sqlite_group import GroupCommit, groupable, undo
 from .sqlite_lock import FileLock
 from .sqlite_outbox import ITEM_COLUMNS, deliver, row_item
 
@@ -26,7 +27,7 @@ _MARK_HANDLED = ("UPDATE received SET handled_at = COALESCE(handled_at, ?), data
                  "WHERE sender_domain = ? AND message_id = ?")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(sqlite_archive.ArchiveMethods, Store):
     """A :class:`Store` in one SQLite file, used by one process at a time (a restarted
     process opens the same file again).
 
@@ -89,7 +90,8 @@ class SQLiteStore(Store):
         if not isinstance(path, str) or not path:
             raise TypeError(f"path must be a non-empty str or os.PathLike[str], not {path!r}")
         self.path, self.synchronous, self.blocking = path, sync, threaded
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a group commit's entries take it again
+        self._grouped, self._group = False, GroupCommit(self)
         self._conn: sqlite3.Connection | None = None
         self._file_lock = None if path == ":memory:" else FileLock(path)
         self._checkpointer: Checkpointer | None = None
@@ -110,6 +112,13 @@ class SQLiteStore(Store):
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
+    async def call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """As :meth:`Store.call`; on the loop, the message path's writes share commits
+        (:mod:`~pyuftp.store.sqlite_group`)."""
+        if self.blocking or self._closed or not groupable(self, method):
+            return await super().call(method, *args)
+        return await self._group.add(method, args)
+
     # --- plumbing ----------------------------------------------------------------------------
 
     @contextmanager
@@ -122,20 +131,21 @@ class SQLiteStore(Store):
                 raise StoreError(f"{self!r} is closed")
             if self._file_lock is not None and self._file_lock.gone is not None:
                 raise StoreError(self._file_lock.gone)
+            grouped = self._grouped  # in a group's transaction: a savepoint (sqlite_group)
             try:
                 if write:
-                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("SAVEPOINT one" if grouped else "BEGIN IMMEDIATE")
                 yield conn
                 if write:
-                    conn.execute("COMMIT")
-                    if self._file_lock is not None:
+                    conn.execute("RELEASE one" if grouped else "COMMIT")
+                    if self._file_lock is not None and not grouped:
                         # after the commit: what a 200 follows was written where a restart
                         # finds it (record_received looks every time, the rest once a second)
                         self._file_lock.check(always=action == "record_received")
             except BaseException as exc:
-                if conn.in_transaction:  # SQLite rolls back by itself after some errors
-                    try:
-                        conn.execute("ROLLBACK")
+                if conn.in_transaction and (write or not grouped):  # (SQLite rolls back
+                    try:  # by itself after some errors)
+                        undo(conn, grouped)
                     except sqlite3.Error:
                         logger.exception("%s: cannot roll back", self.path)
                 if isinstance(exc, sqlite3.Error):
@@ -352,49 +362,3 @@ class SQLiteStore(Store):
             cursor = conn.execute(
                 "DELETE FROM received WHERE handled_at IS NOT NULL AND received_at < ?", (before,))
         return cursor.rowcount
-
-    # --- archive -----------------------------------------------------------------------------
-
-    def archive(self, message: ArchivedMessage) -> bool:
-        checked = checks.stamped(message)
-        with self._session("archive") as conn:
-            return sqlite_archive.archive(conn, checked)
-
-    def set_outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
-                    reasons: str | None = None) -> None:
-        key = checks.archive_key(direction, counterparty, message_id)
-        result, why = checks.outcome(outcome, reasons)
-        with self._session("set_outcome") as conn:
-            sqlite_archive.set_outcome(conn, key, result, why)
-
-    def find(self, counterparty: str, message_id: str,
-             direction: str | None = None) -> ArchivedMessage | None:
-        counterparty, message_id, directions = checks.find_args(counterparty, message_id,
-                                                                direction)
-        with self._session("find", write=False) as conn:
-            return sqlite_archive.find(conn, counterparty, message_id, directions)
-
-    def query(self, *, conversation_id: str | None = None, message_type: str | None = None,
-              counterparty: str | None = None, direction: str | None = None,
-              references: str | None = None, period_from: str | None = None,
-              period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None,
-              newest_first: bool = False) -> list[ArchivedMessage]:
-        criteria = checks.query(conversation_id, message_type, counterparty, direction,
-                                references, period_from, period_to, since, until, limit,
-                                newest_first)
-        with self._session("query", write=False) as conn:
-            return sqlite_archive.query(conn, criteria)
-
-    def highest_revision(self, direction: str, counterparty: str, message_type: str,
-                         period: str, congestion_point: str | None, *,
-                         excluding: str | None = None) -> int | None:
-        args = checks.revision_args(direction, counterparty, message_type, period,
-                                    congestion_point, excluding)
-        with self._session("highest_revision", write=False) as conn:
-            return sqlite_archive.highest_revision(conn, *args)
-
-    def forget_archived(self, before: float) -> int:
-        before = checks.when(before, "before")
-        with self._session("forget_archived") as conn:
-            return sqlite_archive.forget(conn, before)

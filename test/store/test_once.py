@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
 from typing import Any, Iterator
@@ -194,9 +195,10 @@ def counting(store: SQLiteStore) -> Iterator[list[str]]:
 
     @contextlib.contextmanager
     def counted(action: str, write: bool = True) -> Iterator[Any]:
+        inner = store._grouped  # an entry of a group commit: a savepoint, not a transaction
         with session(action, write) as conn:
             yield conn
-        if write:
+        if write and not inner:
             writes.append(action)
 
     store._session = counted  # type: ignore[method-assign]
@@ -223,8 +225,9 @@ def test_one_write_per_message_received_and_one_per_answer(tmp_path):
         await outbox.start()
         with counting(store) as writes:
             for i in range(n):
-                store.record_received(AGR, f"in-{i}", "d", b"<env/>", time.time(),
-                                      archive=message(f"in-{i}"))
+                await store.call(functools.partial(  # as the inbox calls it
+                    store.record_received, AGR, f"in-{i}", "d", b"<env/>", time.time(),
+                    archive=message(f"in-{i}")))
                 await outbox.submit(item(i), answers=(AGR, f"in-{i}"),
                                     archive=message(f"out-{i}", direction="out"),
                                     outcome=("Accepted", None))
@@ -237,11 +240,38 @@ def test_one_write_per_message_received_and_one_per_answer(tmp_path):
     with SQLiteStore(tmp_path / "s.sqlite") as store:
         writes = asyncio.run(run(store))
         assert len(store.outgoing("delivered")) == n
-    assert writes.count("record_received") == n and writes.count("add_outgoing") == n
-    # the loop's own rounds (at start, then once a poll_interval): not one per message
+    # each request and each answer in a commit (a group's: "record_received" when the
+    # group holds one); the loop's own rounds (at start, then once a poll_interval) apart
     assert writes.count("claim_due") <= 3 and "mark_delivered" not in writes
-    assert writes.count("mark_delivered_many") <= 3  # the last marks; before: one per answer
+    assert n <= writes.count("record_received") + writes.count("group commit") <= 2 * n + 3
     assert len(writes) <= 2 * n + 8, writes
+
+
+def test_group_commit_shares_a_transaction_and_isolates_failures(tmp_path):
+    """Answers queued through store.call commit with the next record_received (at once: a
+    sender waits for its 200) or at the end of the loop's turn; one that raises rolls back
+    only itself; one cancelled while it waits is not run."""
+    async def run(store: SQLiteStore) -> list[Any]:
+        ok = asyncio.ensure_future(store.call(store.add_outgoing, item(2)))
+        bad = asyncio.ensure_future(store.call(functools.partial(  # unknown: KeyError, alone
+            store.add_outgoing, item(1), answers=(AGR, "unknown"))))
+        cut = asyncio.ensure_future(store.call(store.add_outgoing, item(3)))
+        await asyncio.sleep(0)  # the three wait for the end of this turn
+        cut.cancel()
+        recorded = [await store.call(functools.partial(
+            store.record_received, AGR, f"m{i}", "d", b"<x/>", 1.0)) for i in range(2)]
+        later = await store.call(store.add_outgoing, item(4))  # alone: at the turn's end
+        return [*recorded, *await asyncio.gather(ok, bad, return_exceptions=True), later]
+
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        with counting(store) as writes:
+            results = asyncio.run(run(store))
+        assert results[:2] == ["new"] * 2 and isinstance(results[3], KeyError)
+        assert isinstance(results[2], int) and isinstance(results[4], int)
+        # the first record carried the two answers queued before it
+        assert writes == ["record_received", "record_received", "group commit"]
+        assert [i.message_id for i in store.outgoing()] == ["id-2", "id-4"]
+        assert [m for _, m, _ in store.unhandled()] == ["m0", "m1"]
 
 
 def test_pack_is_exact_for_mangled_envelopes():
