@@ -55,6 +55,8 @@ class GroupCommit:
         sender waits for its 200: it must not wait for the loop's turn too)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        # what an earlier event loop left (closed before its flush ran) is dropped: cancelled
+        self._queue = [entry for entry in self._queue if entry[2].get_loop() is loop]
         self._queue.append((method, args, future))
         if _name(method) in URGENT:
             self.flush()

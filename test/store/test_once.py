@@ -296,3 +296,22 @@ def test_pack_is_exact_for_mangled_envelopes():
         data = bytes(mangled)
         for payload in (xml, xml[rng.randrange(len(xml)):], b""):
             assert signed.unpack(signed.pack(data, payload)) == (payload, data)
+
+
+def test_group_commit_across_event_loops(tmp_path):
+    """A loop that ends with an answer still waiting (its flush never ran) does not hold up
+    the next loop's calls."""
+    async def queue_one(store: SQLiteStore) -> None:
+        store.call(store.add_outgoing, item(1)).send(None)  # queued, its flush scheduled
+
+    async def next_one(store: SQLiteStore) -> int:
+        return await asyncio.wait_for(store.call(store.add_outgoing, item(2)), 5)
+
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        loop = asyncio.new_event_loop()
+        loop.create_task(queue_one(store))
+        loop.call_soon(loop.stop)  # stops before the flush the task schedules
+        loop.run_forever()
+        loop.close()
+        assert isinstance(asyncio.run(next_one(store)), int)
+        assert "id-2" in [i.message_id for i in store.outgoing()]
