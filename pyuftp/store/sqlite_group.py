@@ -92,8 +92,12 @@ class GroupCommit:
                     future.set_exception(failed)
             return
         for (ok, value), (_, _, future) in zip(results, entries):
-            if not future.done():
-                future.set_result(value) if ok else future.set_exception(value)
+            if future.done():  # not expected: cancelled ones were left out above
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
 
 def _check(conn: sqlite3.Connection, path: str) -> None:
