@@ -3,9 +3,9 @@ conversation, type and period; a conversation as a timeline; the original XML fo
 
 What is exported for each message (see docs/cli.rst): the payload XML exactly as it was
 signed (sent) or as it arrived inside its verified SignedMessage (received), its SHA-256, its
-times and outcome; and the whole SignedMessage where the store still has it: a received one
-until it is handled (the journal's ``data``), a sent one until it is delivered (the outbox
-item's ``body``). The archive keeps a received message only after its signature verified,
+times and outcome; and the whole SignedMessage, byte for byte as posted: the archive keeps it
+with the XML (messages archived by an older pyuftp: only while the journal or the outbox
+still has it). The archive keeps a received message only after its signature verified,
 which the export says; with ``--key`` a kept SignedMessage is verified again.
 """
 from __future__ import annotations
@@ -103,7 +103,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _signed(store: Store, message: ArchivedMessage) -> bytes | None:
-    """The SignedMessage of ``message`` if the store still keeps it."""
+    """The SignedMessage of ``message`` if the store still keeps it: in the archive (kept
+    with the XML since schema 5), else for the messages archived before, in the journal or
+    the outbox while they are there."""
+    if message.envelope is not None:
+        return message.envelope
     if message.direction == "in":
         for sender, message_id, data in store.unhandled():
             if (sender, message_id) == (message.sender_domain, message.message_id) and data:
@@ -223,7 +227,7 @@ def add_archive(commands: Commands[argparse.ArgumentParser]) -> None:
     parser = add_command(
         actions, "export", "the original XML, verification and times (audit)",
         "Export archived messages for an audit or a settlement dispute: the payload XML "
-        "exactly as signed, its SHA-256, the SignedMessage where still kept (verified again "
+        "exactly as signed, its SHA-256, the SignedMessage as posted (verified again "
         "with --key), the times and the outcome; as JSON, and with --out as files.", _export)
     add_store_option(parser)
     parser.add_argument("--conversation", metavar="ID", help="every message of it")

@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..exceptions import DeliveryError, DeliveryExpired, about
@@ -55,6 +55,11 @@ class Outcomes:
         self.backlog: collections.Counter[Peer] = collections.Counter()
         self.failing: set[Peer] = set()     # peers whose outage was logged already
         self._retry_times: list[float] = []  # heap: the retries scheduled
+        # the Outbox replaces this: it commits several marks at once (sending.marks)
+        self.mark_delivered: Callable[[int], Awaitable[None]] = self._mark_delivered
+
+    async def _mark_delivered(self, item_id: int) -> None:
+        await self.store.call(self.store.mark_delivered, item_id)
 
     def next_retry(self, now: float) -> float | None:
         """The earliest retry scheduled after ``now``, if any."""
@@ -68,7 +73,7 @@ class Outcomes:
         assert item.id is not None
         peer = (item.recipient_domain, item.recipient_role)
         if error is None:
-            await self.store.call(self.store.mark_delivered, item.id)
+            await self.mark_delivered(item.id)
             item.state = "delivered"
             self._settled(peer)
             if peer in self.failing:

@@ -8,9 +8,12 @@
 ``deliver(item)`` makes one attempt and raises a ``TemporaryDeliveryError`` (retried with
 back-off until the item expires, an hour by default) or a ``FinalDeliveryError`` (failed at
 once); a failed item stays in the store and ``on_delivery_failed(item, error)`` is told. The
-outbox *claims* what it delivers (:meth:`pyuftp.store.OutboxStore.claim_due`), so two outboxes
-on one database never deliver an item both while the claim lasts. Delivery is at least once:
-a POST cut off by a crash is made again after the restart; recipients drop repeats by id.
+outbox *claims* what it delivers, so two outboxes on one database never deliver an item both
+while the claim lasts: an item submitted is stored claimed when it goes out at once (or
+waits in its peer's queue here), others by :meth:`pyuftp.store.OutboxStore.claim_due`. The
+"delivered" marks are committed with the next item stored, or several together
+(:mod:`pyuftp.sending.marks`). Delivery is at least once: a POST cut off by a crash, or
+whose mark a crash lost, is made again after the restart; recipients drop repeats by id.
 Logging: deliveries and retries at INFO, a peer's outage once at WARNING, final failures at
 ERROR.
 """
@@ -29,6 +32,7 @@ from .attempts import Backoff, Outcomes, Peer
 from .._shared import positive_int
 from ..exceptions import TemporaryDeliveryError
 from ..store import OutboxItem, Store
+from .marks import DeliveredMarks
 from .observe import NO_OBSERVER, Observer
 
 logger = logging.getLogger(__name__)
@@ -113,6 +117,8 @@ class Outbox:
         self._progress: asyncio.Event | None = None
         self._stopping = False
         self._quick_rounds = 0
+        self._marks = DeliveredMarks(store)
+        self.outcomes.mark_delivered = self._marks.add
 
     # --- public ----------------------------------------------------------------------------
 
@@ -175,6 +181,7 @@ class Outbox:
                 await self.store.call(self.store.release, unattempted)
         except Exception:  # their claims expire by themselves
             logger.exception("outbox: cannot release %d claims", len(unattempted))
+        await self._marks.close()
         self._tasks.clear()
         self._in_flight.clear()
         self._busy.clear()
@@ -192,17 +199,27 @@ class Outbox:
         """
         extra: dict[str, Any] = {key: value for key, value in (
             ("answers", answers), ("archive", archive), ("outcome", outcome)) if value is not None}
-        add = (functools.partial(self.store.add_outgoing, **extra) if extra
-               else self.store.add_outgoing)
-        item.id = await self.store.call(add, item)
         peer = (item.recipient_domain, item.recipient_role)
+        # A free slot, or room in the peer's queue: store it claimed by us and deliver it
+        # from memory, rather than on the loop's next claim (a transaction of its own).
+        room = len(self._queued.get(peer, ())) < self._queue_cap
+        if take := self.running and not self._stopping and (self._busy[peer] < self.per_peer
+                                                              or room):
+            extra["claim"] = self.lease
+        if marks := self._marks.take():  # the delivered marks so far ride on this commit
+            extra["delivered"] = marks
+        add = functools.partial(self.store.add_outgoing, **extra)
+        try:
+            item.id = await self.store.call(add, item)
+        except BaseException:
+            self._marks.give_back(marks)
+            raise
         self.outcomes.backlog[peer] += 1
-        if self.running and not self._stopping and self._busy[peer] < self.per_peer:
-            # A free slot: deliver now rather than on the loop's next claim (a store round
-            # trip per message). A claim of it by a round meanwhile is skipped in _take.
-            self._launch(item, peer)
-        else:
-            self._wake_up()
+        if take and self.running and not self._stopping and self._take(item, submitted=True):
+            return item.id
+        if take:  # stopped meanwhile: due again at once
+            await self.store.call(self.store.release, [item.id])
+        self._wake_up()  # for claim_due
         return item.id
 
     async def wait_idle(self, timeout: float) -> bool:
@@ -214,7 +231,7 @@ class Outbox:
         while True:
             if self._progress is not None:
                 self._progress.clear()  # before looking: a change after this wakes us
-            if not (self._in_flight or any(self._queued.values())):
+            if not (self._in_flight or any(self._queued.values()) or len(self._marks)):
                 next_due = await self.store.call(self.store.next_due_time)
                 if next_due is None or next_due > time.time() + deadline - loop.time():
                     return True
@@ -291,8 +308,9 @@ class Outbox:
         self._quick_rounds = self._quick_rounds + 1 if quick else 0
         return max(0.0, min(waits))
 
-    def _take(self, item: OutboxItem) -> bool:
-        """Deliver a claimed item now or queue it; False when its peer's queue is full."""
+    def _take(self, item: OutboxItem, submitted: bool = False) -> bool:
+        """Deliver a claimed item now or queue it; False when its peer's queue is full (not
+        for one ``submitted`` with room: queued, past the cap by concurrent submits at most)."""
         if item.id in self._in_flight:
             return True  # submit() launched it while the store was being read
         peer = (item.recipient_domain, item.recipient_role)
@@ -300,7 +318,7 @@ class Outbox:
             self._launch(item, peer)
             return True
         queue = self._queued.setdefault(peer, collections.deque())
-        if len(queue) < self._queue_cap:
+        if len(queue) < self._queue_cap or submitted:
             queue.append(item)
             return True
         self._saturated.add(peer)

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
 from ..exceptions import StoreError
+from .records import ArchivedMessage, OutboxItem
 from .summary import OutboxSummary, summarize
+
+__all__ = ["ArchivedMessage", "OutboxItem", "OutboxStore", "Journal", "Archive", "Store"]
 
 T = TypeVar("T")
 
@@ -39,26 +42,6 @@ STATES = ("pending", "delivered", "failed")
 RECEIVED_RESULTS = ("new", "duplicate", "conflict")
 DIRECTIONS = ("out", "in")  # also the order in which Archive.find looks when not told
 OUTCOMES = ("Accepted", "Rejected", "Revoked")
-
-
-@dataclass(slots=True)  # a store in memory keeps one per message: no __dict__ each
-class OutboxItem:
-    """One message to deliver, as the outbox keeps it."""
-
-    message_id: str
-    message_type: str
-    sender_domain: str
-    recipient_domain: str
-    recipient_role: str
-    body: bytes            # the SignedMessage envelope, exactly as it will be POSTed
-    created_at: float      # unix time
-    expires_at: float      # give up (final failure) after this
-    id: int | None = None  # assigned by the store
-    attempts: int = 0
-    next_attempt_at: float = 0.0
-    state: str = "pending"   # "pending" | "delivered" | "failed"
-    last_error: str | None = None
-    last_status: int | None = None
 
 
 class OutboxStore(abc.ABC):
@@ -74,9 +57,16 @@ class OutboxStore(abc.ABC):
     @abc.abstractmethod
     def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
                      archive: ArchivedMessage | None = None,
-                     outcome: tuple[str, str | None] | None = None) -> int:
+                     outcome: tuple[str, str | None] | None = None,
+                     claim: float | None = None, delivered: Collection[int] = ()) -> int:
         """Store a checked copy of a new ``item`` (its ``id`` must be None), unclaimed, in
         one transaction; return its id, which is also set on ``item.id``.
+
+        ``claim`` (seconds, > 0): store it claimed by the caller until ``now + claim``
+        instead, as if :meth:`claim_due` had returned it: the caller delivers it at once,
+        without a claim_due transaction. ``delivered``: ids of items marked delivered in the
+        same transaction, as :meth:`mark_delivered_many` does (the outbox's marks of
+        earlier items, carried by the next write rather than a transaction each).
 
         With ``answers=(sender_domain, message_id)``, the same transaction marks that received
         message handled, exactly as :meth:`Journal.mark_handled` does: the item is a response
@@ -120,6 +110,16 @@ class OutboxStore(abc.ABC):
         """The recipient accepted the item (KeyError for an unknown id): its state becomes
         ``delivered`` whatever it was, its claim ends and its ``body`` is dropped (the bulk of
         an item, no longer needed; the rest is kept for inspection). One transaction."""
+
+    def mark_delivered_many(self, item_ids: Iterable[int]) -> None:
+        """:meth:`mark_delivered` for each of ``item_ids`` in one transaction; unknown ids
+        are ignored (an item forgotten meanwhile). The outbox marks the items it delivered
+        together: one commit for several deliveries.
+
+        Not abstract: this fallback marks them one by one."""
+        for item_id in sorted(set(item_ids)):
+            with contextlib.suppress(KeyError):
+                self.mark_delivered(item_id)
 
     @abc.abstractmethod
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
@@ -205,37 +205,6 @@ class Journal(abc.ABC):
         """Delete the handled records received before ``before`` (unix time); return how
         many. Unhandled ones are kept whatever their age. A forgotten message recorded again
         is ``"new"``."""
-
-
-@dataclass(slots=True)
-class ArchivedMessage:
-    """One message sent (``direction="out"``) or received (``"in"``), as the archive keeps it."""
-
-    direction: str            # "in" (received) or "out" (sent)
-    message_type: str         # "FlexOffer", "D-Prognosis", ...
-    message_id: str
-    conversation_id: str
-    sender_domain: str
-    sender_role: str
-    recipient_domain: str
-    recipient_role: str
-    time_stamp: float         # the message's own TimeStamp, unix time
-    payload_xml: bytes        # the payload XML exactly as sent/received (not the envelope)
-    # key -> the message id it names, e.g. {"flex_request_message_id": "..."}
-    references: dict[str, str] = field(default_factory=dict)
-    period: str | None = None     # ISO date of the message's Period, if it has one
-    # a D-Prognosis's or FlexRequest's congestion point and revision (highest_revision's index)
-    congestion_point: str | None = None
-    revision: int | None = None
-    outcome: str | None = None    # "Accepted", "Rejected", "Revoked" (set_outcome) or None
-    reasons: str | None = None    # the rejection reasons, if any
-    archived_at: float = 0.0      # set by the store: unix time of storing
-
-    @property
-    def counterparty(self) -> str:
-        """The other party's domain: the recipient of a message sent, the sender of one
-        received."""
-        return self.recipient_domain if self.direction == "out" else self.sender_domain
 
 
 class Archive(abc.ABC):

@@ -86,6 +86,22 @@ def item_ids(values: Iterable[Any], name: str) -> set[int]:
     return {count(value, f"{name} entry") for value in values}
 
 
+def flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {_kind(value)}")
+    return value
+
+
+def claim(value: Any) -> float | None:
+    """``add_outgoing``'s ``claim``: None or a positive number of seconds."""
+    if value is None:
+        return None
+    lease = when(value, "claim")
+    if lease <= 0:
+        raise ValueError(f"claim must be a positive number of seconds, not {lease}")
+    return lease
+
+
 def key(sender_domain: Any, message_id: Any) -> tuple[str, str]:
     """A received message's key, ``(sender_domain, message_id)``."""
     return text(sender_domain, "sender_domain"), text(message_id, "message_id")
@@ -251,7 +267,15 @@ def check_archived(message: ArchivedMessage) -> ArchivedMessage:
         time_stamp=when(message.time_stamp, "time_stamp"), payload_xml=payload,
         references=references(message.references), period=iso_date(message.period, "period"),
         congestion_point=optional(message.congestion_point, "congestion_point"),
-        revision=revision(message.revision), outcome=result, reasons=reasons)
+        revision=revision(message.revision), outcome=result, reasons=reasons,
+        envelope=None if message.envelope is None else data(message.envelope, "envelope"))
+
+
+def with_envelope(message: ArchivedMessage | None, envelope: bytes) -> ArchivedMessage | None:
+    """A checked message to archive, its envelope ``envelope`` unless it has one."""
+    if message is not None and message.envelope is None:
+        message.envelope = envelope
+    return message
 
 
 def revision(value: Any) -> int | None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import zlib
 from collections import deque
 
+from . import signed
 from .base import ArchivedMessage
 from .checks import Query
 
@@ -27,7 +27,8 @@ def _key(message: ArchivedMessage) -> Key:
 
 def _out(stored: ArchivedMessage) -> ArchivedMessage:
     """A copy to hand out: the payload uncompressed, a references dict of its own."""
-    return dataclasses.replace(stored, payload_xml=zlib.decompress(stored.payload_xml),
+    xml, envelope = signed.unpack(stored.payload_xml)
+    return dataclasses.replace(stored, payload_xml=xml, envelope=envelope,
                                references=dict(stored.references))
 
 
@@ -82,7 +83,8 @@ def _unlist(index: dict[str, list[Key]], name: str, key: Key) -> None:
 class MemoryArchive:
     """Archived messages by key, in the order archived, with three indexes: conversation id,
     message type and referenced message id -> keys (each list in the order archived). A payload
-    is kept zlib-compressed (level 1: a 4 KB FlexOffer's XML takes 1 KB, 15 µs to compress)."""
+    is kept zlib-compressed with its envelope (:mod:`pyuftp.store.signed`; level 1: a 4 KB
+FlexOffer's 4 KB XML and its 5.6 KB envelope take 1.1 KB, 30 µs to compress)."""
 
     def __init__(self, max_archived: int) -> None:
         self.max_archived = max_archived
@@ -109,7 +111,9 @@ class MemoryArchive:
         key = _key(message)
         if key in self._messages:
             return False
-        message.payload_xml = zlib.compress(message.payload_xml, 1)
+        # the XML and the envelope in one compressed blob, the XML once (store.signed)
+        message.payload_xml, message.envelope = signed.pack(message.envelope,
+                                                            message.payload_xml), None
         if not message.references:
             message.references = _NO_REFERENCES
         self._messages[key] = message

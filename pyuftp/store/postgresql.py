@@ -56,7 +56,8 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
 
     The outbox: an item is stored claimed by this store for ``handling_lease`` seconds (an
     outbox delivers a new item at once, without a claim_due round trip; no other instance
-    may take it meanwhile), yet this store's own :meth:`claim_due` may take it at once.
+    may take it meanwhile), yet this store's own :meth:`claim_due` may take it at once;
+    with ``claim`` (the outbox took it to deliver) by the caller, for at most that long.
 
     Calls through :meth:`call` run in order on the store's one worker thread (the outbox
     relies on a submit's commit being seen before a later claim's), or inline on the event
@@ -153,10 +154,12 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
 
     def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
                      archive: ArchivedMessage | None = None,
-                     outcome: tuple[str, str | None] | None = None) -> int:
+                     outcome: tuple[str, str | None] | None = None,
+                     claim: float | None = None, delivered: Collection[int] = ()) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
-        kept = checks.to_archive(archive)
+        kept = checks.with_envelope(checks.to_archive(archive), checked.body)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
+        lease, done = checks.claim(claim), checks.item_ids(delivered, "delivered")
         now = time.time()
         args: dict[str, Any] = {
             "mid_": checked.message_id, "type": checked.message_type,
@@ -165,10 +168,15 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
             "expires": checked.expires_at, "attempts": checked.attempts,
             "next": checked.next_attempt_at, "state": checked.state,
             "error": checked.last_error, "status": checked.last_status, "now": now,
-            "claim": now + self.handling_lease, "me": self.instance}
+            # claimed by the caller (who delivers it now), or by this store: its own
+            # claim_due may take it at once (added_by), another instance's not yet. At most
+            # the handling lease either way: should this instance die, another posts it then
+            "claim": now + min(self.handling_lease, lease or self.handling_lease),
+            "me": None if lease is not None else self.instance, "done": sorted(done)}
         # One statement: mark the request handled, queue its answer, archive the answer and
         # note the request's outcome; all or nothing, one round trip.
-        sql = pa.add_statement(answered is not None, kept is not None, result is not None)
+        sql = pa.add_statement(answered is not None, kept is not None, result is not None,
+                               bool(done))
         if answered is not None:
             args.update(sender=answered[0], mid=answered[1])
         if kept is not None:
@@ -244,6 +252,13 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
         if changed == 0:
             raise KeyError(f"no outbox item {item_id}")
 
+    def mark_delivered_many(self, item_ids: Iterable[int]) -> None:
+        ids = sorted(checks.item_ids(item_ids, "item_ids"))
+        if ids:
+            with self._connection("mark_delivered_many") as conn:
+                conn.execute(f"{pa.DELIVER} WHERE id = ANY(%(done)s)",
+                             {"now": time.time(), "done": ids})
+
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
                    status: int | None) -> None:
         args = checks.retry_args(attempts, next_attempt_at, error, status)
@@ -299,7 +314,8 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
                         received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         sender, mid, digest, body, at = checks.received_args(sender_domain, message_id, digest,
                                                              data, received_at)
-        kept = checks.to_archive(archive)
+        # the archive keeps the envelope too (the journal's copy goes when it is handled)
+        kept = checks.with_envelope(checks.to_archive(archive), body)
         args: dict[str, Any] = {"sender": sender, "mid": mid, "digest": digest, "data": body,
                                 "at": at, "owner": self.instance,
                                 "until": at + self.handling_lease}

@@ -11,12 +11,12 @@ import json
 from typing import Any
 
 from .base import ArchivedMessage
-from . import checks
+from . import checks, signed
 from .checks import Query
 
 _COLUMNS = ("direction, message_type, message_id, conversation_id, sender_domain, sender_role, "
             "recipient_domain, recipient_role, time_stamp, payload_xml, refs, period, outcome, "
-            "reasons, archived_at, congestion_point, revision")
+            "reasons, archived_at, congestion_point, revision, signed")
 _KEY = "counterparty = %s AND message_id = %s AND direction = %s"
 
 
@@ -24,12 +24,14 @@ def message(row: tuple[Any, ...]) -> ArchivedMessage:
     """An ArchivedMessage from a row of :data:`_COLUMNS`."""
     (direction, message_type, message_id, conversation_id, sender_domain, sender_role,
      recipient_domain, recipient_role, time_stamp, payload_xml, refs, period, outcome, reasons,
-     archived_at, congestion_point, revision) = row
+     archived_at, congestion_point, revision, blob) = row
+    # archived under schema 2: payload_xml is '' and signed holds it (with the envelope)
+    xml, envelope = (bytes(payload_xml), None) if blob is None else signed.unpack(bytes(blob))
     return ArchivedMessage(
         direction=direction, message_type=message_type, message_id=message_id,
         conversation_id=conversation_id, sender_domain=sender_domain, sender_role=sender_role,
         recipient_domain=recipient_domain, recipient_role=recipient_role,
-        time_stamp=time_stamp, payload_xml=bytes(payload_xml), references=json.loads(refs),
+        time_stamp=time_stamp, payload_xml=xml, envelope=envelope, references=json.loads(refs),
         period=period, outcome=outcome, reasons=reasons, archived_at=archived_at,
         congestion_point=congestion_point, revision=revision)
 
@@ -44,7 +46,8 @@ def ctes(guard: str | None) -> str:
         "%(a_sender)s::text, %(a_sender_role)s::text, %(a_recipient)s::text, "
         "%(a_recipient_role)s::text, %(a_time)s::float8, %(a_xml)s::bytea, %(a_refs)s::text, "
         "%(a_period)s::text, %(a_outcome)s::text, %(a_reasons)s::text, %(a_at)s::float8, "
-        f"%(a_cp)s::text, %(a_revision)s::integer, %(a_counterparty)s::text{where} "
+        f"%(a_cp)s::text, %(a_revision)s::integer, %(a_signed)s::bytea, "
+        f"%(a_counterparty)s::text{where} "
         "ON CONFLICT (counterparty, message_id, direction) DO NOTHING RETURNING id), "
         "arc_refs AS (INSERT INTO archive_refs (message, key, ref_id) "
         "SELECT arc.id, refs.key, refs.value FROM arc, jsonb_each_text(%(a_refs)s::jsonb) refs)")
@@ -57,18 +60,25 @@ def params(kept: ArchivedMessage) -> dict[str, Any]:
         "a_conversation": kept.conversation_id, "a_sender": kept.sender_domain,
         "a_sender_role": kept.sender_role, "a_recipient": kept.recipient_domain,
         "a_recipient_role": kept.recipient_role, "a_time": kept.time_stamp,
-        "a_xml": kept.payload_xml, "a_refs": json.dumps(kept.references),
+        "a_xml": b"", "a_signed": signed.pack(kept.envelope, kept.payload_xml),
+        "a_refs": json.dumps(kept.references),
         "a_period": kept.period, "a_outcome": kept.outcome, "a_reasons": kept.reasons,
         "a_at": kept.archived_at, "a_cp": kept.congestion_point,
         "a_revision": kept.revision, "a_counterparty": kept.counterparty,
     }
 
 
-def add_statement(answers: bool, archive: bool, outcome: bool) -> str:
+#: mark outbox items delivered (as mark_delivered does), followed by a WHERE on their ids
+DELIVER = ("UPDATE outbox SET state = 'delivered', body = '', claimed_until = 0, "
+           "added_by = NULL, updated_at = %(now)s")
+
+
+def add_statement(answers: bool, archive: bool, outcome: bool, delivered: bool = False) -> str:
     """The one statement of ``PostgreSQLStore.add_outgoing``: with ``answers``, mark the
     request ``%(sender)s, %(mid)s`` handled (``h``; nothing is queued if it is unknown); queue
     the item (``o``); with ``archive``, archive the message of :func:`params`; with
-    ``outcome``, note the request's outcome. It selects the new item's id (NULL: unknown)."""
+    ``outcome``, note the request's outcome; with ``delivered``, mark the items
+    ``%(done)s`` delivered. It selects the new item's id (NULL: unknown)."""
     parts, guard = [], ""
     if answers:
         parts.append("h AS (UPDATE received SET handled_at = COALESCE(handled_at, %(now)s), "
@@ -90,6 +100,8 @@ def add_statement(answers: bool, archive: bool, outcome: bool) -> str:
         parts.append("c AS (UPDATE archive SET outcome = %(outcome)s, reasons = %(reasons)s "
                      "WHERE counterparty = %(sender)s AND message_id = %(mid)s AND "
                      "direction = 'in' AND EXISTS (SELECT 1 FROM h))")
+    if delivered:  # guarded too: when nothing is queued (KeyError) nothing is written
+        parts.append(f"d AS ({DELIVER} WHERE id = ANY(%(done)s) AND EXISTS (SELECT 1 FROM o))")
     return f"WITH {', '.join(parts)} SELECT (SELECT id FROM o)"
 
 

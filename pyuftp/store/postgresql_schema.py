@@ -13,7 +13,7 @@ from . import checks
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: pyuftp's own URL parameters, taken out before the URL goes to the driver.
 OPTIONS = ("schema", "pool_size", "handling_lease", "pool_timeout", "threaded")
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -103,7 +103,11 @@ _SCHEMA_1 = (
     "CREATE INDEX IF NOT EXISTS archive_refs_id ON archive_refs (ref_id)",
 )
 #: version -> the statements that bring the version before it there (1: from nothing).
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_1}
+# 2: archive.signed, the envelope and the XML in one compressed blob (pyuftp.store.signed);
+# payload_xml is '' in the rows that have it, and keeps the XML of the rows archived before
+_SCHEMA_2 = ("ALTER TABLE archive ADD COLUMN IF NOT EXISTS signed BYTEA",)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_1, 2: _SCHEMA_2}
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:

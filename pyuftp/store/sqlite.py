@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,27 +15,19 @@ from . import checks, sqlite_archive
 from .base import ArchivedMessage, OutboxItem, Store
 from .summary import OutboxSummary, summary_of
 from .sqlite_file import SYNCHRONOUS_MODES, describe, open_file
+from .sqlite_checkpoint import Checkpointer
+from .sqlite_group import GroupCommit, groupable, undo
 from .sqlite_lock import FileLock
+from .sqlite_outbox import ITEM_COLUMNS, deliver, row_item
 
 logger = logging.getLogger(__name__)
 
-_ITEM_COLUMNS = ("id, message_id, message_type, sender_domain, recipient_domain, recipient_role, "
-                 "body, created_at, expires_at, attempts, next_attempt_at, state, last_error, "
-                 "last_status")
 _READY = "state = 'pending' AND max(next_attempt_at, claimed_until)"  # as indexed
 _MARK_HANDLED = ("UPDATE received SET handled_at = COALESCE(handled_at, ?), data = NULL "
                  "WHERE sender_domain = ? AND message_id = ?")
 
 
-def _row_item(row: tuple[Any, ...]) -> OutboxItem:
-    (id_, message_id, message_type, sender_domain, recipient_domain, recipient_role, body,
-     created_at, expires_at, attempts, next_attempt_at, state, last_error, last_status) = row
-    return OutboxItem(message_id, message_type, sender_domain, recipient_domain, recipient_role,
-                      bytes(body), created_at, expires_at, id_, attempts, next_attempt_at, state,
-                      last_error, last_status)
-
-
-class SQLiteStore(Store):
+class SQLiteStore(sqlite_archive.ArchiveMethods, Store):
     """A :class:`Store` in one SQLite file, used by one process at a time (a restarted
     process opens the same file again).
 
@@ -47,14 +39,12 @@ class SQLiteStore(Store):
     a power loss too, at the cost of one disk flush per commit (milliseconds each).
 
     Threads: by default (``threaded=False``) :meth:`call` runs each method inline, on the
-    event loop: a call takes 5-100 µs (measured: 3 KB add_outgoing 94 µs, mark_delivered
-    49, record_received 62, mark_handled 32; a commit does not wait for the disk with
-    NORMAL), while handing it to a worker thread cost 54-166 µs of CPU per call, 4 to 6
-    calls per message. The price: when a commit does wait for the disk (every commit with
-    FULL, and the WAL checkpoint that a commit runs every ~1000 written pages), the whole
-    event loop waits with it. On a slow disk, or with ``synchronous="FULL"``, pass
-    ``threaded=True`` to run the calls on one worker thread instead. Either way the store
-    may be used from several threads: one connection, one operation at a time.
+    event loop (20-150 µs a call; a worker thread cost 54-166 µs of CPU per call). The WAL
+    checkpoints, which sync the disk, run on a thread of their own
+    (:mod:`~pyuftp.store.sqlite_checkpoint`): with NORMAL no commit waits for the disk. With
+    FULL every commit does, and the loop with it: pass ``threaded=True`` then (or on a slow
+    disk) to run the calls on one worker thread. Either way the store may be used from
+    several threads: one connection, one operation at a time.
 
     One process per file, enforced: the store holds an exclusive lock on the file itself (on
     its inode, whatever name, hard link or symlink it is opened by; ``<path>.lock`` only
@@ -77,11 +67,11 @@ class SQLiteStore(Store):
     corrupt store is refused at once rather than failing call after call; it reads the whole
     file (0.2 s for 200 MB in the page cache; a cold disk's read speed otherwise).
 
-    Every SQLite error becomes a :class:`StoreError` saying what happened and naming the
-    file; the failed transaction is rolled back.
+    Every SQLite error becomes a :class:`StoreError` naming the file; the failed
+    transaction is rolled back.
 
     The archive keeps every message until :meth:`forget_archived` deletes it (no cap by
-    count); its SQL is in :mod:`pyuftp.store.sqlite_archive`.
+    count; SQL in :mod:`~pyuftp.store.sqlite_archive`), its XML once (see docs/store.rst).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL",
@@ -95,20 +85,22 @@ class SQLiteStore(Store):
                 or not 0 <= busy_timeout < 1e6:
             raise ValueError(f"busy_timeout must be seconds (0 or more), not {busy_timeout!r}")
         for name, flag in (("threaded", threaded), ("check_integrity", check_integrity)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+            checks.flag(flag, name)
         path = os.fspath(path)
         if not isinstance(path, str) or not path:
             raise TypeError(f"path must be a non-empty str or os.PathLike[str], not {path!r}")
         self.path, self.synchronous, self.blocking = path, sync, threaded
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a group commit's entries take it again
+        self._grouped, self._group = False, GroupCommit(self)
         self._conn: sqlite3.Connection | None = None
         self._file_lock = None if path == ":memory:" else FileLock(path)
+        self._checkpointer: Checkpointer | None = None
         try:
             self._conn = open_file(path, sync, busy_timeout, check_integrity,
                                    sole_user=self._file_lock is not None)
             if self._file_lock is not None:
                 self._file_lock.check(always=True)  # SQLite opened the file we locked
+                self._checkpointer = Checkpointer(path, self._conn, busy_timeout=busy_timeout)
         except BaseException as exc:
             self._release()
             if isinstance(exc, sqlite3.Error):
@@ -119,6 +111,13 @@ class SQLiteStore(Store):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+    async def call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """As :meth:`Store.call`; on the loop, the message path's writes share commits
+        (:mod:`~pyuftp.store.sqlite_group`)."""
+        if self.blocking or self._closed or not groupable(self, method):
+            return await super().call(method, *args)
+        return await self._group.add(method, args)
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -132,20 +131,21 @@ class SQLiteStore(Store):
                 raise StoreError(f"{self!r} is closed")
             if self._file_lock is not None and self._file_lock.gone is not None:
                 raise StoreError(self._file_lock.gone)
+            grouped = self._grouped  # in a group's transaction: a savepoint (sqlite_group)
             try:
                 if write:
-                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("SAVEPOINT one" if grouped else "BEGIN IMMEDIATE")
                 yield conn
                 if write:
-                    conn.execute("COMMIT")
-                    if self._file_lock is not None:
+                    conn.execute("RELEASE one" if grouped else "COMMIT")
+                    if self._file_lock is not None and not grouped:
                         # after the commit: what a 200 follows was written where a restart
                         # finds it (record_received looks every time, the rest once a second)
                         self._file_lock.check(always=action == "record_received")
             except BaseException as exc:
-                if conn.in_transaction:  # SQLite rolls back by itself after some errors
-                    try:
-                        conn.execute("ROLLBACK")
+                if conn.in_transaction and (write or not grouped):  # (SQLite rolls back
+                    try:  # by itself after some errors)
+                        undo(conn, grouped)
                     except sqlite3.Error:
                         logger.exception("%s: cannot roll back", self.path)
                 if isinstance(exc, sqlite3.Error):
@@ -156,7 +156,10 @@ class SQLiteStore(Store):
         with self._lock:
             conn, self._conn = self._conn, None
             lock, self._file_lock = self._file_lock, None
+            checkpointer, self._checkpointer = self._checkpointer, None
             try:
+                if checkpointer is not None:
+                    checkpointer.close()  # first: the last connection checkpoints it all
                 if conn is not None:
                     conn.close()
             except sqlite3.Error as exc:
@@ -169,25 +172,30 @@ class SQLiteStore(Store):
 
     def add_outgoing(self, item: OutboxItem, *, answers: tuple[str, str] | None = None,
                      archive: ArchivedMessage | None = None,
-                     outcome: tuple[str, str | None] | None = None) -> int:
+                     outcome: tuple[str, str | None] | None = None,
+                     claim: float | None = None, delivered: Collection[int] = ()) -> int:
         checked, answered = checks.check_item(item), checks.answers(answers)
-        kept = checks.to_archive(archive)
+        kept = checks.with_envelope(checks.to_archive(archive), checked.body)
         result = None if outcome is None or answered is None else checks.outcome(*outcome)
+        lease, done = checks.claim(claim), checks.item_ids(delivered, "delivered")
+        now = time.time()
         with self._session("add_outgoing") as conn:
             if answered is not None and conn.execute(
-                    _MARK_HANDLED, (time.time(), *answered)).rowcount == 0:
+                    _MARK_HANDLED, (now, *answered)).rowcount == 0:
                 raise KeyError(f"no received message {answered[1]} from {answered[0]}")
             cursor = conn.execute(
                 "INSERT INTO outbox (message_id, message_type, sender_domain, recipient_domain, "
                 "recipient_role, body, created_at, expires_at, attempts, next_attempt_at, state, "
-                "last_error, last_status, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "last_error, last_status, updated_at, claimed_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (checked.message_id, checked.message_type, checked.sender_domain,
                  checked.recipient_domain, checked.recipient_role, checked.body,
                  checked.created_at, checked.expires_at, checked.attempts,
                  checked.next_attempt_at, checked.state, checked.last_error,
-                 checked.last_status, time.time()))
+                 checked.last_status, now, 0.0 if lease is None else now + lease))
             item_id = cursor.lastrowid
+            if done:
+                deliver(conn, done, now)
             if kept is not None:
                 sqlite_archive.archive(conn, kept)
             if result is not None and answered is not None:
@@ -207,13 +215,13 @@ class SQLiteStore(Store):
         for domain, role in sorted(peers):  # a few peers at most: one condition each
             sql += " AND NOT (recipient_domain = ? AND recipient_role = ?)"
             args += [domain, role]
-        sql = (f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE id IN ({sql} ORDER BY id LIMIT ?) "
+        sql = (f"SELECT {ITEM_COLUMNS} FROM outbox WHERE id IN ({sql} ORDER BY id LIMIT ?) "
                "ORDER BY id")
         with self._session("claim_due") as conn:
             rows = conn.execute(sql, (*args, limit)).fetchall()
             conn.executemany("UPDATE outbox SET claimed_until = ? WHERE id = ?",
                              [(now + lease, row[0]) for row in rows])
-        return [_row_item(row) for row in rows]
+        return [row_item(row) for row in rows]
 
     def release(self, item_ids: Iterable[int]) -> None:
         ids = checks.item_ids(item_ids, "item_ids")
@@ -248,6 +256,12 @@ class SQLiteStore(Store):
             if cursor.rowcount == 0:
                 raise KeyError(f"no outbox item {item_id}")
 
+    def mark_delivered_many(self, item_ids: Iterable[int]) -> None:
+        ids = checks.item_ids(item_ids, "item_ids")
+        if ids:
+            with self._session("mark_delivered_many") as conn:
+                deliver(conn, ids, time.time())
+
     def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
                    status: int | None) -> None:
         args = checks.retry_args(attempts, next_attempt_at, error, status)
@@ -260,14 +274,14 @@ class SQLiteStore(Store):
                      "state = 'failed', last_error = ?, last_status = ?", args)
 
     def outgoing(self, state: str | None = None) -> list[OutboxItem]:
-        sql = f"SELECT {_ITEM_COLUMNS} FROM outbox"
+        sql = f"SELECT {ITEM_COLUMNS} FROM outbox"
         args: tuple[Any, ...] = ()
         if state is not None:
             sql += " WHERE state = ?"
             args = (checks.state(state),)
         with self._session("outgoing", write=False) as conn:
             rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [_row_item(row) for row in rows]
+        return [row_item(row) for row in rows]
 
     def pending_counts(self) -> dict[tuple[str, str], int]:
         with self._session("pending_counts", write=False) as conn:
@@ -307,16 +321,21 @@ class SQLiteStore(Store):
     def record_received(self, sender_domain: str, message_id: str, digest: str, data: bytes,
                         received_at: float, *, archive: ArchivedMessage | None = None) -> str:
         args = checks.received_args(sender_domain, message_id, digest, data, received_at)
-        kept = checks.to_archive(archive)
+        kept = checks.with_envelope(checks.to_archive(archive), args[3])
         with self._session("record_received") as conn:
             # insert-or-keep and the digest comparison in one transaction: two requests with
-            # one id (retries crossing) cannot both be "new"
+            # one id (retries crossing) cannot both be "new". Archived, the data is kept
+            # there only (as the entry's envelope): the journal's data is NULL, which
+            # unhandled() reads as "in the archive"
             cursor = conn.execute(
                 "INSERT INTO received (sender_domain, message_id, digest, data, received_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_domain, message_id) DO NOTHING", args)
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sender_domain, message_id) DO NOTHING",
+                args if kept is None else (*args[:3], None, args[4]))
             if cursor.rowcount == 1:
-                if kept is not None:
-                    sqlite_archive.archive(conn, kept)
+                if kept is not None and not sqlite_archive.archive(conn, kept):
+                    # archived before (a forgotten record sent again): its data stays here
+                    conn.execute("UPDATE received SET data = ? WHERE sender_domain = ? AND "
+                                 "message_id = ?", (args[3], *args[:2]))
                 return "new"
             stored = conn.execute(
                 "SELECT digest FROM received WHERE sender_domain = ? AND message_id = ?",
@@ -332,9 +351,10 @@ class SQLiteStore(Store):
     def unhandled(self) -> list[tuple[str, str, bytes]]:
         with self._session("unhandled", write=False) as conn:
             rows = conn.execute(
-                "SELECT sender_domain, message_id, data FROM received WHERE handled_at IS NULL "
-                "ORDER BY received_at, rowid").fetchall()
-        return [(sender, message_id, bytes(data or b"")) for sender, message_id, data in rows]
+                f"SELECT sender_domain, message_id, data, ({sqlite_archive.ENVELOPE}) FROM "
+                "received WHERE handled_at IS NULL ORDER BY received_at, rowid").fetchall()
+        return [(sender, message_id, sqlite_archive.unhandled_data(data, blob))
+                for sender, message_id, data, blob in rows]
 
     def forget_received(self, before: float) -> int:
         before = checks.when(before, "before")
@@ -342,49 +362,3 @@ class SQLiteStore(Store):
             cursor = conn.execute(
                 "DELETE FROM received WHERE handled_at IS NOT NULL AND received_at < ?", (before,))
         return cursor.rowcount
-
-    # --- archive -----------------------------------------------------------------------------
-
-    def archive(self, message: ArchivedMessage) -> bool:
-        checked = checks.stamped(message)
-        with self._session("archive") as conn:
-            return sqlite_archive.archive(conn, checked)
-
-    def set_outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
-                    reasons: str | None = None) -> None:
-        key = checks.archive_key(direction, counterparty, message_id)
-        result, why = checks.outcome(outcome, reasons)
-        with self._session("set_outcome") as conn:
-            sqlite_archive.set_outcome(conn, key, result, why)
-
-    def find(self, counterparty: str, message_id: str,
-             direction: str | None = None) -> ArchivedMessage | None:
-        counterparty, message_id, directions = checks.find_args(counterparty, message_id,
-                                                                direction)
-        with self._session("find", write=False) as conn:
-            return sqlite_archive.find(conn, counterparty, message_id, directions)
-
-    def query(self, *, conversation_id: str | None = None, message_type: str | None = None,
-              counterparty: str | None = None, direction: str | None = None,
-              references: str | None = None, period_from: str | None = None,
-              period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None,
-              newest_first: bool = False) -> list[ArchivedMessage]:
-        criteria = checks.query(conversation_id, message_type, counterparty, direction,
-                                references, period_from, period_to, since, until, limit,
-                                newest_first)
-        with self._session("query", write=False) as conn:
-            return sqlite_archive.query(conn, criteria)
-
-    def highest_revision(self, direction: str, counterparty: str, message_type: str,
-                         period: str, congestion_point: str | None, *,
-                         excluding: str | None = None) -> int | None:
-        args = checks.revision_args(direction, counterparty, message_type, period,
-                                    congestion_point, excluding)
-        with self._session("highest_revision", write=False) as conn:
-            return sqlite_archive.highest_revision(conn, *args)
-
-    def forget_archived(self, before: float) -> int:
-        before = checks.when(before, "before")
-        with self._session("forget_archived") as conn:
-            return sqlite_archive.forget(conn, before)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import zlib
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from ..exceptions import StoreError, excerpt
+from . import signed
 
 logger = logging.getLogger(__name__)
 
 # 1: no claims; 2: outbox.claimed_until; 3: the archive; 4: archive.congestion_point, revision
-SCHEMA_VERSION = 4
+# 5: archive.signed (envelope and XML in one compressed blob; payload_xml x'' then)
+SCHEMA_VERSION = 5
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 MAGIC = b"SQLite format 3\x00"
 
@@ -82,6 +85,7 @@ _SCHEMA = (
         archived_at REAL NOT NULL,
         congestion_point TEXT,
         revision INTEGER,
+        signed BLOB,
         UNIQUE (counterparty, message_id, direction)
     )""",
     "CREATE INDEX IF NOT EXISTS archive_conversation ON archive (conversation_id)",
@@ -206,19 +210,21 @@ def _fill_revisions(conn: sqlite3.Connection) -> None:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     last = 0
     while rows := conn.execute(  # in batches: an archive of a year need not fit in memory
-            "SELECT id, payload_xml FROM archive WHERE id > ? AND message_type IN "
+            "SELECT id, coalesce(signed, payload_xml), signed IS NOT NULL FROM archive "
+            "WHERE id > ? AND message_type IN "
             "('D-Prognosis', 'FlexRequest') ORDER BY id LIMIT 500", (last,)).fetchall():
         last = rows[-1][0]
         _fill_batch(conn, parser, rows)
 
 
 def _fill_batch(conn: sqlite3.Connection, parser: etree.XMLParser,
-                rows: list[tuple[int, bytes]]) -> None:
-    for row_id, xml in rows:
+                rows: list[tuple[int, bytes, int]]) -> None:
+    for row_id, stored, packed in rows:
         try:
-            root = etree.fromstring(bytes(xml), parser)
+            xml = signed.unpack(stored)[0] if packed else bytes(stored)
+            root = etree.fromstring(xml, parser)
             revision = int(root.get("Revision", ""))
-        except (etree.XMLSyntaxError, ValueError):
+        except (etree.XMLSyntaxError, ValueError, zlib.error):
             continue  # not readable: the rule then sees no earlier revision for it
         conn.execute("UPDATE archive SET congestion_point = ?, revision = ? WHERE id = ?",
                      (root.get("CongestionPoint"), revision, row_id))
@@ -238,6 +244,10 @@ def _migrate(conn: sqlite3.Connection, path: str, sole_user: bool) -> None:
             row[1] for row in conn.execute("PRAGMA table_info(outbox)")}:
         conn.execute("ALTER TABLE outbox ADD COLUMN claimed_until REAL NOT NULL DEFAULT 0")
     backfill = _add_revision_columns(conn, tables)
+    if "archive" in tables and "signed" not in {
+            row[1] for row in conn.execute("PRAGMA table_info(archive)")}:
+        # rows archived before keep their payload_xml as it is; new ones fill signed
+        conn.execute("ALTER TABLE archive ADD COLUMN signed BLOB")
     for statement in _SCHEMA:
         conn.execute(statement)
     if backfill:

@@ -165,6 +165,9 @@ def test_archive_export_keeps_the_original_xml_and_verifies(archive_file):
     sent, received = json.loads(result.stdout)["messages"]
     assert sent["payload_xml"].encode() == offer_xml
     assert received["signed_xml"].startswith("<SignedMessage")
+    # delivered long since, yet the archive kept the envelope it was posted in (#23)
+    assert sent["signed_xml"].startswith("<SignedMessage")
+    assert sent["verification"]["now"]["checked"] is True
     assert received["verification"]["now"] == {
         "checked": True, "valid": True,
         "key": pyuftp.load_keys(folder / "dso.pub").public_key_cs1}

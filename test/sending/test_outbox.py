@@ -600,3 +600,63 @@ def test_delivered_items_are_forgotten_after_keep_delivered(monkeypatch):
         finally:
             await outbox.stop()
     run(scenario())
+
+
+def test_submitted_items_go_out_claimed_and_their_marks_ride_on_later_writes(tmp_path):
+    """#23: an item submitted with a free slot (or room in its peer's queue) is stored
+    claimed, so no claim_due takes it; delivered marks are committed with the next item or
+    together, and all are committed by stop()."""
+    async def main() -> None:
+        posted: list[str] = []
+        gate = asyncio.Event()
+
+        async def deliver(item: OutboxItem) -> None:
+            await gate.wait()
+            posted.append(item.message_id)
+
+        with SQLiteStore(tmp_path / "s.sqlite") as store:
+            outbox = Outbox(store, deliver, per_peer=2)
+            await outbox.start()
+            for n in range(5):  # 2 in flight, 3 queued: all claimed, none due for claim_due
+                await outbox.submit(make_item(outbox, n))
+            assert store.claim_due(time.time() + 1) == []
+            gate.set()
+            assert await outbox.wait_idle(10)
+            assert sorted(posted) == sorted(f"msg-dso.example.com-{n}" for n in range(5))
+            assert len(store.outgoing("delivered")) == 5
+            await outbox.stop()
+
+    run(main())
+
+
+def test_a_crash_between_post_and_mark_posts_again(tmp_path):
+    """The marks are not committed before the next write or 50 ms: a process that dies in
+    between (here: its store closed under it, the outbox never stopped) left the item
+    pending, and the restarted process posts it again; the recipient drops the repeat."""
+    path = tmp_path / "s.sqlite"
+    posted: list[str] = []
+
+    async def deliver(item: OutboxItem) -> None:
+        posted.append(item.message_id)
+
+    async def first() -> None:
+        store = SQLiteStore(path)
+        outbox = Outbox(store, deliver)
+        await outbox.start()
+        await outbox.submit(make_item(outbox, 1))
+        while not posted:
+            await asyncio.sleep(0)
+        store.close()  # "dies": the mark was not committed yet
+        outbox._loop_task.cancel()
+
+    async def second() -> None:
+        with SQLiteStore(path) as store:
+            outbox = Outbox(store, deliver)
+            await outbox.start()
+            assert await outbox.wait_idle(10)
+            await outbox.stop()
+            assert [i.message_id for i in store.outgoing("delivered")] == [posted[0]]
+
+    run(first())
+    run(second())
+    assert len(posted) == 2 and posted[0] == posted[1]

@@ -445,7 +445,7 @@ def test_a_version_2_file_is_migrated_in_place(tmp_path):
         assert ids(store.query(references="o1")) == ["r1", "f1"]
     raw = sqlite3.connect(path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
         assert {"archive", "archive_refs", "archive_refs_id", "archive_conversation",

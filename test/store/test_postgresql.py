@@ -123,7 +123,7 @@ def test_schema_version_and_migration(schema):
     assert result.returncode == 0 and "schema up to date (was 0)" in result.stdout
     store = open_store(url)
     try:
-        assert store.migrate() == 1  # done already
+        assert store.migrate() == 2  # done already
         import psycopg
 
         with psycopg.connect(pg.URL, autocommit=True) as conn:

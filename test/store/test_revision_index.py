@@ -114,7 +114,7 @@ def test_a_schema_3_file_is_migrated_and_its_revisions_filled(tmp_path):
                                       payload["congestion_point"]) == 40
     raw = sqlite3.connect(path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
         plan = " ".join(str(row) for row in raw.execute(
             "EXPLAIN QUERY PLAN SELECT revision, message_id FROM archive WHERE message_type = ? "
             "AND counterparty = ? AND direction = ? AND period = ? AND congestion_point IS ? "

@@ -537,7 +537,7 @@ def test_sqlite_settings(tmp_path):
     raw = sqlite3.connect(path)
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
     finally:
         raw.close()
     with pytest.raises(StoreError, match="cannot"):
@@ -745,7 +745,7 @@ def test_a_version_1_file_is_migrated_in_place(tmp_path):
         store.add_outgoing(item(1))
     raw = sqlite3.connect(path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         raw.close()
