@@ -9,14 +9,16 @@ start with ``@@``. Kinds:
   config may name a ``store``: a SQLite path, or ``{"memory": [max_received, max_kept]}``.
   Only constructor arguments that every pyuftp version has are used (``store=`` a path works
   in today's tree and in the old one), so it runs against another tree with
-  ``PYTHONPATH=<tree>`` (see :class:`Child`).
+  ``PYTHONPATH=<tree>`` (see :class:`Child`). ``{"loop": "uvloop"}`` runs it on uvloop
+  instead of asyncio's own loop.
 * ``agr``: a pyuftp ``ShapeshifterAgrService`` that counts the FlexOfferResponses it receives
   (verified and parsed, like any message): the AGR endpoint of the pyuftp DSO service.
 * ``peer``: shapeshifter-uftp's ``ShapeshifterDsoService`` (uvicorn + FastAPI), whose
   ``process_*`` methods do nothing (``process_flex_offer`` counts); no access log, its logger
-  at WARNING.
+  at WARNING. uvicorn picks uvloop by itself when it is installed (``loop="auto"``); the
+  ``ready`` line's ``loop`` names the module of its listening server's class.
 * ``bare``: a bare aiohttp server that reads a POST's body and answers 200: the floor under
-  any aiohttp service.
+  any aiohttp service (on uvloop with ``{"loop": "uvloop"}``).
 
 Everything listens on 127.0.0.1 only. A child ends by itself when its stdin closes and,
 whatever happens, after ``--lifetime`` seconds.
@@ -80,6 +82,17 @@ def _stdin_lines(callback) -> None:
     threading.Thread(target=pump, daemon=True, name="control").start()
 
 
+def run_loop(coro, loop: str | None = None) -> Any:
+    """Run ``coro`` to its end on a new event loop: asyncio's own, or uvloop's when ``loop``
+    is "uvloop" (the config key ``loop`` of a pyuftp child; the bench's uvloop senders)."""
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)
+
+
 def _deadman(seconds: float) -> None:
     timer = threading.Timer(seconds, lambda: os._exit(3))
     timer.daemon = True
@@ -89,6 +102,7 @@ def _deadman(seconds: float) -> None:
 async def _serve_async(start, count, **ready: Any) -> None:
     """Run ``start()`` (an async context manager factory) and answer commands."""
     loop = asyncio.get_running_loop()
+    ready.setdefault("loop", type(loop).__module__ + "." + type(loop).__name__)
     commands: asyncio.Queue[str] = asyncio.Queue()
     _stdin_lines(lambda line: loop.call_soon_threadsafe(commands.put_nowait, line))
     async with start() as port:
@@ -152,9 +166,9 @@ def serve_pyuftp(config: dict[str, Any]) -> None:
         handled += 1
 
     service.add_handler("FlexOffer", on_flex_offer)
-    asyncio.run(_serve_async(lambda: _Running(service), lambda: handled,
-                             libraries_kib=libraries_kib, pyuftp=pyuftp.__file__,
-                             store=repr(getattr(service, "store", store))))
+    run_loop(_serve_async(lambda: _Running(service), lambda: handled,
+                          libraries_kib=libraries_kib, pyuftp=pyuftp.__file__,
+                          store=repr(getattr(service, "store", store))), config.get("loop"))
 
 
 def serve_agr(config: dict[str, Any]) -> None:
@@ -215,7 +229,7 @@ def serve_bare(config: dict[str, Any]) -> None:
         async def __aexit__(self, *exc: Any) -> None:
             await self.runner.cleanup()
 
-    asyncio.run(_serve_async(Bare, lambda: count))
+    run_loop(_serve_async(Bare, lambda: count), config.get("loop"))
 
 
 def serve_peer(config: dict[str, Any]) -> None:
@@ -252,7 +266,9 @@ def serve_peer(config: dict[str, Any]) -> None:
     service.server = uvicorn.Server(uvicorn.Config(app=service.app, host=HOST, port=port,
                                                    access_log=False, log_level="warning"))
     service.run_in_thread()
-    _emit("ready", port=port, **_process_stats(0))
+    # uvicorn's loop="auto" (its default) picks uvloop when it is installed: say which it took
+    servers = getattr(service.server, "servers", None) or [None]
+    _emit("ready", port=port, loop=type(servers[0]).__module__, **_process_stats(0))
     cond = threading.Condition()
     commands: list[str] = []
 

@@ -19,7 +19,10 @@ message of pyuftp services with and without ``metrics=True`` (two processes, rou
 alternating), and what the metric hooks of one message cost on their own. ``--base TREE``:
 a third service, pyuftp from another source tree (e.g. ``git worktree add /tmp/base <commit>``),
 in the same rotation, so that a change is measured before and after in the same run;
-``--no-peer`` leaves the peer's rounds out. See bench/README.md.
+``--no-peer`` leaves the peer's rounds out. ``--uvloop``: another pyuftp service (this tree)
+on uvloop, its senders on a uvloop loop in a thread of this process, in the same rotation
+(the peer's uvicorn takes uvloop by itself when it is installed; the run says which loop each
+service runs). See bench/README.md.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from benchlib import (AGR_DOMAIN, DSO_DOMAIN, Child, close_client, cpu, dated_for_now, memory,
-                      quantile, spread)
+                      quantile, run_loop, spread)
 
 MAX_ERRORS = 20  # per round: stop sending after this many failed sends
 
@@ -107,7 +110,7 @@ class Bench:
         self.rounds: list[Round] = []
         self.floors: dict[str, list[float]] = {}
         # HTTP 200s per service process so far ("base": pyuftp from --base TREE)
-        self.accepted = {"pyuftp": 0, "peer": 0, "base": 0}
+        self.accepted = {"pyuftp": 0, "peer": 0, "base": 0, "uvloop": 0}
         self.agr_expected = 0  # responses the AGR should have received in all
         self.lifetime = 3600.0
         from pyuftp.clients import ShapeshifterAgrDsoClient
@@ -312,10 +315,11 @@ class Bench:
         self.floor_sizes = (len(envelope), len(self._wrap(response_xml, self._signer.signing_key,
                                                          DSO_DOMAIN, "DSO")))
 
-    async def bare_floor(self, bare: Child, seconds: float = 0.5) -> None:
+    async def bare_floor(self, bare: Child, seconds: float = 0.5, tag: str = "") -> None:
         """A bare aiohttp POST of the request's size and of the response's size to a bare
         aiohttp server: round-trip time, and CPU per POST of the client (this process) and
-        of the server (its process)."""
+        of the server (its process). ``tag`` ends the floors' names (" on uvloop": the
+        server and this client on uvloop)."""
         import aiohttp
 
         for what, size in (("request", self.floor_sizes[0]), ("response", self.floor_sizes[1])):
@@ -338,11 +342,11 @@ class Bench:
                 client_cpu = cpu() - cpu0
                 after = await asyncio.to_thread(bare.stats)
             n = after["handled"] - before["handled"]
-            self.floors.setdefault(f"bare POST {what}: round trip (wall)", []).append(
+            self.floors.setdefault(f"bare POST {what}: round trip (wall){tag}", []).append(
                 statistics.median(times) * 1e6)
-            self.floors.setdefault(f"bare POST {what}: client CPU", []).append(
+            self.floors.setdefault(f"bare POST {what}: client CPU{tag}", []).append(
                 client_cpu / len(times) * 1e6)
-            self.floors.setdefault(f"bare POST {what}: server CPU", []).append(
+            self.floors.setdefault(f"bare POST {what}: server CPU{tag}", []).append(
                 (after["cpu"] - before["cpu"]) / n * 1e6)
 
     # --- memory --------------------------------------------------------------------------------
@@ -378,6 +382,15 @@ class Bench:
         return refusals
 
 
+async def warm_up(bench: Bench, svc: Child, n: int = 50) -> None:
+    from pyuftp.clients import ShapeshifterAgrDsoClient
+
+    c = ShapeshifterAgrDsoClient(AGR_DOMAIN, bench.agr_private, DSO_DOMAIN, svc.url)
+    for _ in range(n):
+        await c.send_flex_offer(bench.payload)
+    await close_client(c)
+
+
 def presign(bench: Bench, count: int) -> list[bytes]:
     return [bench.body() for _ in range(count)]
 
@@ -405,12 +418,23 @@ async def run(args: Any) -> None:
         base = await asyncio.to_thread(Child, "pyuftp", bench.config(agr_endpoint=agr.url),
                                        lifetime, os.path.abspath(args.base))
         children.append(base)
-    impls = ["pyuftp"] + ([] if args.no_peer else ["peer"]) + (["base"] if base else [])
+    uv = bare_uv = None
+    if args.uvloop:  # the same service on uvloop; its senders on uvloop too (in a thread)
+        uv = await asyncio.to_thread(Child, "pyuftp", bench.config(agr_endpoint=agr.url,
+                                                                   loop="uvloop"), lifetime)
+        children.append(uv)
+        bare_uv = await asyncio.to_thread(Child, "bare", {"loop": "uvloop"}, lifetime)
+        children.append(bare_uv)
+    impls = (["pyuftp"] + ([] if args.no_peer else ["peer"]) + (["base"] if base else [])
+             + (["uvloop"] if uv else []))
     try:
         print(f"services in their own processes on 127.0.0.1 (pyuftp {ours.ready['pyuftp']}, "
               f"store {ours.ready['store']}); senders in this process; {os.cpu_count()} CPUs")
         if base is not None:
             print(f"base: pyuftp {base.ready['pyuftp']}, store {base.ready['store']}")
+        print(f"event loops: pyuftp service {ours.ready['loop']}"
+              + (f", uvloop service {uv.ready['loop']} (its senders on uvloop too)" if uv else "")
+              + f"; the peer's uvicorn server: {peer.ready['loop']}")
         print(f"FlexOffer: 1 option x {len(bench.payload['offer_options'][0]['isps'])} ISPs "
               f"({bench.source}), signed envelope {len(bench.body())} B")
         print(f"{args.rounds} rounds of {args.seconds:g} s per scenario and library, pyuftp and "
@@ -437,6 +461,11 @@ async def run(args: Any) -> None:
             bench.accepted["base"] += 50
             bench.agr_expected += 50
             await bench.drain(base, agr, "base")
+        if uv is not None:
+            await asyncio.to_thread(run_loop, warm_up(bench, uv), "uvloop")
+            bench.accepted["uvloop"] += 50
+            bench.agr_expected += 50
+            await bench.drain(uv, agr, "uvloop")
         warm = Round("peer", "warm-up", 1)
         saved, args.seconds = args.seconds, 0.5
         await asyncio.to_thread(bench.peer_round, warm, peer)
@@ -460,6 +489,9 @@ async def run(args: Any) -> None:
                         await bench.async_round(r, ours, agr, bodies)
                     elif impl == "base":
                         await bench.async_round(r, base, agr, bodies)
+                    elif impl == "uvloop":  # the senders on a uvloop loop of their own
+                        await asyncio.to_thread(run_loop, bench.async_round(r, uv, agr, bodies),
+                                                "uvloop")
                     elif label == "send":
                         await asyncio.to_thread(bench.peer_round, r, peer)
                     else:
@@ -482,6 +514,9 @@ async def run(args: Any) -> None:
                 if label == "send" and senders == 1:  # floors, between rounds
                     bench.cpu_floors()
                     await bench.bare_floor(bare)
+                    if uv is not None:
+                        await asyncio.to_thread(run_loop, bench.bare_floor(
+                            bare_uv, tag=" on uvloop"), "uvloop")
         if args.rounds:
             report(bench, args)
 
@@ -497,8 +532,9 @@ async def run(args: Any) -> None:
                       f"{mem[-1][2]['VmRSS']:.1f} MiB", flush=True)
         final_ours = await asyncio.to_thread(ours.quit)
         final_peer = await asyncio.to_thread(peer.quit)
-        if base is not None:
-            await asyncio.to_thread(base.quit)
+        for other in (base, uv):
+            if other is not None:
+                await asyncio.to_thread(other.quit)
         if args.cap_messages:
             capped = await asyncio.to_thread(
                 Child, "pyuftp", bench.config(agr_endpoint=agr.url,
@@ -590,6 +626,7 @@ def report(bench: Bench, args: Any) -> None:
     print(f"  {'':<34} {'pyuftp':>26} {'shapeshifter-uftp':>26} {'peer/ours':>9}")
     summary = {}
     base_summary: dict[tuple[str, int], list[float]] = {}
+    uv_summary: dict[tuple[str, int], list[float]] = {}
     for label, senders in (("send", 1), ("send", args.senders), ("pre-signed", 1),
                            ("pre-signed", args.senders)):
         a, b = pick("pyuftp", label, senders), pick("peer", label, senders)
@@ -628,6 +665,23 @@ def report(bench: Bench, args: Any) -> None:
                                          if r.latencies],
                       [statistics.median(r.latencies) * 1e3 for r in c if r.latencies], ".2f"))
             base_summary[(label, senders)] = [r.per_msg(r.service_cpu) for r in c]
+        u = pick("uvloop", label, senders)
+        if u:  # the same tree on uvloop (service and senders); the last column uvloop/asyncio
+            both_u = [r.per_msg(r.service_cpu + r.sender_cpu) for r in u]
+            print(f"  {'vs --uvloop':<34} {'pyuftp on asyncio':>26} {'pyuftp on uvloop':>26} "
+                  f"{'uv/asyncio':>9}")
+            print(row("service CPU µs/msg", svc_a, [r.per_msg(r.service_cpu) for r in u]))
+            print(row("sender CPU µs/msg", snd_a, [r.per_msg(r.sender_cpu) for r in u]))
+            print(row("service + sender CPU µs/msg", both_a, both_u))
+            print(row("p50 latency ms", [statistics.median(r.latencies) * 1e3 for r in a
+                                         if r.latencies],
+                      [statistics.median(r.latencies) * 1e3 for r in u if r.latencies], ".2f"))
+            print(row("msg/s (delivered)", [r.rate for r in a], [r.rate for r in u]))
+            if both_b:
+                print(f"  {'peer/ours service + sender CPU':<34} asyncio "
+                      f"{statistics.median(both_b) / statistics.median(both_a):.2f}, uvloop "
+                      f"{statistics.median(both_b) / statistics.median(both_u):.2f}")
+            uv_summary[(label, senders)] = [r.per_msg(r.service_cpu) for r in u]
 
     f = bench.floors
     med = {k: statistics.median(v) for k, v in f.items()}
@@ -655,6 +709,11 @@ def report(bench: Bench, args: Any) -> None:
         if base_summary.get((label, 1)):
             old = statistics.median(base_summary[(label, 1)])
             print(f"    the --base tree: {old:.0f} µs = {old / floor:.2f} × the floor sum")
+        if uv_summary.get((label, 1)):
+            on_uv = statistics.median(uv_summary[(label, 1)])
+            floor_uv = floor - sum(med[k] - med[k + " on uvloop"] for k in trips)
+            print(f"    on uvloop: {on_uv:.0f} µs = {on_uv / floor_uv:.2f} × the floor sum "
+                  f"with uvloop's round trips ({floor_uv:.0f} µs)")
     sender_floor = (med["sender: crypto_sign(FlexOffer)"] + med["sender: pyuftp.create_message(FlexOffer)"]
                     + med["bare POST request: client CPU"])
     snd_one = statistics.median(summary[("send", 1)][1])
@@ -711,6 +770,9 @@ def main() -> None:
     parser.add_argument("--base", metavar="TREE",
                         help="also run pyuftp from this source tree, in the same rotation "
                              "(before/after in one run)")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="also run a pyuftp service on uvloop, its senders on uvloop too, "
+                             "in the same rotation (needs uvloop installed)")
     parser.add_argument("--no-peer", action="store_true",
                         help="leave shapeshifter-uftp's rounds out (its service still starts)")
     parser.add_argument("--metrics-rounds", type=int, default=6,
