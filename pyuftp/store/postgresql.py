@@ -9,8 +9,9 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from types import ModuleType
+from typing import Any, ClassVar
 
 import psycopg
 import psycopg_pool
@@ -19,6 +20,7 @@ from ..exceptions import StoreError
 from . import checks, postgresql_archive as pa, postgresql_schema as schema_
 from .base import ArchivedMessage, OutboxItem, Store
 from .summary import OutboxSummary, summary_of
+from .sql_archive import SQLArchive
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def _row_item(row: tuple[Any, ...]) -> OutboxItem:
                       last_error, last_status)
 
 
-class PostgreSQLStore(pa.ArchiveMethods, Store):
+class PostgreSQLStore(SQLArchive, Store):
     """A :class:`Store` in a PostgreSQL database that several processes share at once.
 
     Across processes: duplicate detection is the journal's primary key (``INSERT … ON
@@ -113,6 +115,8 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
         to 30 s), so a dead instance's message waits at most 1.25 leases."""
         return min(30.0, max(0.5, self.handling_lease / 4))
 
+    _sql: ClassVar[ModuleType] = pa  # the archive's SQL (SQLArchive runs it)
+
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"
 
@@ -147,6 +151,12 @@ class PostgreSQLStore(pa.ArchiveMethods, Store):
                 raise StoreError(f"{self!r} is closed") from exc
             raise StoreError(f"{self.url}: {action} failed: {schema_.describe(exc)}") from exc
 
+
+    def _transaction(self, action: str,
+                     write: bool = True) -> AbstractContextManager[Any]:
+        """SQLArchive's way to a connection: each of its calls is one statement, which
+        commits by itself."""
+        return self._connection(action)
     def _release(self) -> None:
         self._pool.close(timeout=5.0)
 

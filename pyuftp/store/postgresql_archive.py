@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from .base import ArchivedMessage
-from . import checks, signed
+from . import signed
 from .checks import Query
 
 _COLUMNS = ("direction, message_type, message_id, conversation_id, sender_domain, sender_role, "
@@ -160,64 +160,3 @@ def highest_revision(conn: Any, direction: str, counterparty: str, message_type:
 def forget(conn: Any, before: float) -> int:
     """Delete the messages archived before ``before`` (their refs go by the cascade)."""
     return int(conn.execute("DELETE FROM archive WHERE archived_at < %s", (before,)).rowcount)
-
-
-class ArchiveMethods:
-    """The archive part of the store's contract on PostgreSQL (a mixin of
-    :class:`~pyuftp.store.postgresql.PostgreSQLStore`, which gives ``_connection``)."""
-
-    def _connection(self, action: str, prepare: bool = True) -> Any:
-        raise NotImplementedError  # the store's
-
-    def archive(self, message: ArchivedMessage) -> bool:
-        checked = checks.stamped(message)
-        with self._connection("archive") as conn:
-            return archive(conn, checked)
-
-    def set_outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
-                    reasons: str | None = None) -> None:
-        key = checks.archive_key(direction, counterparty, message_id)
-        result, why = checks.outcome(outcome, reasons)
-        with self._connection("set_outcome") as conn:
-            set_outcome(conn, key, result, why)
-
-    def find(self, counterparty: str, message_id: str,
-             direction: str | None = None) -> ArchivedMessage | None:
-        counterparty, message_id, directions = checks.find_args(counterparty, message_id,
-                                                                direction)
-        with self._connection("find") as conn:
-            return find(conn, counterparty, message_id, directions)
-
-    def query(self, *, conversation_id: str | None = None, message_type: str | None = None,
-              counterparty: str | None = None, direction: str | None = None,
-              references: str | None = None, period_from: str | None = None,
-              period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None,
-              newest_first: bool = False) -> list[ArchivedMessage]:
-        criteria = checks.query(conversation_id, message_type, counterparty, direction,
-                                references, period_from, period_to, since, until, limit,
-                                newest_first)
-        with self._connection("query") as conn:
-            return query(conn, criteria)
-
-    def highest_revision(self, direction: str, counterparty: str, message_type: str,
-                         period: str, congestion_point: str | None, *,
-                         excluding: str | None = None) -> int | None:
-        """The highest ``revision`` archived for that direction, counterparty, type, period
-        and congestion point, leaving out message ``excluding``; None if there is none."""
-        direction = checks.direction(direction)
-        counterparty = checks.text(counterparty, "counterparty")
-        message_type = checks.text(message_type, "message_type")
-        day = checks.iso_date(period, "period")
-        if day is None:
-            raise TypeError("period must be an ISO date str, not None")
-        point = checks.optional(congestion_point, "congestion_point")
-        skip = checks.optional(excluding, "excluding")
-        with self._connection("highest_revision") as conn:
-            return highest_revision(conn, direction, counterparty, message_type, day, point,
-                                       skip)
-
-    def forget_archived(self, before: float) -> int:
-        before = checks.when(before, "before")
-        with self._connection("forget_archived") as conn:
-            return forget(conn, before)

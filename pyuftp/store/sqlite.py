@@ -8,7 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 from ..exceptions import StoreError
 from . import checks, sqlite_archive
@@ -19,6 +20,7 @@ from .sqlite_checkpoint import Checkpointer
 from .sqlite_group import GroupCommit, groupable, undo
 from .sqlite_lock import FileLock
 from .sqlite_outbox import ITEM_COLUMNS, deliver, row_item
+from .sql_archive import SQLArchive
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ _MARK_HANDLED = ("UPDATE received SET handled_at = COALESCE(handled_at, ?), data
                  "WHERE sender_domain = ? AND message_id = ?")
 
 
-class SQLiteStore(sqlite_archive.ArchiveMethods, Store):
+class SQLiteStore(SQLArchive, Store):
     """A :class:`Store` in one SQLite file, used by one process at a time (a restarted
     process opens the same file again).
 
@@ -109,6 +111,8 @@ class SQLiteStore(sqlite_archive.ArchiveMethods, Store):
                 raise StoreError(f"cannot use {path}: {exc.strerror or exc}") from exc
             raise
 
+    _sql: ClassVar[ModuleType] = sqlite_archive  # the archive's SQL (SQLArchive runs it)
+
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
@@ -152,6 +156,8 @@ class SQLiteStore(sqlite_archive.ArchiveMethods, Store):
                     raise StoreError(f"{self.path}: {action} failed: {describe(exc)}") from exc
                 raise
 
+
+    _transaction = _session  # SQLArchive's way to a connection
     def _release(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None

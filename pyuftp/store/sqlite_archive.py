@@ -10,7 +10,6 @@ from typing import Any
 
 from . import signed
 from .base import ArchivedMessage
-from . import checks
 from .checks import Query
 
 logger = logging.getLogger("pyuftp.store.sqlite")
@@ -118,55 +117,3 @@ def unhandled_data(data: bytes | None, blob: bytes | None) -> bytes:
     if envelope is None:  # not expected: forget_archived keeps what unhandled records need
         logger.error("an unhandled message's data is neither in the journal nor the archive")
     return envelope or b""
-
-
-class ArchiveMethods:
-    """The archive part of the store's contract on SQLite (a mixin of
-    :class:`~pyuftp.store.sqlite.SQLiteStore`, which gives ``_session``)."""
-
-    def _session(self, action: str, write: bool = True) -> Any:
-        raise NotImplementedError  # the store's
-
-    def archive(self, message: ArchivedMessage) -> bool:
-        checked = checks.stamped(message)
-        with self._session("archive") as conn:
-            return archive(conn, checked)
-
-    def set_outcome(self, direction: str, counterparty: str, message_id: str, outcome: str,
-                    reasons: str | None = None) -> None:
-        key = checks.archive_key(direction, counterparty, message_id)
-        result, why = checks.outcome(outcome, reasons)
-        with self._session("set_outcome") as conn:
-            set_outcome(conn, key, result, why)
-
-    def find(self, counterparty: str, message_id: str,
-             direction: str | None = None) -> ArchivedMessage | None:
-        counterparty, message_id, directions = checks.find_args(counterparty, message_id,
-                                                                direction)
-        with self._session("find", write=False) as conn:
-            return find(conn, counterparty, message_id, directions)
-
-    def query(self, *, conversation_id: str | None = None, message_type: str | None = None,
-              counterparty: str | None = None, direction: str | None = None,
-              references: str | None = None, period_from: str | None = None,
-              period_to: str | None = None, since: float | None = None,
-              until: float | None = None, limit: int | None = None,
-              newest_first: bool = False) -> list[ArchivedMessage]:
-        criteria = checks.query(conversation_id, message_type, counterparty, direction,
-                                references, period_from, period_to, since, until, limit,
-                                newest_first)
-        with self._session("query", write=False) as conn:
-            return query(conn, criteria)
-
-    def highest_revision(self, direction: str, counterparty: str, message_type: str,
-                         period: str, congestion_point: str | None, *,
-                         excluding: str | None = None) -> int | None:
-        args = checks.revision_args(direction, counterparty, message_type, period,
-                                    congestion_point, excluding)
-        with self._session("highest_revision", write=False) as conn:
-            return highest_revision(conn, *args)
-
-    def forget_archived(self, before: float) -> int:
-        before = checks.when(before, "before")
-        with self._session("forget_archived") as conn:
-            return forget(conn, before)
