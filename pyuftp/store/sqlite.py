@@ -156,7 +156,6 @@ class SQLiteStore(SQLArchive, Store):
                     raise StoreError(f"{self.path}: {action} failed: {describe(exc)}") from exc
                 raise
 
-
     _transaction = _session  # SQLArchive's way to a connection
     def _release(self) -> None:
         with self._lock:
