@@ -19,27 +19,16 @@ import psycopg_pool
 from ..exceptions import StoreError
 from . import checks, postgresql_archive as pa, postgresql_schema as schema_
 from .base import ArchivedMessage, OutboxItem, Store
-from .summary import OutboxSummary, summary_of
 from .sql_archive import SQLArchive
+from .sql_outbox import ITEM_COLUMNS, SQLOutbox, row_item
 
 logger = logging.getLogger(__name__)
 
-_ITEM_COLUMNS = ("id, message_id, message_type, sender_domain, recipient_domain, recipient_role, "
-                 "body, created_at, expires_at, attempts, next_attempt_at, state, last_error, "
-                 "last_status")
 _READY = "state = 'pending' AND GREATEST(next_attempt_at, claimed_until)"  # as indexed
 _RECEIVED_KEY = "sender_domain = %(sender)s AND message_id = %(mid)s"
 
 
-def _row_item(row: tuple[Any, ...]) -> OutboxItem:
-    (id_, message_id, message_type, sender_domain, recipient_domain, recipient_role, body,
-     created_at, expires_at, attempts, next_attempt_at, state, last_error, last_status) = row
-    return OutboxItem(message_id, message_type, sender_domain, recipient_domain, recipient_role,
-                      bytes(body), created_at, expires_at, id_, attempts, next_attempt_at, state,
-                      last_error, last_status)
-
-
-class PostgreSQLStore(SQLArchive, Store):
+class PostgreSQLStore(SQLArchive, SQLOutbox, Store):
     """A :class:`Store` in a PostgreSQL database that several processes share at once.
 
     Across processes: duplicate detection is the journal's primary key (``INSERT … ON
@@ -116,6 +105,7 @@ class PostgreSQLStore(SQLArchive, Store):
         return min(30.0, max(0.5, self.handling_lease / 4))
 
     _sql: ClassVar[ModuleType] = pa  # the archive's SQL (SQLArchive runs it)
+    _P: ClassVar[str] = "%s"  # a parameter in psycopg's SQL (SQLOutbox)
 
     def __repr__(self) -> str:
         return f"PostgreSQLStore({self.url!r})"
@@ -214,10 +204,10 @@ class PostgreSQLStore(SQLArchive, Store):
         # SKIP LOCKED: what another instance is claiming right now is simply not ours
         sql = (f"UPDATE outbox SET claimed_until = %s, added_by = NULL WHERE id IN ({sql} "
                "ORDER BY id LIMIT %s "
-               f"FOR UPDATE SKIP LOCKED) RETURNING {_ITEM_COLUMNS}")
+               f"FOR UPDATE SKIP LOCKED) RETURNING {ITEM_COLUMNS}")
         with self._connection("claim_due") as conn:
             rows = conn.execute(sql, (*args, limit)).fetchall()
-        return sorted((_row_item(row) for row in rows), key=lambda i: i.id or 0)
+        return sorted((row_item(row) for row in rows), key=lambda i: i.id or 0)
 
     def release(self, item_ids: Iterable[int]) -> None:
         ids = sorted(checks.item_ids(item_ids, "item_ids"))
@@ -232,13 +222,6 @@ class PostgreSQLStore(SQLArchive, Store):
                 "GREATEST(next_attempt_at, claimed_until) END) FROM outbox WHERE "
                 "state = 'pending'", (self.instance,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
-
-    def pending_counts(self) -> dict[tuple[str, str], int]:
-        """Undelivered (pending) items per ``(recipient_domain, recipient_role)``."""
-        with self._connection("pending_counts") as conn:
-            rows = conn.execute("SELECT recipient_domain, recipient_role, count(*) FROM outbox "
-                                "WHERE state = 'pending' GROUP BY 1, 2").fetchall()
-        return {(domain, role): int(n) for domain, role, n in rows}
 
     def _change(self, action: str, item_id: int, sql: str, args: tuple[Any, ...]) -> None:
         with self._connection(action) as conn:
@@ -268,39 +251,6 @@ class PostgreSQLStore(SQLArchive, Store):
             with self._connection("mark_delivered_many") as conn:
                 conn.execute(f"{pa.DELIVER} WHERE id = ANY(%(done)s)",
                              {"now": time.time(), "done": ids})
-
-    def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
-                   status: int | None) -> None:
-        args = checks.retry_args(attempts, next_attempt_at, error, status)
-        self._change("mark_retry", checks.item_id(item_id), "attempts = %s, next_attempt_at = "
-                     "%s, last_error = %s, last_status = %s", args)
-
-    def mark_failed(self, item_id: int, error: str, status: int | None) -> None:
-        args = (checks.error(error), checks.status(status))
-        self._change("mark_failed", checks.item_id(item_id),
-                     "state = 'failed', last_error = %s, last_status = %s", args)
-
-    def outgoing(self, state: str | None = None) -> list[OutboxItem]:
-        sql = f"SELECT {_ITEM_COLUMNS} FROM outbox"
-        args: tuple[Any, ...] = ()
-        if state is not None:
-            sql += " WHERE state = %s"
-            args = (checks.state(state),)
-        with self._connection("outgoing") as conn:
-            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [_row_item(row) for row in rows]
-
-    def forget_outgoing(self, before: float, state: str = "delivered") -> int:
-        before, state = checks.when(before, "before"), checks.state(state, done=True)
-        with self._connection("forget_outgoing") as conn:
-            return int(conn.execute("DELETE FROM outbox WHERE state = %s AND updated_at < %s",
-                                    (state, before)).rowcount)
-
-    def outbox_summary(self) -> OutboxSummary:
-        with self._connection("outbox_summary") as conn:
-            rows = conn.execute("SELECT state, COUNT(*), MIN(created_at) FROM outbox WHERE "
-                                "state IN ('pending', 'failed') GROUP BY state").fetchall()
-        return summary_of(rows)
 
     def retry_outgoing(self, item_id: int, next_attempt_at: float, expires_at: float) -> None:
         item_id = checks.item_id(item_id)

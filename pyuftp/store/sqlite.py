@@ -14,12 +14,11 @@ from typing import Any, ClassVar
 from ..exceptions import StoreError
 from . import checks, sqlite_archive
 from .base import ArchivedMessage, OutboxItem, Store
-from .summary import OutboxSummary, summary_of
 from .sqlite_file import SYNCHRONOUS_MODES, describe, open_file
 from .sqlite_checkpoint import Checkpointer
 from .sqlite_group import GroupCommit, groupable, undo
 from .sqlite_lock import FileLock
-from .sqlite_outbox import ITEM_COLUMNS, deliver, row_item
+from .sql_outbox import ITEM_COLUMNS, SQLOutbox, row_item
 from .sql_archive import SQLArchive
 
 logger = logging.getLogger(__name__)
@@ -29,7 +28,13 @@ _MARK_HANDLED = ("UPDATE received SET handled_at = COALESCE(handled_at, ?), data
                  "WHERE sender_domain = ? AND message_id = ?")
 
 
-class SQLiteStore(SQLArchive, Store):
+def _deliver(conn: sqlite3.Connection, ids: Collection[int], now: float) -> None:
+    """Mark these items delivered (as mark_delivered does; unknown ids are ignored)."""
+    conn.executemany("UPDATE outbox SET state = 'delivered', body = x'', claimed_until = 0, "
+                     "updated_at = ? WHERE id = ?", [(now, i) for i in sorted(ids)])
+
+
+class SQLiteStore(SQLArchive, SQLOutbox, Store):
     """A :class:`Store` in one SQLite file, used by one process at a time (a restarted
     process opens the same file again).
 
@@ -112,6 +117,7 @@ class SQLiteStore(SQLArchive, Store):
             raise
 
     _sql: ClassVar[ModuleType] = sqlite_archive  # the archive's SQL (SQLArchive runs it)
+    _P: ClassVar[str] = "?"  # a parameter in SQLite's SQL (SQLOutbox)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -200,7 +206,7 @@ class SQLiteStore(SQLArchive, Store):
                  checked.last_status, now, 0.0 if lease is None else now + lease))
             item_id = cursor.lastrowid
             if done:
-                deliver(conn, done, now)
+                _deliver(conn, done, now)
             if kept is not None:
                 sqlite_archive.archive(conn, kept)
             if result is not None and answered is not None:
@@ -265,47 +271,7 @@ class SQLiteStore(SQLArchive, Store):
         ids = checks.item_ids(item_ids, "item_ids")
         if ids:
             with self._session("mark_delivered_many") as conn:
-                deliver(conn, ids, time.time())
-
-    def mark_retry(self, item_id: int, attempts: int, next_attempt_at: float, error: str,
-                   status: int | None) -> None:
-        args = checks.retry_args(attempts, next_attempt_at, error, status)
-        self._change("mark_retry", checks.item_id(item_id), "attempts = ?, next_attempt_at = ?, "
-                     "last_error = ?, last_status = ?", args)
-
-    def mark_failed(self, item_id: int, error: str, status: int | None) -> None:
-        args = (checks.error(error), checks.status(status))
-        self._change("mark_failed", checks.item_id(item_id),
-                     "state = 'failed', last_error = ?, last_status = ?", args)
-
-    def outgoing(self, state: str | None = None) -> list[OutboxItem]:
-        sql = f"SELECT {ITEM_COLUMNS} FROM outbox"
-        args: tuple[Any, ...] = ()
-        if state is not None:
-            sql += " WHERE state = ?"
-            args = (checks.state(state),)
-        with self._session("outgoing", write=False) as conn:
-            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [row_item(row) for row in rows]
-
-    def pending_counts(self) -> dict[tuple[str, str], int]:
-        with self._session("pending_counts", write=False) as conn:
-            rows = conn.execute("SELECT recipient_domain, recipient_role, COUNT(*) FROM outbox "
-                                "WHERE state = 'pending' GROUP BY 1, 2").fetchall()
-        return {(str(domain), str(role)): int(count) for domain, role, count in rows}
-
-    def outbox_summary(self) -> OutboxSummary:
-        with self._session("outbox_summary", write=False) as conn:
-            rows = conn.execute("SELECT state, COUNT(*), MIN(created_at) FROM outbox WHERE "
-                                "state IN ('pending', 'failed') GROUP BY state").fetchall()
-        return summary_of(rows)
-
-    def forget_outgoing(self, before: float, state: str = "delivered") -> int:
-        before, state = checks.when(before, "before"), checks.state(state, done=True)
-        with self._session("forget_outgoing") as conn:
-            cursor = conn.execute("DELETE FROM outbox WHERE state = ? AND updated_at < ?",
-                                  (state, before))
-        return cursor.rowcount
+                _deliver(conn, ids, time.time())
 
     def retry_outgoing(self, item_id: int, next_attempt_at: float, expires_at: float) -> None:
         item_id = checks.item_id(item_id)
