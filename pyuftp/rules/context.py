@@ -88,30 +88,29 @@ class Context:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(UTC))
     settings: Settings = field(default_factory=Settings)
     lookups: Lookups | None = None
-    _found: dict[tuple[str, str, bool], Any] = field(default_factory=dict, repr=False)
-    _spans: list[tuple[str, list[tuple[int, int]]]] | None = field(default=None, repr=False)
-    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)  # what once() kept
 
     def isps(self) -> IspIndex | None:
         """The message's ISP lists read once (:mod:`pyuftp.rules.isps`), or None when they
         are not plain whole-number ISPs: a rule then takes its plain path."""
-        key = ("isps",)
-        if key not in self._memo:
+        def read() -> IspIndex | None:
             try:
-                self._memo[key] = isp_index(self.message_type, self.payload)
+                return isp_index(self.message_type, self.payload)
             except Exception:  # noqa: BLE001 - any odd payload: the plain paths judge it
-                self._memo[key] = None
-        return self._memo[key]  # type: ignore[no-any-return]
+                return None
+
+        return self.once(("isps",), read)  # type: ignore[no-any-return]
 
     def spans(self) -> list[tuple[str, list[tuple[int, int]]]]:
         """(path, [(first ISP, last ISP), ...]) per ISP list of the message, computed once
         for all the rules that need them (a 96-ISP list is read by several)."""
-        if self._spans is None:
+        def spans() -> list[tuple[str, list[tuple[int, int]]]]:
             index = self.isps()
-            self._spans = index.pairs() if index is not None else [
+            return index.pairs() if index is not None else [
                 (path, [(i["start"], i["start"] + i.get("duration", 1) - 1) for i in isps])
                 for path, isps in _isp_lists(self.message_type, self.payload)]
-        return self._spans
+
+        return self.once(("spans",), spans)  # type: ignore[no-any-return]
 
     def once(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()``, called once per check for ``key`` (a hashable of the rule's
@@ -143,18 +142,21 @@ class Context:
         one that went the same way as this message (``same_way``) or the other way."""
         if self.lookups is None or not isinstance(message_id, str):
             return None
-        key = (message_type, message_id, same_way)
-        if key not in self._found:
+        lookups = self.lookups
+
+        def found() -> tuple[Any, dict[str, Any] | None]:
             entry = self.find(message_id, same_way)
-            payload = None
             if entry is not None and entry.message_type == message_type:
-                payload = self.lookups.payload(entry)
-            self._found[key] = (entry, payload)
-        return self._found[key][1]  # type: ignore[no-any-return]
+                return entry, lookups.payload(entry)
+            return entry, None
+
+        key = ("referenced", message_type, message_id, same_way)
+        return self.once(key, found)[1]  # type: ignore[no-any-return]
 
     def entry(self, message_type: str, message_id: str, same_way: bool) -> Any:
         """The archive entry found by :meth:`referenced` (its ``outcome``, say)."""
-        return self._found.get((message_type, message_id, same_way), (None, None))[0]
+        key = ("referenced", message_type, message_id, same_way)
+        return self._memo.get(key, (None, None))[0]
 
     def entries(self, message_type: str, same_way: bool, **criteria: Any) -> list[Any]:
         """Archive entries of ``message_type`` with the counterparty (unparsed: for a rule
